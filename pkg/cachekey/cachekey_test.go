@@ -1,0 +1,118 @@
+package cachekey
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
+)
+
+func inputs() Inputs {
+	return Inputs{
+		Build: Build{Organization: "acme", Pipeline: "web", Branch: "feature/x y", Step: ":npm: install"},
+		Paths: []string{"node_modules"}, Compression: archive.Zstd, OS: "linux", Arch: "amd64",
+		ManifestHash: "abc",
+	}
+}
+
+func TestLayout(t *testing.T) {
+	for level, pattern := range map[config.Level]string{
+		config.LevelFile:     `^pre/acme/web/file/[0-9a-f]{32}\.tar\.zst$`,
+		config.LevelStep:     `^pre/acme/web/step/npm-install/[0-9a-f]{32}\.tar\.zst$`,
+		config.LevelBranch:   `^pre/acme/web/branch/feature-x-y/[0-9a-f]{32}\.tar\.zst$`,
+		config.LevelPipeline: `^pre/acme/web/pipeline/[0-9a-f]{32}\.tar\.zst$`,
+		config.LevelAll:      `^pre/acme/all/[0-9a-f]{32}\.tar\.zst$`,
+	} {
+		k, err := For(level, "/pre/", inputs())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !regexp.MustCompile(pattern).MatchString(k.Name) || k.Level != level {
+			t.Errorf("%s: %s does not match %s", level, k.Name, pattern)
+		}
+	}
+}
+
+// Every input changes the key; nothing else does.
+func TestKeyInputs(t *testing.T) {
+	key := func(level config.Level, mod func(*Inputs)) string {
+		in := inputs()
+		mod(&in)
+		k, err := For(level, "", in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.Name
+	}
+	same := func(*Inputs) {}
+	if key(config.LevelFile, same) != key(config.LevelFile, same) {
+		t.Fatal("keys are not deterministic")
+	}
+	for name, mod := range map[string]func(*Inputs){
+		"manifest":    func(in *Inputs) { in.ManifestHash = "def" },
+		"paths":       func(in *Inputs) { in.Paths = []string{"node_modules", "x"} },
+		"compression": func(in *Inputs) { in.Compression = archive.Gzip },
+		"os":          func(in *Inputs) { in.OS = "darwin" },
+		"arch":        func(in *Inputs) { in.Arch = "arm64" },
+		"key-extra":   func(in *Inputs) { in.KeyExtra = "node20" },
+		"pipeline":    func(in *Inputs) { in.Build.Pipeline = "api" },
+	} {
+		if key(config.LevelFile, mod) == key(config.LevelFile, same) {
+			t.Errorf("file level: %s does not change the key", name)
+		}
+	}
+	branchA := key(config.LevelBranch, func(in *Inputs) { in.Build.Branch = "a/b" })
+	branchB := key(config.LevelBranch, func(in *Inputs) { in.Build.Branch = "a-b" })
+	if branchA == branchB {
+		t.Error("branches that slug alike share a key")
+	}
+	if key(config.LevelBranch, func(in *Inputs) { in.ManifestHash = "zzz" }) != key(config.LevelBranch, same) {
+		t.Error("the manifest changes the branch key")
+	}
+	if key(config.LevelAll, func(in *Inputs) { in.Build.Pipeline = "api" }) != key(config.LevelAll, same) {
+		t.Error("the pipeline changes the all-level key")
+	}
+}
+
+func TestHashManifest(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("package-lock.json", "v1")
+	write("apps/a/yarn.lock", "a")
+	write("apps/b/yarn.lock", "b")
+	hash := func(patterns ...string) string {
+		h, err := HashManifest(t.Context(), patterns, dir, "/home")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	h1 := hash("package-lock.json", "apps/*/yarn.lock")
+	if h1 != hash("apps/*/yarn.lock", "package-lock.json") {
+		t.Error("pattern order changes the hash")
+	}
+	if h1 == hash("package-lock.json") {
+		t.Error("glob matches are not hashed")
+	}
+	if hash("apps") != hash("apps/*/yarn.lock") {
+		t.Error("a directory and a glob of the same files hash differently")
+	}
+	write("apps/b/yarn.lock", "b2")
+	if h1 == hash("package-lock.json", "apps/*/yarn.lock") {
+		t.Error("content change does not change the hash")
+	}
+	if _, err := HashManifest(t.Context(), []string{"nothing-*.lock"}, dir, "/home"); err == nil {
+		t.Error("a pattern that matches nothing is not an error")
+	}
+}

@@ -1,0 +1,373 @@
+// Package config reads the plugin's configuration from the environment that buildkite-agent
+// prepares for a plugin hook, and validates it.
+//
+// Buildkite turns each key of the plugin's pipeline configuration into an environment variable
+// BUILDKITE_PLUGIN_S3_CACHE_<KEY> (upper-cased, "-" → "_", list items as _0, _1, …). The same
+// variables set in the agent's environment act as organisation-wide defaults; the job
+// environment, which carries the pipeline's keys, wins over them.
+//
+// Every problem is a *Error that names the key and what is allowed. Configuration errors are
+// never soft: the hooks fail loudly on them, before touching the cache or the file system.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
+)
+
+// Prefix starts every environment variable of the plugin.
+const Prefix = "BUILDKITE_PLUGIN_S3_CACHE_"
+
+// Level is how widely a cache entry is shared, from the narrowest (file) to the widest (all).
+type Level string
+
+// The levels, narrowest first.
+const (
+	LevelFile     Level = "file"
+	LevelStep     Level = "step"
+	LevelBranch   Level = "branch"
+	LevelPipeline Level = "pipeline"
+	LevelAll      Level = "all"
+)
+
+// Levels lists every level, narrowest first: the order of the restore ladder.
+var Levels = []Level{LevelFile, LevelStep, LevelBranch, LevelPipeline, LevelAll}
+
+func parseLevel(key, s string) (Level, error) {
+	l := Level(strings.TrimSpace(s))
+	if !slices.Contains(Levels, l) {
+		return "", &Error{Key: key, Msg: fmt.Sprintf("invalid level %q: want one of file, step, branch, pipeline, all", s)}
+	}
+	return l, nil
+}
+
+// When says after which command outcomes a cache is saved.
+type When string
+
+// The values of the when key.
+const (
+	WhenOnSuccess When = "on-success"
+	WhenOnFailure When = "on-failure"
+	WhenAlways    When = "always"
+)
+
+// ConditionalWrites says whether saves send If-None-Match: * (see DESIGN §5).
+type ConditionalWrites string
+
+// The values of the conditional-writes key.
+const (
+	ConditionalAuto ConditionalWrites = "auto"
+	ConditionalOn   ConditionalWrites = "on"
+	ConditionalOff  ConditionalWrites = "off"
+)
+
+// Config is the validated configuration of one plugin instance.
+type Config struct {
+	Paths    []string // what to cache, as written in the pipeline (resolve with ResolvePath)
+	Manifest []string // files, directories and globs hashed for the file level
+	Restore  Level    // highest level to restore from; "" restores nothing
+	Save     []Level  // levels to save under; empty saves nothing
+	KeyExtra string   // mixed into every key
+	Force    bool     // overwrite existing objects
+	When     When
+
+	Compression      archive.Compression
+	CompressionLevel int // 0: the compressor's default
+
+	SoftFail        bool // runtime errors are warnings
+	DownloadRetries int  // whole-restore restarts after the object changed or broke mid-download
+	Retries         int  // attempts of each S3 request (0: the SDK's default)
+
+	Bucket         string
+	Prefix         string
+	Region         string
+	Endpoint       string
+	Profile        string
+	ForcePathStyle *bool // nil: path-style for custom endpoints, virtual-hosted for AWS
+
+	StorageClass      string
+	SSE               string
+	SSEKMSKeyID       string
+	ConditionalWrites ConditionalWrites
+
+	Concurrency int   // parallel transfers (0: auto)
+	PartSize    int64 // multipart part size and download chunk size in bytes (0: auto)
+	MaxSize     int64 // archives above this are not saved (0: no limit)
+}
+
+// Error is a configuration error: it names the key and what is wrong with it.
+type Error struct {
+	Key string // the key as written in the pipeline (e.g. "download-retries")
+	Msg string
+}
+
+func (e *Error) Error() string {
+	if e.Key == "" {
+		return e.Msg
+	}
+	return e.Key + ": " + e.Msg
+}
+
+// vars holds the keys that envconfig decodes. Types with a Decode method validate themselves.
+type vars struct {
+	KeyExtra          string            `envconfig:"KEY_EXTRA"`
+	Force             bool              `envconfig:"FORCE"`
+	When              When              `envconfig:"WHEN" default:"on-success"`
+	Compression       compression       `envconfig:"COMPRESSION" default:"zstd"`
+	CompressionLevel  int               `envconfig:"COMPRESSION_LEVEL"`
+	SoftFail          bool              `envconfig:"SOFT_FAIL" default:"true"`
+	DownloadRetries   int               `envconfig:"DOWNLOAD_RETRIES" default:"3"`
+	Retries           int               `envconfig:"RETRIES"`
+	Bucket            string            `envconfig:"BUCKET"`
+	Prefix            string            `envconfig:"PREFIX"`
+	Region            string            `envconfig:"REGION"`
+	Endpoint          string            `envconfig:"ENDPOINT"`
+	Profile           string            `envconfig:"PROFILE"`
+	ForcePathStyle    optionalBool      `envconfig:"FORCE_PATH_STYLE"`
+	StorageClass      string            `envconfig:"STORAGE_CLASS"`
+	SSE               string            `envconfig:"SSE"`
+	SSEKMSKeyID       string            `envconfig:"SSE_KMS_KEY_ID"`
+	ConditionalWrites ConditionalWrites `envconfig:"CONDITIONAL_WRITES" default:"auto"`
+	Concurrency       int               `envconfig:"CONCURRENCY"`
+	PartSize          Size              `envconfig:"PART_SIZE"`
+	MaxSize           Size              `envconfig:"MAX_SIZE"`
+	Backend           backend           `envconfig:"BACKEND"`
+	OnlyShowErrors    string            `envconfig:"ONLY_SHOW_ERRORS"` // the aws CLI's flag; this plugin is quiet anyway
+}
+
+// Keys lists every configuration key the plugin accepts, as written in a pipeline.
+var Keys = []string{
+	"path", "paths", "manifest", "restore", "save", "key-extra", "force", "when",
+	"compression", "compression-level", "soft-fail", "download-retries", "retries",
+	"bucket", "prefix", "region", "endpoint", "profile", "force-path-style",
+	"storage-class", "sse", "sse-kms-key-id", "conditional-writes",
+	"concurrency", "part-size", "max-size",
+	// Accepted for compatibility with the official cache plugin's S3 backend.
+	"backend", "only-show-errors",
+}
+
+// Outputs are the variables the hooks export to the command. They share the plugin's prefix, so
+// they are not configuration keys and must not be mistaken for unknown ones.
+var Outputs = []string{"HIT", "HIT_KEY", "HIT_LEVEL"}
+
+// listKeys may be given as a scalar or as a list (_0, _1, …).
+var listKeys = []string{"PATH", "PATHS", "MANIFEST", "SAVE"}
+
+var indexed = regexp.MustCompile(`^(.*)_([0-9]+)$`)
+
+// Load reads and validates the configuration from the process environment.
+func Load() (*Config, error) {
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok && strings.HasPrefix(k, Prefix) {
+			env[strings.TrimPrefix(k, Prefix)] = v
+		}
+	}
+	if err := checkUnknown(env); err != nil {
+		return nil, err
+	}
+
+	var v vars
+	if err := envconfig.Process(strings.TrimSuffix(Prefix, "_"), &v); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return nil, parseError(pe)
+		}
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+
+	c := &Config{
+		Paths:             append(list(env, "PATH"), list(env, "PATHS")...),
+		Manifest:          list(env, "MANIFEST"),
+		KeyExtra:          v.KeyExtra,
+		Force:             v.Force,
+		When:              v.When,
+		Compression:       v.Compression.c,
+		CompressionLevel:  v.CompressionLevel,
+		SoftFail:          v.SoftFail,
+		DownloadRetries:   v.DownloadRetries,
+		Retries:           v.Retries,
+		Bucket:            strings.TrimSpace(v.Bucket),
+		Prefix:            strings.Trim(v.Prefix, "/"),
+		Region:            v.Region,
+		Endpoint:          v.Endpoint,
+		Profile:           v.Profile,
+		ForcePathStyle:    v.ForcePathStyle.p,
+		StorageClass:      v.StorageClass,
+		SSE:               v.SSE,
+		SSEKMSKeyID:       v.SSEKMSKeyID,
+		ConditionalWrites: v.ConditionalWrites,
+		Concurrency:       v.Concurrency,
+		PartSize:          int64(v.PartSize),
+		MaxSize:           int64(v.MaxSize),
+	}
+	if r := strings.TrimSpace(env["RESTORE"]); r != "" {
+		l, err := parseLevel("restore", r)
+		if err != nil {
+			return nil, err
+		}
+		c.Restore = l
+	}
+	for _, s := range list(env, "SAVE") {
+		l, err := parseLevel("save", s)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(c.Save, l) {
+			c.Save = append(c.Save, l)
+		}
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// validate checks ranges and the combinations of keys.
+func (c *Config) validate() error {
+	ranges := []struct {
+		key           string
+		val, min, max int64
+		want          string
+	}{
+		{"compression-level", int64(c.CompressionLevel), 0, 22, "0 (default) to 22 for zstd, 1 to 9 for gzip"},
+		{"download-retries", int64(c.DownloadRetries), 0, 100, "0 to 100"},
+		{"retries", int64(c.Retries), 0, 100, "0 to 100"},
+		{"concurrency", int64(c.Concurrency), 0, 64, "1 to 64, or 0 for automatic"},
+		{"part-size", c.PartSize, 0, 5 << 30, "5MiB to 5GiB"},
+		{"max-size", c.MaxSize, 0, 5 << 40, "a size such as 10GiB"},
+	}
+	for _, r := range ranges {
+		if r.val < r.min || r.val > r.max {
+			return &Error{Key: r.key, Msg: fmt.Sprintf("invalid value %d: want %s", r.val, r.want)}
+		}
+	}
+	if c.PartSize != 0 && c.PartSize < 5<<20 {
+		return &Error{Key: "part-size", Msg: fmt.Sprintf("invalid value %d: want 5MiB to 5GiB (S3's smallest part is 5MiB)", c.PartSize)}
+	}
+	if c.Compression == archive.Gzip && c.CompressionLevel > 9 {
+		return &Error{Key: "compression-level", Msg: fmt.Sprintf("invalid value %d for gzip: want 1 to 9", c.CompressionLevel)}
+	}
+	for _, p := range c.Paths {
+		if strings.TrimSpace(p) == "" {
+			return &Error{Key: "path", Msg: "empty path"}
+		}
+	}
+	switch {
+	case len(c.Paths) == 0:
+		return &Error{Key: "path", Msg: "missing: set path (or paths) to what should be cached"}
+	case c.Restore == "" && len(c.Save) == 0:
+		return &Error{Key: "restore", Msg: "missing: set restore and/or save to a level (file, step, branch, pipeline, all)"}
+	case len(c.Manifest) == 0 && (c.Restore == LevelFile || slices.Contains(c.Save, LevelFile)):
+		return &Error{Key: "manifest", Msg: "missing: the file level hashes the manifest; set manifest to the files that define the cache (e.g. package-lock.json)"}
+	case c.Bucket == "":
+		return &Error{Key: "bucket", Msg: "missing: set bucket in the pipeline, or " + Prefix + "BUCKET in the agent environment"}
+	}
+	return nil
+}
+
+// parseError names the key and what is allowed for a value envconfig could not decode.
+func parseError(pe *envconfig.ParseError) error {
+	key := keyName(strings.TrimPrefix(pe.KeyName, Prefix))
+	var ce *Error
+	if errors.As(pe.Err, &ce) {
+		return &Error{Key: key, Msg: ce.Msg}
+	}
+	want := "a valid " + pe.TypeName
+	switch pe.TypeName {
+	case "bool":
+		want = "true or false"
+	case "int":
+		want = "a whole number"
+	}
+	return &Error{Key: key, Msg: fmt.Sprintf("invalid value %q: want %s", pe.Value, want)}
+}
+
+// RestoreLadder lists the levels to try when restoring, narrowest first, up to c.Restore.
+// The file level is in it only when a manifest is configured.
+func (c *Config) RestoreLadder() []Level {
+	if c.Restore == "" {
+		return nil
+	}
+	var out []Level
+	for _, l := range Levels {
+		if l != LevelFile || len(c.Manifest) > 0 {
+			out = append(out, l)
+		}
+		if l == c.Restore {
+			break
+		}
+	}
+	return out
+}
+
+// ResolvePath turns a configured path into an absolute one: "~" is home, a relative path is
+// relative to dir (the job's checkout).
+func ResolvePath(p, dir, home string) string {
+	switch {
+	case p == "~":
+		p = home
+	case strings.HasPrefix(p, "~/"):
+		p = filepath.Join(home, p[2:])
+	case !filepath.IsAbs(p):
+		p = filepath.Join(dir, p)
+	}
+	return filepath.Clean(p)
+}
+
+// list returns a key given either as a scalar (KEY) or a list (KEY_0, KEY_1, …).
+func list(env map[string]string, key string) []string {
+	var out []string
+	if v, ok := env[key]; ok && strings.TrimSpace(v) != "" {
+		out = append(out, v)
+	}
+	for i := 0; ; i++ {
+		v, ok := env[key+"_"+strconv.Itoa(i)]
+		if !ok {
+			return out
+		}
+		if strings.TrimSpace(v) != "" {
+			out = append(out, v)
+		}
+	}
+}
+
+func keyName(envKey string) string {
+	return strings.ToLower(strings.ReplaceAll(envKey, "_", "-"))
+}
+
+func checkUnknown(env map[string]string) error {
+	known := map[string]bool{}
+	for _, k := range Keys {
+		known[strings.ToUpper(strings.ReplaceAll(k, "-", "_"))] = true
+	}
+	for _, k := range Outputs {
+		known[k] = true
+	}
+	var unknown []string
+	for k := range env {
+		if m := indexed.FindStringSubmatch(k); m != nil && slices.Contains(listKeys, m[1]) {
+			continue
+		}
+		if !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	return &Error{Key: keyName(unknown[0]), Msg: fmt.Sprintf("unknown key (from %s%s); allowed keys: %s",
+		Prefix, unknown[0], strings.Join(Keys, ", "))}
+}

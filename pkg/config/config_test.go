@@ -1,0 +1,159 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
+)
+
+// setEnv replaces every plugin variable of the process with vars, for the test's duration.
+func setEnv(t *testing.T, vars map[string]string) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, Prefix) {
+			t.Setenv(k, "") // restores the value after the test
+			os.Unsetenv(k)
+		}
+	}
+	for k, v := range vars {
+		t.Setenv(Prefix+k, v)
+	}
+}
+
+func base() map[string]string {
+	return map[string]string{"PATH": "node_modules", "MANIFEST": "package-lock.json", "RESTORE": "file", "SAVE": "file", "BUCKET": "b"}
+}
+
+func with(m map[string]string, kv ...string) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		out[k] = v
+	}
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i+1] == "<unset>" {
+			delete(out, kv[i])
+		} else {
+			out[kv[i]] = kv[i+1]
+		}
+	}
+	return out
+}
+
+func TestLoadDefaults(t *testing.T) {
+	setEnv(t, base())
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Compression != archive.Zstd || !c.SoftFail || c.DownloadRetries != 3 || c.When != WhenOnSuccess ||
+		c.ConditionalWrites != ConditionalAuto || c.Force || c.ForcePathStyle != nil {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if !slices.Equal(c.Paths, []string{"node_modules"}) || c.Restore != LevelFile || !slices.Equal(c.Save, []Level{LevelFile}) {
+		t.Fatalf("keys: %+v", c)
+	}
+}
+
+func TestLoadValues(t *testing.T) {
+	setEnv(t, with(base(), "PATH", "<unset>", "PATHS_0", "a", "PATHS_1", "~/.npm",
+		"MANIFEST", "<unset>", "MANIFEST_0", "go.sum", "MANIFEST_1", "*.lock",
+		"SAVE", "<unset>", "SAVE_0", "file", "SAVE_1", "branch", "SAVE_2", "file",
+		"RESTORE", "pipeline", "COMPRESSION", "tgz", "COMPRESSION_LEVEL", "9", "FORCE", "true",
+		"SOFT_FAIL", "false", "DOWNLOAD_RETRIES", "5", "PART_SIZE", "64MiB", "MAX_SIZE", "2GB",
+		"FORCE_PATH_STYLE", "false", "WHEN", "always", "PREFIX", "/caches/", "BACKEND", "s3",
+		"HIT", "exact", "ONLY_SHOW_ERRORS", "true"))
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{Paths: []string{"a", "~/.npm"}, Manifest: []string{"go.sum", "*.lock"}, Restore: LevelPipeline,
+		Save: []Level{LevelFile, LevelBranch}, Compression: archive.Gzip, CompressionLevel: 9, Force: true,
+		DownloadRetries: 5, PartSize: 64 << 20, MaxSize: 2e9, When: WhenAlways, Prefix: "caches", Bucket: "b",
+		ConditionalWrites: ConditionalAuto}
+	if c.ForcePathStyle == nil || *c.ForcePathStyle {
+		t.Fatalf("force-path-style: %v", c.ForcePathStyle)
+	}
+	c.ForcePathStyle = nil
+	if !equal(*c, want) {
+		t.Fatalf("got  %+v\nwant %+v", *c, want)
+	}
+	if got := c.RestoreLadder(); !slices.Equal(got, []Level{LevelFile, LevelStep, LevelBranch, LevelPipeline}) {
+		t.Fatalf("ladder %v", got)
+	}
+}
+
+func equal(a, b Config) bool {
+	return slices.Equal(a.Paths, b.Paths) && slices.Equal(a.Manifest, b.Manifest) && slices.Equal(a.Save, b.Save) &&
+		a.Restore == b.Restore && a.Compression == b.Compression && a.CompressionLevel == b.CompressionLevel &&
+		a.Force == b.Force && a.SoftFail == b.SoftFail && a.DownloadRetries == b.DownloadRetries &&
+		a.PartSize == b.PartSize && a.MaxSize == b.MaxSize && a.When == b.When && a.Prefix == b.Prefix &&
+		a.Bucket == b.Bucket && a.ConditionalWrites == b.ConditionalWrites
+}
+
+func TestLoadErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		key  string // the key the error must name
+		msg  string
+	}{
+		{"unknown key", with(base(), "RESTORE_KEYS", "x"), "restore-keys", "unknown key"},
+		{"invalid restore level", with(base(), "RESTORE", "everything"), "restore", `invalid level "everything": want one of file, step, branch, pipeline, all`},
+		{"invalid save level", with(base(), "SAVE_0", "file", "SAVE_1", "nope", "SAVE", "<unset>"), "save", `invalid level "nope"`},
+		{"missing path", with(base(), "PATH", "<unset>"), "path", "missing"},
+		{"missing bucket", with(base(), "BUCKET", "<unset>"), "bucket", "missing"},
+		{"neither restore nor save", with(base(), "RESTORE", "<unset>", "SAVE", "<unset>"), "restore", "missing"},
+		{"file level without manifest", with(base(), "MANIFEST", "<unset>"), "manifest", "missing"},
+		{"bad boolean", with(base(), "FORCE", "yes"), "force", `invalid value "yes": want true or false`},
+		{"bad soft-fail", with(base(), "SOFT_FAIL", "maybe"), "soft-fail", "want true or false"},
+		{"bad integer", with(base(), "DOWNLOAD_RETRIES", "three"), "download-retries", "want a whole number"},
+		{"negative retries", with(base(), "DOWNLOAD_RETRIES", "-1"), "download-retries", "want 0 to 100"},
+		{"bad compression", with(base(), "COMPRESSION", "bz2"), "compression", "want zstd, tgz (gzip) or none"},
+		{"zip compression", with(base(), "COMPRESSION", "zip"), "compression", "zip is not supported"},
+		{"gzip level", with(base(), "COMPRESSION", "gzip", "COMPRESSION_LEVEL", "15"), "compression-level", "want 1 to 9"},
+		{"bad when", with(base(), "WHEN", "sometimes"), "when", "want on-success, on-failure or always"},
+		{"bad conditional-writes", with(base(), "CONDITIONAL_WRITES", "maybe"), "conditional-writes", "want auto, on or off"},
+		{"small part size", with(base(), "PART_SIZE", "1MiB"), "part-size", "5MiB"},
+		{"bad size", with(base(), "MAX_SIZE", "lots"), "max-size", "invalid size"},
+		{"other backend", with(base(), "BACKEND", "fs"), "backend", "S3 only"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			setEnv(t, tc.env)
+			_, err := Load()
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("Load() = %v, want a *config.Error", err)
+			}
+			if ce.Key != tc.key || !strings.Contains(err.Error(), tc.msg) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %q: want key %q and one line containing %q", err, tc.key, tc.msg)
+			}
+		})
+	}
+}
+
+func TestResolvePath(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"node_modules", "/work/co/node_modules"},
+		{"./a/../b", "/work/co/b"},
+		{"~", "/home/u"},
+		{"~/.npm", "/home/u/.npm"},
+		{"/abs/dir/", "/abs/dir"},
+	} {
+		if got := ResolvePath(tc.in, "/work/co", "/home/u"); got != tc.want {
+			t.Errorf("ResolvePath(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestSizeDecode(t *testing.T) {
+	for in, want := range map[string]int64{"123": 123, "5MiB": 5 << 20, "5 mb": 5e6, "1.5GiB": 3 << 29, "2G": 2 << 30, "10B": 10} {
+		var s Size
+		if err := s.Decode(in); err != nil || int64(s) != want {
+			t.Errorf("Size(%q) = %d, %v; want %d", in, s, err, want)
+		}
+	}
+}

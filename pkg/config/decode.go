@@ -1,0 +1,103 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
+)
+
+// The types below implement envconfig.Decoder, so that envconfig rejects a bad value with the
+// message of the type's own *Error (see parseError).
+
+// Decode implements envconfig.Decoder.
+func (w *When) Decode(s string) error {
+	switch When(s) {
+	case WhenOnSuccess, WhenOnFailure, WhenAlways:
+		*w = When(s)
+		return nil
+	}
+	return &Error{Msg: fmt.Sprintf("invalid value %q: want on-success, on-failure or always", s)}
+}
+
+// Decode implements envconfig.Decoder.
+func (c *ConditionalWrites) Decode(s string) error {
+	switch ConditionalWrites(s) {
+	case ConditionalAuto, ConditionalOn, ConditionalOff:
+		*c = ConditionalWrites(s)
+		return nil
+	}
+	return &Error{Msg: fmt.Sprintf("invalid value %q: want auto, on or off", s)}
+}
+
+type compression struct{ c archive.Compression }
+
+func (c *compression) Decode(s string) error {
+	switch s {
+	case "tar": // the official cache plugin's name for an uncompressed tarball
+		c.c = archive.None
+		return nil
+	case "zip":
+		return &Error{Msg: `invalid value "zip": zip is not supported; want zstd, tgz (gzip) or none`}
+	}
+	v, err := archive.ParseCompression(s)
+	if err != nil {
+		return &Error{Msg: fmt.Sprintf("invalid value %q: want zstd, tgz (gzip) or none", s)}
+	}
+	c.c = v
+	return nil
+}
+
+// optionalBool tells an unset boolean from false.
+type optionalBool struct{ p *bool }
+
+func (o *optionalBool) Decode(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return &Error{Msg: fmt.Sprintf("invalid value %q: want true or false", s)}
+	}
+	o.p = &b
+	return nil
+}
+
+// backend accepts the official cache plugin's backend key, whose only meaning here is s3.
+type backend struct{}
+
+func (backend) Decode(s string) error {
+	if s != "s3" && s != "" {
+		return &Error{Msg: fmt.Sprintf("invalid value %q: this plugin stores in S3 only; want s3 or no backend key", s)}
+	}
+	return nil
+}
+
+// Size is a number of bytes, written as a plain number or with a unit: 512MiB, 5GB, 1.5GiB.
+type Size int64
+
+var sizeUnits = []struct {
+	suffix string
+	mult   float64
+}{
+	{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"TIB", 1 << 40},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+	{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40},
+	{"B", 1},
+}
+
+// Decode implements envconfig.Decoder.
+func (z *Size) Decode(s string) error {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	mult := 1.0
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || f < 0 || f*mult > 1<<62 {
+		return &Error{Msg: fmt.Sprintf("invalid size %q: want bytes or a number with a unit, such as 512MiB or 5GB", s)}
+	}
+	*z = Size(f * mult)
+	return nil
+}
