@@ -1,0 +1,126 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// ErrUnsafe marks the refusal of a hostile archive: an entry that would land
+// outside its target, write through a symlink, link outside the tree being
+// restored, repeat a name, or use an unsupported entry type. Nothing of such
+// an archive is applied. Test with errors.Is.
+var ErrUnsafe = errors.New("unsafe archive")
+
+// ErrCorrupt marks a damaged stream: a checksum mismatch, a truncated stream,
+// a bad tar header, or data after the end of the archive. A fresh download of
+// the same object may succeed. Test with errors.Is.
+var ErrCorrupt = errors.New("corrupt archive")
+
+// Warner receives non-fatal warnings (skipped device nodes, fifos, sockets).
+// May be nil.
+type Warner func(format string, args ...any)
+
+// Stats counts what Write stored or Extract restored.
+type Stats struct {
+	// Entries is the number of tar entries written or restored (skipped
+	// device nodes, FIFOs and sockets are not counted).
+	Entries int64
+	// Bytes is the uncompressed size of the regular files' contents.
+	Bytes int64
+}
+
+const (
+	// copyBufferSize is the buffer used to stream file contents.
+	copyBufferSize = 1 << 20
+	// blockSize is the tar block size.
+	blockSize = 512
+	// stagingInfix and oldInfix name the temporary siblings of a target:
+	// .<base>.s3-cache-staging-<random> and .<base>.s3-cache-old-<random>.
+	stagingInfix = ".s3-cache-staging-"
+	oldInfix     = ".s3-cache-old-"
+	// zstdMaxMemory bounds the zstd window the decoder accepts, hence its
+	// memory use, whatever the stream claims.
+	zstdMaxMemory = 1 << 30
+)
+
+// warnOrDiscard returns warn, or a Warner that drops everything if warn is nil.
+func warnOrDiscard(warn Warner) Warner {
+	if warn == nil {
+		return func(string, ...any) {}
+	}
+	return warn
+}
+
+// unsafeEntry returns an ErrUnsafe error about the entry called name.
+func unsafeEntry(name, format string, args ...any) error {
+	return fmt.Errorf("%w: entry %q: %s", ErrUnsafe, name, fmt.Sprintf(format, args...))
+}
+
+// ctxReader stops reading once ctx is cancelled, so that long copies notice
+// cancellation between two buffers.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// sourceReader wraps the reader given to Extract. It stops once ctx is
+// cancelled, and remembers the first error it returned (other than io.EOF), so
+// that a failing download or a cancellation is reported as such and not
+// mistaken for a corrupt stream. The zstd decoder reads from it in its own
+// goroutine, hence the mutex.
+type sourceReader struct {
+	ctx context.Context
+	r   io.Reader
+
+	mu  sync.Mutex
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	if err := s.ctx.Err(); err != nil {
+		s.record(err)
+		return 0, err
+	}
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.record(err)
+	}
+	return n, err
+}
+
+func (s *sourceReader) record(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = err
+	}
+}
+
+// failure returns the first error the source returned, if any.
+func (s *sourceReader) failure() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}

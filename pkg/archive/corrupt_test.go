@@ -1,0 +1,236 @@
+package archive
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// corruptionSource makes a source tree whose archive is large enough to
+// damage in the middle: incompressible data between text files.
+func corruptionSource(t *testing.T) string {
+	t.Helper()
+	src := filepath.Join(tempDir(t), "src")
+	rnd := rand.New(rand.NewPCG(3, 4))
+	noise := make([]byte, 256<<10)
+	for i := range noise {
+		noise[i] = byte(rnd.IntN(256))
+	}
+	mtime := time.Unix(1_600_000_000, 0)
+	for _, name := range []string{"a.txt", "b/c.txt", "d.txt"} {
+		writeFile(t, filepath.Join(src, name), "some text that compresses well\n", 0o644, mtime)
+	}
+	writeFile(t, filepath.Join(src, "b/noise.bin"), string(noise), 0o644, mtime)
+	writeFile(t, filepath.Join(src, "e/more.bin"), string(noise[:100<<10]), 0o644, mtime)
+	return src
+}
+
+// TestCorruptStreams: damaged streams give ErrCorrupt and change nothing.
+func TestCorruptStreams(t *testing.T) {
+	src := corruptionSource(t)
+	archives := map[Compression][]byte{}
+	for _, c := range allCompressions {
+		archives[c], _ = mustWrite(t, []string{src}, c, 0, nil)
+	}
+	// The tar stream of src with extra bytes after the end-of-archive
+	// marker, and without the marker.
+	raw := archives[None]
+	withGarbage := append(bytes.Clone(raw), []byte("garbage after the end")...)
+	var noMarker bytes.Buffer
+	{
+		tw := tar.NewWriter(&noMarker)
+		tr := tar.NewReader(bytes.NewReader(raw))
+		for {
+			hdr, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tw.WriteHeader(hdr); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.Copy(tw, tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tw.Flush(); err != nil { // no Close: no end-of-archive marker
+			t.Fatal(err)
+		}
+	}
+	half := func(b []byte) []byte { return b[:len(b)/2] }
+	flip := func(b []byte) []byte {
+		b = bytes.Clone(b)
+		b[len(b)/2] ^= 0x55
+		return b
+	}
+
+	cases := []struct {
+		name string
+		c    Compression
+		data []byte
+	}{
+		{"zstd truncated", Zstd, half(archives[Zstd])},
+		{"zstd without checksum bytes", Zstd, archives[Zstd][:len(archives[Zstd])-4]},
+		{"zstd flipped byte", Zstd, flip(archives[Zstd])},
+		{"zstd garbage after frame", Zstd, append(bytes.Clone(archives[Zstd]), "garbage"...)},
+		{"zstd empty", Zstd, nil},
+		{"zstd not zstd", Zstd, archives[Gzip]},
+		{"gzip truncated", Gzip, half(archives[Gzip])},
+		{"gzip flipped byte", Gzip, flip(archives[Gzip])},
+		{"gzip garbage after member", Gzip, append(bytes.Clone(archives[Gzip]), "garbage"...)},
+		{"gzip empty", Gzip, nil},
+		{"none truncated", None, half(raw)},
+		{"none empty", None, nil},
+		{"none flipped header byte", None, flip(raw[:1024])},
+		{"zstd trailing garbage in tar", Zstd, compress(t, Zstd, withGarbage)},
+		{"gzip trailing garbage in tar", Gzip, compress(t, Gzip, withGarbage)},
+		{"none trailing garbage in tar", None, withGarbage},
+		{"zstd no end marker", Zstd, compress(t, Zstd, noMarker.Bytes())},
+		{"none no end marker", None, noMarker.Bytes()},
+		{"none half end marker", None, append(bytes.Clone(noMarker.Bytes()), make([]byte, 512)...)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			parent, target := newTargetParent(t)
+			before := snapshot(t, parent)
+			_, err := Extract(context.Background(), bytes.NewReader(tc.data), []string{target}, tc.c, nil)
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("err = %v, want ErrCorrupt", err)
+			}
+			if errors.Is(err, ErrUnsafe) {
+				t.Errorf("err %v is also ErrUnsafe", err)
+			}
+			if after := snapshot(t, parent); after != before {
+				t.Errorf("directory changed:\n%s\nwant:\n%s", after, before)
+			}
+			assertNoLeftovers(t, parent)
+		})
+	}
+}
+
+// TestZeroPaddingAccepted: zero blocks after the end-of-archive marker (GNU
+// tar pads to 10 KiB records) are fine.
+func TestZeroPaddingAccepted(t *testing.T) {
+	src := corruptionSource(t)
+	raw, _ := mustWrite(t, []string{src}, None, 0, nil)
+	padded := append(bytes.Clone(raw), make([]byte, 10240)...)
+	for _, c := range allCompressions {
+		target := filepath.Join(tempDir(t), "t")
+		if _, err := Extract(context.Background(), bytes.NewReader(compress(t, c, padded)), []string{target}, c, nil); err != nil {
+			t.Fatalf("%s: %v", c, err)
+		}
+		assertSameTree(t, src, target)
+	}
+}
+
+// TestDamageThatLooksHostile: a damaged stream whose damage produces a
+// hostile-looking entry is reported as ErrCorrupt (so the download is
+// retried), not ErrUnsafe.
+func TestDamageThatLooksHostile(t *testing.T) {
+	// A name longer than 100 bytes is stored in a PAX record, which (unlike
+	// the tar header block) has no checksum of its own.
+	long := "0/" + strings.Repeat("a", 120)
+	raw := rawTar(t, []tarEntry{{name: "0/", typ: tar.TypeDir}, {name: long, typ: tar.TypeReg, body: "x"}})
+	damaged := bytes.Replace(raw, []byte(long), []byte("../"+long[3:]), 1)
+
+	parent, target := newTargetParent(t)
+	data := compress(t, Zstd, damaged)
+	_, err := Extract(context.Background(), bytes.NewReader(data), []string{target}, Zstd, nil)
+	if !errors.Is(err, ErrUnsafe) {
+		t.Fatalf("intact stream with a hostile name: err = %v, want ErrUnsafe", err)
+	}
+	// The same damage, but the frame checksum is wrong, as it would be if
+	// the bytes had been damaged after compression.
+	data[len(data)-1] ^= 0xff
+	_, err = Extract(context.Background(), bytes.NewReader(data), []string{target}, Zstd, nil)
+	if !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrUnsafe) {
+		t.Fatalf("err = %v, want ErrCorrupt only", err)
+	}
+	assertNoLeftovers(t, parent)
+}
+
+// TestSourceErrors: a failing reader is reported as itself, not as a corrupt
+// stream; a source that ends too early is a truncated stream.
+func TestSourceErrors(t *testing.T) {
+	src := corruptionSource(t)
+	boom := errors.New("connection reset")
+	for _, c := range allCompressions {
+		data, _ := mustWrite(t, []string{src}, c, 0, nil)
+		parent, target := newTargetParent(t)
+		before := snapshot(t, parent)
+
+		r := io.MultiReader(bytes.NewReader(data[:len(data)/2]), errReader{boom})
+		_, err := Extract(context.Background(), r, []string{target}, c, nil)
+		if !errors.Is(err, boom) || errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err = %v, want the reader's error and not ErrCorrupt", c, err)
+		}
+
+		r = io.MultiReader(bytes.NewReader(data[:len(data)/2]), errReader{io.ErrUnexpectedEOF})
+		_, err = Extract(context.Background(), r, []string{target}, c, nil)
+		if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err = %v, want ErrCorrupt", c, err)
+		}
+		if after := snapshot(t, parent); after != before {
+			t.Errorf("%s: directory changed", c)
+		}
+		assertNoLeftovers(t, parent)
+	}
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+// cancellingReader cancels its context once n bytes have been read.
+type cancellingReader struct {
+	r      io.Reader
+	n      int
+	cancel context.CancelFunc
+}
+
+func (c *cancellingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n -= n
+	if c.n <= 0 {
+		c.cancel()
+	}
+	return n, err
+}
+
+// TestCancellation: cancelling mid-extraction leaves targets untouched and no
+// staging behind.
+func TestCancellation(t *testing.T) {
+	src := corruptionSource(t)
+	for _, c := range allCompressions {
+		data, _ := mustWrite(t, []string{src}, c, 0, nil)
+		parent, target := newTargetParent(t)
+		before := snapshot(t, parent)
+		ctx, cancel := context.WithCancel(context.Background())
+		r := &cancellingReader{r: bytes.NewReader(data), n: len(data) / 3, cancel: cancel}
+		_, err := Extract(ctx, r, []string{target}, c, nil)
+		cancel()
+		if !errors.Is(err, context.Canceled) || errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err = %v, want context.Canceled", c, err)
+		}
+		if after := snapshot(t, parent); after != before {
+			t.Errorf("%s: directory changed:\n%s", c, after)
+		}
+		assertNoLeftovers(t, parent)
+
+		// Already cancelled: nothing happens at all.
+		_, err = Extract(ctx, bytes.NewReader(data), []string{target}, c, nil)
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: err = %v, want context.Canceled", c, err)
+		}
+		assertNoLeftovers(t, parent)
+	}
+}

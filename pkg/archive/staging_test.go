@@ -1,0 +1,101 @@
+package archive
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// readOnlyTree makes a tree of read-only directories (like Go's module
+// cache) under dir, with a symlink to outside, a read-only directory that
+// must not be made writable through the link.
+func readOnlyTree(t *testing.T, dir, outside string) {
+	t.Helper()
+	writeFile(t, filepath.Join(dir, "a/b/file"), "x", 0o444, time.Now())
+	writeFile(t, filepath.Join(dir, "closed/file"), "x", 0o444, time.Now())
+	writeFile(t, filepath.Join(outside, "precious"), "x", 0o444, time.Now())
+	mustSymlink(t, outside, filepath.Join(dir, "a/link"))
+	for rel, mode := range map[string]fs.FileMode{"a/b": 0o555, "a": 0o555, "closed": 0o000, ".": 0o555} {
+		if err := os.Chmod(filepath.Join(dir, rel), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(outside, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(outside, 0o755) })
+}
+
+func TestMakeDirsWritable(t *testing.T) {
+	tmp := tempDir(t)
+	dir, outside := filepath.Join(tmp, "tree"), filepath.Join(tmp, "outside")
+	readOnlyTree(t, dir, outside)
+	makeDirsWritable(dir)
+	for _, rel := range []string{".", "a", "a/b", "closed"} {
+		info, err := os.Stat(filepath.Join(dir, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Mode().Perm()&0o700 != 0o700 {
+			t.Errorf("%s: mode %v, want u+rwx", rel, info.Mode())
+		}
+	}
+	info, err := os.Stat(outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o555 {
+		t.Errorf("followed the symlink: outside is now %v", info.Mode())
+	}
+}
+
+func TestRemoveTree(t *testing.T) {
+	tmp := tempDir(t)
+	dir, outside := filepath.Join(tmp, "tree"), filepath.Join(tmp, "outside")
+	readOnlyTree(t, dir, outside)
+	if err := removeTree(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Errorf("tree still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "precious")); err != nil {
+		t.Errorf("symlink followed: %v", err)
+	}
+	if err := removeTree(dir); err != nil {
+		t.Errorf("removing a missing tree: %v", err)
+	}
+}
+
+// TestSwapUndo: when a later target cannot be swapped, the targets already
+// swapped get their previous content back.
+func TestSwapUndo(t *testing.T) {
+	parent := tempDir(t)
+	one, two := filepath.Join(parent, "one"), filepath.Join(parent, "two")
+	writeFile(t, filepath.Join(one, "old.txt"), "old one", 0o644, time.Unix(1_000_000_000, 0))
+	writeFile(t, filepath.Join(two, "old.txt"), "old two", 0o644, time.Unix(1_000_000_000, 0))
+	before := snapshot(t, parent)
+
+	s1, err := newStagedTarget(one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(s1.root, "new.txt"), "new", 0o644, time.Now())
+	s2, err := newStagedTarget(two) // no root: its swap fails
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &extraction{targets: []string{one, two}, staged: []*stagedTarget{s1, s2}, warn: warnOrDiscard(nil)}
+	if err := x.swapAll(); err == nil {
+		t.Fatal("swapAll succeeded without content for the second target")
+	}
+	if err := x.discard(); err != nil {
+		t.Fatal(err)
+	}
+	if after := snapshot(t, parent); after != before {
+		t.Errorf("not undone:\n%s\nwant:\n%s", after, before)
+	}
+	assertNoLeftovers(t, parent)
+}

@@ -1,0 +1,263 @@
+package archive
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Write walks every source path in order and writes one tar stream, compressed
+// with c at level (0 = the compressor's default), to w. Source i is stored
+// under the top-level entry name strconv.Itoa(i): a directory source becomes
+// entry "i/" plus "i/<rel>" for its contents; a regular-file source becomes a
+// single regular entry "i". A source that does not exist is skipped with a
+// warning (the entry is simply absent). Returns the number of uncompressed
+// content bytes and entries written. level is ignored for None.
+//
+// Symlinks are stored, never followed (a source that is a symlink is stored as
+// that symlink). Hard links are detected within one source only, because
+// Extract only accepts links inside one target. Device nodes, FIFOs and
+// sockets are skipped with a warning, and so are files that vanish during the
+// walk. A file that shrinks while being read is an error; one that grows is
+// stored with the size it had when its header was written.
+//
+// On error, what was written to w is not a valid archive and must be
+// discarded.
+func Write(ctx context.Context, w io.Writer, sources []string, c Compression, level int, warn Warner) (Stats, error) {
+	if err := c.check(); err != nil {
+		return Stats{}, err
+	}
+	cw, err := newCompressor(w, c, level)
+	if err != nil {
+		return Stats{}, err
+	}
+	aw := &archiveWriter{
+		ctx:  ctx,
+		tw:   tar.NewWriter(cw),
+		warn: warnOrDiscard(warn),
+		buf:  make([]byte, copyBufferSize),
+	}
+	for i, src := range sources {
+		if err := aw.addSource(strconv.Itoa(i), src); err != nil {
+			_ = cw.Close() // release the compressor; the stream is abandoned anyway
+			return aw.stats, err
+		}
+	}
+	// Close the tar writer first (end-of-archive marker), then the compressor
+	// (flushes and writes the checksum).
+	if err := aw.tw.Close(); err != nil {
+		_ = cw.Close()
+		return aw.stats, fmt.Errorf("finish tar stream: %w", err)
+	}
+	if err := cw.Close(); err != nil {
+		return aw.stats, fmt.Errorf("finish %s stream: %w", c, err)
+	}
+	return aw.stats, nil
+}
+
+// archiveWriter holds the state of one Write call.
+type archiveWriter struct {
+	ctx  context.Context
+	tw   *tar.Writer
+	warn Warner
+	buf  []byte // copy buffer for file contents
+	// links maps the inode of every file with several names, seen in the
+	// current source, to the entry name it was first stored under.
+	links map[fileID]string
+	stats Stats
+}
+
+// addSource stores one source path under the top-level name top.
+func (aw *archiveWriter) addSource(top, src string) error {
+	if err := aw.ctx.Err(); err != nil {
+		return fmt.Errorf("archive %s: %w", src, err)
+	}
+	info, err := os.Lstat(src)
+	if errors.Is(err, fs.ErrNotExist) {
+		aw.warn("cache path %s does not exist; skipping it", src)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("archive %s: %w", src, err)
+	}
+	// Hard links are only recorded within one source: Extract refuses a link
+	// from one target into another.
+	aw.links = make(map[fileID]string)
+
+	switch mode := info.Mode(); {
+	case mode.IsDir():
+		return aw.addTree(top, src)
+	case mode.IsRegular():
+		return aw.addFile(top, src)
+	case mode&fs.ModeSymlink != 0:
+		aw.warn("cache path %s is a symlink; storing the link itself, not what it points to", src)
+		return aw.addSymlink(top, src, info)
+	default:
+		aw.warn("cache path %s is not a regular file, directory or symlink (%s); skipping it", src, mode.Type())
+		return nil
+	}
+}
+
+// addTree stores the directory root as "top/" and everything below it as
+// "top/<rel>", in filepath.WalkDir order. WalkDir never follows symlinks.
+func (aw *archiveWriter) addTree(top, root string) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p != root && errors.Is(err, fs.ErrNotExist) {
+				aw.warn("%s vanished while being archived; skipping it", p)
+				return nil
+			}
+			return fmt.Errorf("archive %s: %w", p, err)
+		}
+		if err := aw.ctx.Err(); err != nil {
+			return fmt.Errorf("archive %s: %w", p, err)
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return fmt.Errorf("archive %s: %w", p, err)
+		}
+		name := top
+		if rel != "." {
+			slashRel := filepath.ToSlash(rel)
+			// Extract refuses backslashes in names (they are separators on
+			// Windows), so such a file could never be restored: skip it.
+			if strings.Contains(slashRel, `\`) {
+				aw.warn("%s has a backslash in its name and cannot be cached; skipping it", p)
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			name = top + "/" + slashRel
+		}
+		return aw.addEntry(name, p, d)
+	})
+}
+
+// addEntry stores one path met during the walk.
+func (aw *archiveWriter) addEntry(name, p string, d fs.DirEntry) error {
+	typ := d.Type()
+	if typ.IsRegular() {
+		return aw.addFile(name, p)
+	}
+	if typ&(fs.ModeDir|fs.ModeSymlink) == 0 {
+		aw.warn("skipping %s: %s files are not cached", p, typ)
+		return nil
+	}
+	info, err := d.Info() // Lstat
+	if errors.Is(err, fs.ErrNotExist) {
+		aw.warn("%s vanished while being archived; skipping it", p)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("archive %s: %w", p, err)
+	}
+	if typ.IsDir() {
+		return aw.writeHeader(p, newHeader(name+"/", tar.TypeDir, info))
+	}
+	return aw.addSymlink(name, p, info)
+}
+
+// addSymlink stores the symlink p with its target exactly as read.
+func (aw *archiveWriter) addSymlink(name, p string, info fs.FileInfo) error {
+	target, err := os.Readlink(p)
+	if err != nil {
+		return fmt.Errorf("archive %s: %w", p, err)
+	}
+	hdr := newHeader(name, tar.TypeSymlink, info)
+	hdr.Linkname = target
+	return aw.writeHeader(p, hdr)
+}
+
+// addFile stores the regular file p, or a hard link entry if another name of
+// the same inode was already stored in this source.
+func (aw *archiveWriter) addFile(name, p string) error {
+	f, err := os.OpenFile(p, os.O_RDONLY|openReadFlags, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		aw.warn("%s vanished while being archived; skipping it", p)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("archive %s: %w", p, err)
+	}
+	defer f.Close()
+
+	// Describe what was opened, not what the walk saw earlier.
+	info, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("archive %s: %w", p, err)
+	}
+	if !info.Mode().IsRegular() {
+		aw.warn("%s is no longer a regular file; skipping it", p)
+		return nil
+	}
+
+	id, multiLinked := hardLinkID(info)
+	if multiLinked {
+		if first, ok := aw.links[id]; ok {
+			hdr := newHeader(name, tar.TypeLink, info)
+			hdr.Linkname = first
+			return aw.writeHeader(p, hdr)
+		}
+	}
+
+	hdr := newHeader(name, tar.TypeReg, info)
+	hdr.Size = info.Size()
+	if err := aw.writeHeader(p, hdr); err != nil {
+		return err
+	}
+	n, err := copyExactly(aw.tw, ctxReader{aw.ctx, f}, hdr.Size, aw.buf)
+	aw.stats.Bytes += n
+	if err != nil {
+		return fmt.Errorf("archive %s: %w", p, err)
+	}
+	if multiLinked {
+		aw.links[id] = name
+	}
+	return nil
+}
+
+// copyExactly copies exactly size bytes from src to dst. A source that ends
+// early (a file that shrank after its size was recorded) is an error; bytes
+// beyond size (a file that grew) are ignored.
+func copyExactly(dst io.Writer, src io.Reader, size int64, buf []byte) (int64, error) {
+	// io.LimitReader hides any WriteTo method of src, and *tar.Writer has no
+	// ReadFrom, so io.CopyBuffer really uses buf.
+	n, err := io.CopyBuffer(dst, io.LimitReader(src, size), buf)
+	if err != nil {
+		return n, err
+	}
+	if n < size {
+		return n, fmt.Errorf("file shrank while being read: got %d of %d bytes", n, size)
+	}
+	return n, nil
+}
+
+// writeHeader writes hdr for the path p and counts the entry.
+func (aw *archiveWriter) writeHeader(p string, hdr *tar.Header) error {
+	if err := aw.tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("archive %s: write header %s: %w", p, hdr.Name, err)
+	}
+	aw.stats.Entries++
+	return nil
+}
+
+// newHeader returns a PAX header with the metadata this package records:
+// permission bits and the modification time (PAX keeps the nanoseconds).
+// Owners are deliberately left out (uid/gid 0, no names).
+func newHeader(name string, typ byte, info fs.FileInfo) *tar.Header {
+	return &tar.Header{
+		Typeflag: typ,
+		Name:     name,
+		Mode:     int64(info.Mode().Perm()),
+		ModTime:  info.ModTime(),
+		Format:   tar.FormatPAX,
+	}
+}
