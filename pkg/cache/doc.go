@@ -1,0 +1,17 @@
+// Package cache restores and saves one cache: a set of paths stored as one archive at a
+// content-addressed key (DESIGN §5, §6). It joins pkg/archive and pkg/s3, which know nothing of
+// each other.
+//
+// Restore walks the candidate keys narrowest first; the first that exists wins. Its archive is
+// streamed from pinned ranged GETs straight into decompress and untar, into staging directories
+// next to the targets, and swapped into place only when the whole stream has been read and its
+// checksum verified. If the object changes, disappears, or arrives corrupt, staging is discarded
+// and the restore starts over, up to the configured number of restarts. A hostile archive is
+// refused at once: retrying would fetch the same bytes.
+//
+// Save streams walk → tar → compress → upload, with no temporary file, as a conditional create:
+// if another job stored the key first, that is success and nothing is overwritten.
+//
+// On failure or cancellation a restore leaves every target exactly as it was and no staging
+// behind (pkg/archive), and a save leaves no object and no multipart upload behind (pkg/s3).
+package cache

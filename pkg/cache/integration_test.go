@@ -1,0 +1,405 @@
+package cache_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/s3test"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/buildkite"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cache"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
+)
+
+const partSize = 5 << 20 // S3's smallest part: multipart uploads and several ranges with small archives
+
+// eachServer runs test against a fresh server of every real kind.
+func eachServer(t *testing.T, test func(t *testing.T, srv *s3test.Server)) {
+	for _, kind := range s3test.Kinds {
+		t.Run(kind, func(t *testing.T) {
+			srv, err := s3test.Start(t.Context(), kind, t.TempDir(), "cache")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(srv.Stop)
+			test(t, srv)
+		})
+	}
+}
+
+func newCache(t *testing.T, srv *s3test.Server, paths []string, concurrency int) (*cache.Cache, *s3.Store, *bytes.Buffer) {
+	t.Helper()
+	store, err := srv.Store(t.Context(), concurrency, partSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	return &cache.Cache{Store: store, Log: buildkite.NewLog(&syncWriter{w: &log}), Paths: paths,
+		Compression: archive.Zstd, Restarts: 3}, store, &log
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// makeTree writes a small tree plus random bytes (incompressible) of the given size.
+func makeTree(t *testing.T, dir string, random int) {
+	t.Helper()
+	must(t, os.MkdirAll(filepath.Join(dir, "sub", "deep"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "a.txt"), []byte("hello"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "sub", "run.sh"), []byte("#!/bin/sh\n"), 0o755))
+	must(t, os.Symlink("../a.txt", filepath.Join(dir, "sub", "link")))
+	if random > 0 {
+		b := make([]byte, random)
+		_, _ = rand.Read(b)
+		must(t, os.WriteFile(filepath.Join(dir, "sub", "deep", "blob.bin"), b, 0o600))
+	}
+}
+
+// listing describes a tree: type, permissions, symlink target and content of every entry.
+func listing(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		fmt.Fprintf(&b, "%s %v", rel, info.Mode())
+		switch {
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			fmt.Fprintf(&b, " -> %s", target)
+		case info.Mode().IsRegular():
+			data, _ := os.ReadFile(p)
+			fmt.Fprintf(&b, " %x", data[:min(len(data), 64)])
+			fmt.Fprintf(&b, " %d", len(data))
+		}
+		b.WriteString("\n")
+		return nil
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func key(name string) cachekey.Key { return cachekey.Key{Level: config.LevelFile, Name: name} }
+
+func TestSaveThenRestore(t *testing.T) {
+	eachServer(t, func(t *testing.T, srv *s3test.Server) {
+		for _, tc := range []struct {
+			name   string
+			random int
+		}{
+			{"single PUT", 1 << 10},
+			{"multipart", 3*partSize + 12345},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				src := filepath.Join(t.TempDir(), "node_modules")
+				makeTree(t, src, tc.random)
+				saver, store, _ := newCache(t, srv, []string{src}, 4)
+				k := key("roundtrip/" + strings.ReplaceAll(tc.name, " ", "-") + ".tar.zst")
+				saved, err := saver.Save(t.Context(), k)
+				must(t, err)
+				if !saved.Stored {
+					t.Fatalf("not stored: %+v", saved)
+				}
+
+				dst := filepath.Join(t.TempDir(), "node_modules")
+				restorer, _, _ := newCache(t, srv, []string{dst}, 4)
+				got, err := restorer.Restore(t.Context(), []cachekey.Key{k})
+				must(t, err)
+				if got.Hit != cache.Exact || got.Key != k {
+					t.Fatalf("restore = %+v, want exact hit of %s", got, k.Name)
+				}
+				if a, b := listing(t, src), listing(t, dst); a != b {
+					t.Fatalf("restored tree differs:\n%s\nwant:\n%s", b, a)
+				}
+				noUploadsLeft(t, srv, store)
+			})
+		}
+	})
+}
+
+func TestRestoreFallsBackToAWiderLevel(t *testing.T) {
+	eachServer(t, func(t *testing.T, srv *s3test.Server) {
+		src := filepath.Join(t.TempDir(), "cache")
+		makeTree(t, src, 0)
+		c, _, _ := newCache(t, srv, []string{src}, 2)
+		branch := cachekey.Key{Level: config.LevelBranch, Name: "fallback/branch.tar.zst"}
+		_, err := c.Save(t.Context(), branch)
+		must(t, err)
+
+		dst := filepath.Join(t.TempDir(), "cache")
+		r, _, log := newCache(t, srv, []string{dst}, 2)
+		got, err := r.Restore(t.Context(), []cachekey.Key{key("fallback/file.tar.zst"), branch})
+		must(t, err)
+		if got.Hit != cache.Fallback || got.Key != branch {
+			t.Fatalf("restore = %+v, want fallback to %s\n%s", got, branch.Name, log)
+		}
+		got, err = r.Restore(t.Context(), []cachekey.Key{key("fallback/none.tar.zst")})
+		must(t, err)
+		if got.Hit != cache.Miss {
+			t.Fatalf("restore of a missing key = %+v, want a miss", got)
+		}
+	})
+}
+
+// Parallel jobs of one step compute the same key and save it at the same moment: every one
+// succeeds, exactly one object is created, and it is never replaced.
+func TestConcurrentSavesStoreOneObject(t *testing.T) {
+	eachServer(t, func(t *testing.T, srv *s3test.Server) {
+		for _, tc := range []struct {
+			name   string
+			random int
+		}{
+			{"single PUT", 1 << 10},
+			{"multipart", 2*partSize + 1},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				k := key("concurrent/" + strings.ReplaceAll(tc.name, " ", "-") + ".tar.zst")
+				const jobs = 8
+				var wg sync.WaitGroup
+				results := make([]cache.Saved, jobs)
+				errs := make([]error, jobs)
+				var store *s3.Store
+				for i := range jobs {
+					src := filepath.Join(t.TempDir(), "cache")
+					makeTree(t, src, tc.random) // random content: a second writer would change the ETag
+					c, s, _ := newCache(t, srv, []string{src}, 2)
+					store = s
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						results[i], errs[i] = c.Save(t.Context(), k)
+					}()
+				}
+				wg.Wait()
+				stored := 0
+				for i := range jobs {
+					must(t, errs[i])
+					if results[i].Stored {
+						stored++
+					}
+				}
+				if stored != 1 {
+					t.Fatalf("%d saves stored an object, want exactly 1: %+v", stored, results)
+				}
+				before, err := store.Head(t.Context(), k.Name)
+				must(t, err)
+
+				// A later save leaves it alone, even when its upload races past the HEAD check.
+				src := filepath.Join(t.TempDir(), "cache")
+				makeTree(t, src, tc.random)
+				c, _, _ := newCache(t, srv, []string{src}, 2)
+				res, err := c.Store.Upload(t.Context(), k.Name, strings.NewReader("other bytes"), s3.PutOptions{})
+				must(t, err)
+				if res.Stored {
+					t.Fatal("a conditional upload replaced an existing object")
+				}
+				after, err := store.Head(t.Context(), k.Name)
+				must(t, err)
+				if before.ETag != after.ETag {
+					t.Fatalf("ETag changed from %s to %s", before.ETag, after.ETag)
+				}
+				noUploadsLeft(t, srv, store)
+			})
+		}
+	})
+}
+
+func TestForceOverwrites(t *testing.T) {
+	eachServer(t, func(t *testing.T, srv *s3test.Server) {
+		store, err := srv.Store(t.Context(), 2, partSize)
+		must(t, err)
+		k := "force/key"
+		_, err = store.Upload(t.Context(), k, strings.NewReader("first"), s3.PutOptions{})
+		must(t, err)
+		res, err := store.Upload(t.Context(), k, strings.NewReader("second"), s3.PutOptions{Overwrite: true})
+		must(t, err)
+		if !res.Stored {
+			t.Fatal("force did not overwrite")
+		}
+		obj, err := store.Head(t.Context(), k)
+		must(t, err)
+		if obj.Size != int64(len("second")) {
+			t.Fatalf("size %d after overwrite", obj.Size)
+		}
+	})
+}
+
+func noUploadsLeft(t *testing.T, srv *s3test.Server, store *s3.Store) {
+	t.Helper()
+	out, err := srv.Client().ListMultipartUploads(t.Context(), &awss3.ListMultipartUploadsInput{Bucket: aws.String(store.Bucket())})
+	must(t, err)
+	if len(out.Uploads) != 0 {
+		t.Fatalf("%d multipart uploads left behind", len(out.Uploads))
+	}
+}
+
+// hostile builds a zstd-compressed tar of the given headers (regular entries get "x" as content).
+func hostile(t *testing.T, headers ...*tar.Header) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw, err := zstd.NewWriter(&buf)
+	must(t, err)
+	tw := tar.NewWriter(zw)
+	for _, h := range headers {
+		if h.Typeflag == tar.TypeReg {
+			h.Size = 1
+		}
+		must(t, tw.WriteHeader(h))
+		if h.Typeflag == tar.TypeReg {
+			_, err := tw.Write([]byte("x"))
+			must(t, err)
+		}
+	}
+	must(t, tw.Close())
+	must(t, zw.Close())
+	return buf.Bytes()
+}
+
+// An archive at a cache key that would write outside its target is refused as a whole, and the
+// target is left exactly as it was.
+func TestRestoreRefusesHostileArchives(t *testing.T) {
+	dir := func(name string) *tar.Header { return &tar.Header{Name: name, Typeflag: tar.TypeDir, Mode: 0o755} }
+	file := func(name string) *tar.Header { return &tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644} }
+	link := func(name, target string) *tar.Header {
+		return &tar.Header{Name: name, Typeflag: tar.TypeSymlink, Linkname: target, Mode: 0o777}
+	}
+	cases := map[string][]*tar.Header{
+		"dot-dot":         {dir("0/"), file("0/ok"), file("0/../escape")},
+		"leading dot-dot": {dir("0/"), file("../escape")},
+		"absolute":        {dir("0/"), file("/tmp/s3-cache-escape")},
+		"symlink escape":  {dir("0/"), link("0/link", "/tmp"), file("0/link/s3-cache-escape")},
+		"hard link out":   {dir("0/"), {Name: "0/h", Typeflag: tar.TypeLink, Linkname: "../../etc/passwd"}},
+	}
+	eachServer(t, func(t *testing.T, srv *s3test.Server) {
+		for name, headers := range cases {
+			t.Run(name, func(t *testing.T) {
+				dst := filepath.Join(t.TempDir(), "node_modules")
+				makeTree(t, dst, 100)
+				before := listing(t, dst)
+				parentBefore, _ := os.ReadDir(filepath.Dir(dst))
+
+				c, store, _ := newCache(t, srv, []string{dst}, 2)
+				k := key("hostile/" + strings.ReplaceAll(name, " ", "-") + ".tar.zst")
+				_, err := store.Client().PutObject(t.Context(), &awss3.PutObjectInput{
+					Bucket: aws.String(store.Bucket()), Key: &k.Name, Body: bytes.NewReader(hostile(t, headers...)),
+				})
+				must(t, err)
+				got, err := c.Restore(t.Context(), []cachekey.Key{k})
+				if !errors.Is(err, archive.ErrUnsafe) {
+					t.Fatalf("restore of a hostile archive: %+v, %v; want ErrUnsafe", got, err)
+				}
+				if after := listing(t, dst); after != before {
+					t.Fatalf("target changed:\n%s\nwas:\n%s", after, before)
+				}
+				if parentAfter, _ := os.ReadDir(filepath.Dir(dst)); len(parentAfter) != len(parentBefore) {
+					t.Fatalf("staging left behind: %v", parentAfter)
+				}
+				if _, err := os.Lstat("/tmp/s3-cache-escape"); err == nil {
+					t.Fatal("a hostile entry escaped to /tmp/s3-cache-escape")
+				}
+			})
+		}
+	})
+}
+
+// overwriter overwrites the object once, after the first bytes of the first download were read:
+// what a force-save by another job does to a restore in progress.
+type overwriter struct {
+	cache.Store
+	once    sync.Once
+	newBody []byte
+}
+
+func (o *overwriter) Open(ctx context.Context, obj s3.Object) io.ReadCloser {
+	rc := o.Store.Open(ctx, obj)
+	return &hookReader{ReadCloser: rc, after: 1, hook: func() {
+		o.once.Do(func() {
+			if _, err := o.Store.Upload(ctx, obj.Key, bytes.NewReader(o.newBody), s3.PutOptions{Overwrite: true}); err != nil {
+				panic(err)
+			}
+		})
+	}}
+}
+
+type hookReader struct {
+	io.ReadCloser
+	after, n int
+	hook     func()
+}
+
+func (h *hookReader) Read(p []byte) (int, error) {
+	n, err := h.ReadCloser.Read(p)
+	h.n += n
+	if h.n >= h.after && h.hook != nil {
+		h.hook()
+		h.hook = nil
+	}
+	return n, err
+}
+
+func TestRestoreRestartsWhenTheObjectChanges(t *testing.T) {
+	eachServer(t, func(t *testing.T, srv *s3test.Server) {
+		oldTree, newTree := filepath.Join(t.TempDir(), "c"), filepath.Join(t.TempDir(), "c")
+		makeTree(t, oldTree, 3*partSize)
+		makeTree(t, newTree, 3*partSize)
+		saver, store, _ := newCache(t, srv, []string{oldTree}, 2)
+		k := key("changing/key.tar.zst")
+		_, err := saver.Save(t.Context(), k)
+		must(t, err)
+		var newArchive bytes.Buffer
+		_, err = archive.Write(t.Context(), &newArchive, []string{newTree}, archive.Zstd, 0, nil)
+		must(t, err)
+
+		dst := filepath.Join(t.TempDir(), "c")
+		r, _, log := newCache(t, srv, []string{dst}, 1)
+		r.Store = &overwriter{Store: store, newBody: newArchive.Bytes()}
+		got, err := r.Restore(t.Context(), []cachekey.Key{k})
+		must(t, err)
+		if got.Restarts != 1 || !strings.Contains(log.String(), "Restarting restore of changing/key.tar.zst (1/3)") {
+			t.Fatalf("restore = %+v; want one restart\n%s", got, log)
+		}
+		if a, b := listing(t, newTree), listing(t, dst); a != b {
+			t.Fatalf("restored tree is not wholly the new one:\n%s\nwant:\n%s", b, a)
+		}
+	})
+}

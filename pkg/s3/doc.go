@@ -1,0 +1,23 @@
+// Package s3 stores cache archives in an S3 bucket so that concurrent jobs never corrupt or
+// abort each other (DESIGN §5, §6).
+//
+// Saves are first-writer-wins. An archive is streamed from an io.Reader: the first part is
+// buffered in memory, and a stream that ends inside it is one PutObject; a longer one is a
+// multipart upload whose parts are uploaded concurrently, with memory bounded by
+// concurrency × part size (the part size grows so a stream never needs more than 10,000 parts).
+// The object is created with If-None-Match: * on PutObject or CompleteMultipartUpload, so an
+// object that exists is never overwritten unless the caller asks for it. Losing that race is
+// reported as Stored == false, not as an error.
+//
+// Restores are pinned. Open reads an object with concurrent ranged GETs that each carry
+// If-Match: <ETag seen by Head> (and the version ID on versioned buckets), checks every
+// response's Content-Range and ETag, and returns the bytes in order. If the object changes or
+// disappears mid-download, reading fails with ErrChanged or ErrNotFound: the caller discards
+// what it read and starts again. Transport errors are retried per range.
+//
+// On failure: a multipart upload that does not complete (error, cancellation, SIGTERM) is
+// aborted with a fresh context, so no partial object is ever visible and no parts are left
+// behind. A crash of the process itself can leave an incomplete multipart upload; the README
+// recommends the lifecycle rule AbortIncompleteMultipartUpload for that. Downloads write
+// nothing: they only hand bytes to the caller.
+package s3

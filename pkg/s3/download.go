@@ -1,0 +1,163 @@
+package s3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// rangeAttempts is how often one range is tried when the transport fails (the object itself
+// changing is not retried here: that restarts the whole restore).
+const rangeAttempts = 4
+
+// Open returns a reader of obj's bytes, fetched by up to s.concurrency concurrent ranged GETs
+// pinned to obj.ETag (and obj.VersionID when set). Memory is bounded by (concurrency + 1) ×
+// chunk size. Reading fails with ErrChanged or ErrNotFound when the object is replaced or
+// removed meanwhile. Close stops the fetches; it must be called.
+func (s *Store) Open(ctx context.Context, obj Object) io.ReadCloser {
+	ctx, cancel := context.WithCancel(ctx)
+	rr := &rangeReader{cancel: cancel, queue: make(chan chan chunk, s.concurrency)}
+	go rr.fetchAll(ctx, s, obj)
+	return rr
+}
+
+type chunk struct {
+	data []byte
+	err  error
+}
+
+// rangeReader hands out chunks in order. fetchAll queues one future per chunk; the queue's
+// capacity is what bounds the chunks in flight, and so the memory.
+type rangeReader struct {
+	cancel context.CancelFunc
+	queue  chan chan chunk
+	cur    []byte
+	err    error
+}
+
+func (rr *rangeReader) fetchAll(ctx context.Context, s *Store, obj Object) {
+	defer close(rr.queue)
+	for off := int64(0); off < obj.Size; off += s.partSize {
+		end := min(off+s.partSize, obj.Size) - 1
+		future := make(chan chunk, 1)
+		select {
+		case rr.queue <- future:
+		case <-ctx.Done():
+			return
+		}
+		go func() {
+			data, err := s.getRange(ctx, obj, off, end)
+			future <- chunk{data, err}
+		}()
+	}
+}
+
+func (rr *rangeReader) Read(p []byte) (int, error) {
+	for len(rr.cur) == 0 {
+		if rr.err != nil {
+			return 0, rr.err
+		}
+		future, ok := <-rr.queue
+		if !ok {
+			rr.err = io.EOF
+			continue
+		}
+		c := <-future
+		rr.cur, rr.err = c.data, c.err
+		if c.err != nil {
+			rr.cancel()
+		}
+	}
+	n := copy(p, rr.cur)
+	rr.cur = rr.cur[n:]
+	return n, nil
+}
+
+func (rr *rangeReader) Close() error {
+	rr.cancel()
+	for future := range rr.queue { // let the fetchers finish so nothing leaks
+		<-future
+	}
+	return nil
+}
+
+// getRange fetches bytes [off, end] of obj, retrying transport failures.
+func (s *Store) getRange(ctx context.Context, obj Object, off, end int64) ([]byte, error) {
+	var last error
+	for attempt := range rangeAttempts {
+		if attempt > 0 {
+			select {
+			case <-time.After(time.Duration(attempt*attempt) * 200 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		data, err := s.getRangeOnce(ctx, obj, off, end)
+		if err == nil || errors.Is(err, ErrChanged) || errors.Is(err, ErrNotFound) || ctx.Err() != nil {
+			return data, err
+		}
+		last = err
+	}
+	return nil, fmt.Errorf("get %s bytes %d-%d: %w", obj.Key, off, end, last)
+}
+
+func (s *Store) getRangeOnce(ctx context.Context, obj Object, off, end int64) ([]byte, error) {
+	in := &awss3.GetObjectInput{
+		Bucket:  &s.bucket,
+		Key:     &obj.Key,
+		Range:   aws.String(fmt.Sprintf("bytes=%d-%d", off, end)),
+		IfMatch: aws.String(obj.ETag),
+	}
+	if obj.VersionID != "" {
+		in.VersionId = aws.String(obj.VersionID)
+	}
+	out, err := s.client.GetObject(ctx, in)
+	if err != nil {
+		switch {
+		case isPreconditionFailed(err):
+			return nil, fmt.Errorf("get %s: %w (If-Match %s failed)", obj.Key, ErrChanged, obj.ETag)
+		case status(err) == http.StatusNotFound:
+			return nil, fmt.Errorf("get %s: %w", obj.Key, ErrNotFound)
+		}
+		return nil, err
+	}
+	defer out.Body.Close()
+	// Endpoints that ignore If-Match still say which object they served.
+	if etag := aws.ToString(out.ETag); etag != "" && etag != obj.ETag {
+		return nil, fmt.Errorf("get %s: %w (ETag %s, expected %s)", obj.Key, ErrChanged, etag, obj.ETag)
+	}
+	if err := checkContentRange(aws.ToString(out.ContentRange), off, end, obj.Size); err != nil {
+		return nil, fmt.Errorf("get %s: %w", obj.Key, err)
+	}
+	data := make([]byte, end-off+1)
+	if _, err := io.ReadFull(out.Body, data); err != nil {
+		return nil, fmt.Errorf("read %s bytes %d-%d: %w", obj.Key, off, end, err)
+	}
+	return data, nil
+}
+
+// checkContentRange verifies "bytes off-end/size". A server that answered with another range
+// or another total size served something else than what was asked for.
+func checkContentRange(cr string, off, end, size int64) error {
+	want := fmt.Sprintf("bytes %d-%d/%d", off, end, size)
+	if cr == want {
+		return nil
+	}
+	if cr == "" && off == 0 && end == size-1 {
+		return nil // a whole-object answer (200) to a range covering everything
+	}
+	if i := strings.LastIndex(cr, "/"); i >= 0 {
+		if n, err := strconv.ParseInt(cr[i+1:], 10, 64); err == nil && n != size {
+			return fmt.Errorf("%w (size %d, expected %d)", ErrChanged, n, size)
+		}
+	}
+	return fmt.Errorf("unexpected Content-Range %q, want %q", cr, want)
+}
