@@ -1,0 +1,235 @@
+#!/usr/bin/env bats
+# The hooks, run through the shims as buildkite-agent runs them, against a real versitygw.
+
+load helpers
+
+setup_file() { start_server; }
+teardown_file() { stop_server; }
+
+# A checkout with a lockfile and a "node_modules" to cache.
+make_project() {
+  mkdir -p "$CHECKOUT/node_modules/pkg/bin"
+  echo '{"lockfileVersion": 3}' >"$CHECKOUT/package-lock.json"
+  echo 'module.exports = 1' >"$CHECKOUT/node_modules/pkg/index.js"
+  printf '#!/bin/sh\necho hi\n' >"$CHECKOUT/node_modules/pkg/bin/cli"
+  chmod 755 "$CHECKOUT/node_modules/pkg/bin/cli"
+  mkdir -p "$CHECKOUT/node_modules/.bin"
+  ln -s ../pkg/bin/cli "$CHECKOUT/node_modules/.bin/cli"
+}
+
+file_level_config() {
+  export BUILDKITE_PLUGIN_S3_CACHE_PATH=node_modules
+  export BUILDKITE_PLUGIN_S3_CACHE_MANIFEST=package-lock.json
+  export BUILDKITE_PLUGIN_S3_CACHE_RESTORE=file
+  export BUILDKITE_PLUGIN_S3_CACHE_SAVE=file
+}
+
+@test "a job misses and saves; the next job restores an exact hit" {
+  new_job first
+  make_project
+  file_level_config
+  run_hook pre-command
+  assert_success
+  assert_output --partial "--- :s3: Restoring cache (file level)"
+  assert_output --partial "Cache miss"
+  [ "$(exported BUILDKITE_PLUGIN_S3_CACHE_HIT)" = miss ]
+
+  run_hook post-command
+  assert_success
+  assert_output --partial "--- :s3: Saving cache (file level)"
+  assert_output --regexp "Saved t[0-9]+/acme/web/file/[0-9a-f]{32}\.tar\.zst \([0-9.]+ [KMG]?i?B, [0-9]+ entries\) in .*/s"
+  [ "$(objects | wc -l)" -eq 1 ]
+  src="$CHECKOUT"
+
+  new_job second
+  cp "$src/package-lock.json" "$CHECKOUT/"
+  file_level_config
+  run_hook pre-command
+  assert_success
+  assert_output --partial "Cache hit (exact, file level)"
+  [ "$(exported BUILDKITE_PLUGIN_S3_CACHE_HIT)" = exact ]
+  [ "$(exported BUILDKITE_PLUGIN_S3_CACHE_HIT_LEVEL)" = file ]
+  diff <(tree_listing "$src/node_modules") <(tree_listing "$CHECKOUT/node_modules")
+
+  # An exact hit is not saved again.
+  run_hook post-command
+  assert_success
+  assert_output --partial "Restored an exact hit"
+  [ "$(objects | wc -l)" -eq 1 ]
+}
+
+@test "a changed manifest misses at file level and restores the branch level" {
+  new_job first
+  make_project
+  export BUILDKITE_PLUGIN_S3_CACHE_PATH=node_modules BUILDKITE_PLUGIN_S3_CACHE_MANIFEST=package-lock.json
+  export BUILDKITE_PLUGIN_S3_CACHE_RESTORE=branch BUILDKITE_PLUGIN_S3_CACHE_SAVE_0=file BUILDKITE_PLUGIN_S3_CACHE_SAVE_1=branch
+  run_hook pre-command
+  assert_success
+  run_hook post-command
+  assert_success
+  [ "$(objects | wc -l)" -eq 2 ]
+  branch_key=$(objects | awk '{print $1}' | grep /branch/main/)
+  src="$CHECKOUT"
+
+  new_job second
+  echo '{"lockfileVersion": 3, "changed": true}' >"$CHECKOUT/package-lock.json"
+  export BUILDKITE_PLUGIN_S3_CACHE_PATH=node_modules BUILDKITE_PLUGIN_S3_CACHE_MANIFEST=package-lock.json
+  export BUILDKITE_PLUGIN_S3_CACHE_RESTORE=branch BUILDKITE_PLUGIN_S3_CACHE_SAVE_0=file BUILDKITE_PLUGIN_S3_CACHE_SAVE_1=branch
+  run_hook pre-command
+  assert_success
+  assert_output --partial "No cache at t${BATS_TEST_NUMBER}/acme/web/file/"
+  assert_output --partial "Cache hit (fallback, branch level)"
+  [ "$(exported BUILDKITE_PLUGIN_S3_CACHE_HIT)" = fallback ]
+  [ "$(exported BUILDKITE_PLUGIN_S3_CACHE_HIT_KEY)" = "$branch_key" ]
+  diff <(tree_listing "$src/node_modules") <(tree_listing "$CHECKOUT/node_modules")
+}
+
+@test "an unknown key is a configuration error" {
+  new_job
+  file_level_config
+  export BUILDKITE_PLUGIN_S3_CACHE_RESTORE_KEYS=foo
+  run_hook pre-command
+  assert_failure 1
+  assert_output --regexp "s3-cache: invalid configuration: restore-keys: unknown key"
+  [ "$(echo "$output" | wc -l)" -eq 1 ]
+}
+
+@test "an invalid level is a configuration error" {
+  new_job
+  file_level_config
+  export BUILDKITE_PLUGIN_S3_CACHE_RESTORE=everything
+  run_hook pre-command
+  assert_failure 1
+  assert_output --partial 'restore: invalid level "everything": want one of file, step, branch, pipeline, all'
+  [ "$(echo "$output" | wc -l)" -eq 1 ]
+}
+
+@test "a missing path is a configuration error" {
+  new_job
+  file_level_config
+  unset BUILDKITE_PLUGIN_S3_CACHE_PATH
+  run_hook post-command
+  assert_failure 1
+  assert_output --partial "path: missing"
+  [ "$(echo "$output" | wc -l)" -eq 1 ]
+}
+
+@test "a missing bucket is a configuration error" {
+  new_job
+  file_level_config
+  unset BUILDKITE_PLUGIN_S3_CACHE_BUCKET
+  run_hook pre-command
+  assert_failure 1
+  assert_output --partial "bucket: missing"
+  [ "$(echo "$output" | wc -l)" -eq 1 ]
+}
+
+@test "an unreachable endpoint is a warning by default and a failure with soft-fail false" {
+  new_job
+  make_project
+  file_level_config
+  export BUILDKITE_PLUGIN_S3_CACHE_ENDPOINT=http://127.0.0.1:9 # discard: nothing listens
+  run_hook pre-command
+  assert_success
+  assert_output --partial ":warning: s3-cache:"
+  [ "$(exported BUILDKITE_PLUGIN_S3_CACHE_HIT)" = miss ]
+  run_hook post-command
+  assert_success
+  assert_output --partial ":warning: s3-cache:"
+
+  export BUILDKITE_PLUGIN_S3_CACHE_SOFT_FAIL=false
+  run_hook pre-command
+  assert_failure 1
+  assert_output --partial "+++ :rotating_light: s3-cache:"
+  run_hook post-command
+  assert_failure 1
+}
+
+@test "two post-commands saving one key at the same moment both succeed and store one object" {
+  new_job first
+  make_project
+  file_level_config
+  run_hook pre-command
+  assert_success
+  first="$CHECKOUT" first_env=$(export -p)
+  new_job second
+  make_project
+  file_level_config
+  run_hook pre-command
+  assert_success
+  second="$CHECKOUT" second_env=$(export -p)
+
+  # Both jobs computed the same key; save it at the same moment.
+  (eval "$first_env" && cd "$first" && bash -c '. "$PLUGIN_DIR/hooks/post-command"') >"$BATS_TEST_TMPDIR/a.log" 2>&1 &
+  a=$!
+  (eval "$second_env" && cd "$second" && bash -c '. "$PLUGIN_DIR/hooks/post-command"') >"$BATS_TEST_TMPDIR/b.log" 2>&1 &
+  b=$!
+  wait "$a"
+  wait "$b"
+  cat "$BATS_TEST_TMPDIR/a.log" "$BATS_TEST_TMPDIR/b.log"
+  [ "$(objects | wc -l)" -eq 1 ]
+  grep -q "Saved t" "$BATS_TEST_TMPDIR/a.log" "$BATS_TEST_TMPDIR/b.log"
+  etag=$(objects | awk '{print $3}')
+
+  # A later save of the same key leaves the stored object alone.
+  new_job third
+  make_project
+  echo changed >"$CHECKOUT/node_modules/pkg/extra"
+  file_level_config
+  run_hook pre-command
+  rm -rf "$CHECKOUT/node_modules" && make_project && echo changed >"$CHECKOUT/node_modules/pkg/extra"
+  run_hook post-command
+  assert_success
+  [ "$(objects | awk '{print $3}')" = "$etag" ]
+}
+
+@test "a failed command saves nothing unless when says so" {
+  new_job
+  make_project
+  file_level_config
+  run_hook pre-command
+  export BUILDKITE_COMMAND_EXIT_STATUS=2
+  run_hook post-command
+  assert_success
+  assert_output --partial "The command failed (exit status 2) and when is on-success"
+  [ "$(objects | wc -l)" -eq 0 ]
+  export BUILDKITE_PLUGIN_S3_CACHE_WHEN=always
+  run_hook post-command
+  assert_success
+  [ "$(objects | wc -l)" -eq 1 ]
+}
+
+@test "one step can use the plugin twice" {
+  new_job
+  make_project
+  mkdir -p "$CHECKOUT/vendor" && echo gem >"$CHECKOUT/vendor/gem.rb"
+  echo lock >"$CHECKOUT/Gemfile.lock"
+  # Instance A: node_modules at file level; instance B: vendor at step level.
+  a_env() { file_level_config; }
+  b_env() {
+    unset BUILDKITE_PLUGIN_S3_CACHE_MANIFEST
+    export BUILDKITE_PLUGIN_S3_CACHE_PATH=vendor BUILDKITE_PLUGIN_S3_CACHE_RESTORE=step BUILDKITE_PLUGIN_S3_CACHE_SAVE=step
+  }
+  a_env && run_hook pre-command && assert_success
+  b_env && run_hook pre-command && assert_success
+  a_env && run_hook post-command && assert_success
+  b_env && run_hook post-command && assert_success
+  objects
+  [ "$(objects | grep -c /file/)" -eq 1 ]
+  [ "$(objects | grep -c /step/npm-install/)" -eq 1 ]
+  # Both state files were consumed.
+  [ -z "$(find "${TMPDIR:-/tmp}" -maxdepth 1 -name "s3-cache-${BUILDKITE_JOB_ID}-*" 2>/dev/null)" ]
+}
+
+@test "the shim builds the binary with go when no override is set, and reuses it" {
+  new_job
+  make_project
+  file_level_config
+  unset S3_CACHE_BIN_DIR
+  run_hook pre-command
+  assert_success
+  assert_output --partial "Cache miss"
+  run bash -c '. "$1/lib/shim.bash"; s3_cache_resolve pre-command' _ "$PLUGIN_DIR"
+  assert_success
+  assert_file_executable "$output"
+}
