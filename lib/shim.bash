@@ -92,13 +92,17 @@ s3_cache_run() {
     echo "+++ :rotating_light: s3-cache: cannot run the $hook hook"
     return 1
   fi
-  env_file=$(mktemp "${TMPDIR:-/tmp}/s3-cache-env.XXXXXX")
+  # The binary creates this file (atomically) only when it has something to export, so a job
+  # cancelled mid-hook leaves nothing behind.
+  env_file="${TMPDIR:-/tmp}/s3-cache-env.$$.$RANDOM$RANDOM"
   "$bin" --env-file "$env_file" || status=$?
-  while IFS='=' read -r name value; do
-    if [[ "$name" =~ ^BUILDKITE_PLUGIN_S3_CACHE_[A-Z0-9_]+$ ]]; then
-      export "$name=$value"
-    fi
-  done <"$env_file"
-  rm -f "$env_file"
+  if [[ -f "$env_file" ]]; then
+    while IFS='=' read -r name value; do
+      if [[ "$name" =~ ^BUILDKITE_PLUGIN_S3_CACHE_[A-Z0-9_]+$ ]]; then
+        export "$name=$value"
+      fi
+    done <"$env_file"
+    rm -f "$env_file"
+  fi
   return "$status"
 }

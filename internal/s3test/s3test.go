@@ -180,13 +180,21 @@ func (s *Server) Client() *awss3.Client {
 	})
 }
 
-// Store returns a Store on the server's bucket with the given tuning.
-func (s *Server) Store(ctx context.Context, concurrency int, partSize int64) (*s3.Store, error) {
-	return s3.New(ctx, s3.Options{
+// Options returns the options of a Store on the server's bucket. Probe verdicts are cached in
+// the server's directory, not the user's.
+func (s *Server) Options() s3.Options {
+	return s3.Options{
 		Bucket: s.Bucket, Endpoint: s.Endpoint, Region: "us-east-1",
 		Credentials: credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
-		Concurrency: concurrency, PartSize: partSize,
-	})
+		VerdictDir:  filepath.Join(s.Dir, "verdicts"),
+	}
+}
+
+// Store returns a Store on the server's bucket with the given tuning.
+func (s *Server) Store(ctx context.Context, concurrency int, partSize int64) (*s3.Store, error) {
+	o := s.Options()
+	o.Concurrency, o.PartSize = concurrency, partSize
+	return s3.New(ctx, o)
 }
 
 // Env returns the environment variables that point the plugin at this server.

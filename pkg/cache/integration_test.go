@@ -30,20 +30,6 @@ import (
 
 const partSize = 5 << 20 // S3's smallest part: multipart uploads and several ranges with small archives
 
-// eachServer runs test against a fresh server of every real kind.
-func eachServer(t *testing.T, test func(t *testing.T, srv *s3test.Server)) {
-	for _, kind := range s3test.Kinds {
-		t.Run(kind, func(t *testing.T) {
-			srv, err := s3test.Start(t.Context(), kind, t.TempDir(), "cache")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(srv.Stop)
-			test(t, srv)
-		})
-	}
-}
-
 func newCache(t *testing.T, srv *s3test.Server, paths []string, concurrency int) (*cache.Cache, *s3.Store, *bytes.Buffer) {
 	t.Helper()
 	store, err := srv.Store(t.Context(), concurrency, partSize)
@@ -122,7 +108,7 @@ func must(t *testing.T, err error) {
 func key(name string) cachekey.Key { return cachekey.Key{Level: config.LevelFile, Name: name} }
 
 func TestSaveThenRestore(t *testing.T) {
-	eachServer(t, func(t *testing.T, srv *s3test.Server) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
 		for _, tc := range []struct {
 			name   string
 			random int
@@ -158,7 +144,7 @@ func TestSaveThenRestore(t *testing.T) {
 }
 
 func TestRestoreFallsBackToAWiderLevel(t *testing.T) {
-	eachServer(t, func(t *testing.T, srv *s3test.Server) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
 		src := filepath.Join(t.TempDir(), "cache")
 		makeTree(t, src, 0)
 		c, _, _ := newCache(t, srv, []string{src}, 2)
@@ -184,7 +170,7 @@ func TestRestoreFallsBackToAWiderLevel(t *testing.T) {
 // Parallel jobs of one step compute the same key and save it at the same moment: every one
 // succeeds, exactly one object is created, and it is never replaced.
 func TestConcurrentSavesStoreOneObject(t *testing.T) {
-	eachServer(t, func(t *testing.T, srv *s3test.Server) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
 		for _, tc := range []struct {
 			name   string
 			random int
@@ -245,7 +231,7 @@ func TestConcurrentSavesStoreOneObject(t *testing.T) {
 }
 
 func TestForceOverwrites(t *testing.T) {
-	eachServer(t, func(t *testing.T, srv *s3test.Server) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
 		store, err := srv.Store(t.Context(), 2, partSize)
 		must(t, err)
 		k := "force/key"
@@ -310,7 +296,7 @@ func TestRestoreRefusesHostileArchives(t *testing.T) {
 		"symlink escape":  {dir("0/"), link("0/link", "/tmp"), file("0/link/s3-cache-escape")},
 		"hard link out":   {dir("0/"), {Name: "0/h", Typeflag: tar.TypeLink, Linkname: "../../etc/passwd"}},
 	}
-	eachServer(t, func(t *testing.T, srv *s3test.Server) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
 		for name, headers := range cases {
 			t.Run(name, func(t *testing.T) {
 				dst := filepath.Join(t.TempDir(), "node_modules")
@@ -378,7 +364,7 @@ func (h *hookReader) Read(p []byte) (int, error) {
 }
 
 func TestRestoreRestartsWhenTheObjectChanges(t *testing.T) {
-	eachServer(t, func(t *testing.T, srv *s3test.Server) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
 		oldTree, newTree := filepath.Join(t.TempDir(), "c"), filepath.Join(t.TempDir(), "c")
 		makeTree(t, oldTree, 3*partSize)
 		makeTree(t, newTree, 3*partSize)
@@ -402,4 +388,100 @@ func TestRestoreRestartsWhenTheObjectChanges(t *testing.T) {
 			t.Fatalf("restored tree is not wholly the new one:\n%s\nwant:\n%s", b, a)
 		}
 	})
+}
+
+// overwriteAlways force-saves new content over the object every time a download starts.
+type overwriteAlways struct {
+	cache.Store
+	t *testing.T
+}
+
+func (o *overwriteAlways) Open(ctx context.Context, obj s3.Object) io.ReadCloser {
+	rc := o.Store.Open(ctx, obj)
+	return &hookReader{ReadCloser: rc, after: 1, hook: func() {
+		if _, err := o.Store.Upload(ctx, obj.Key, bytes.NewReader(bytes.Repeat([]byte{byte(len(obj.ETag))}, 3*partSize)), s3.PutOptions{Overwrite: true}); err != nil {
+			o.t.Error(err)
+		}
+	}}
+}
+
+func TestRestoreGivesUpAfterDownloadRetries(t *testing.T) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
+		src := filepath.Join(t.TempDir(), "c")
+		makeTree(t, src, 3*partSize)
+		c, store, _ := newCache(t, srv, []string{src}, 1)
+		k := key("flapping/key.tar.zst")
+		_, err := c.Save(t.Context(), k)
+		must(t, err)
+
+		dst := filepath.Join(t.TempDir(), "c")
+		makeTree(t, dst, 10)
+		before := listing(t, dst)
+		r, _, log := newCache(t, srv, []string{dst}, 1)
+		r.Restarts = 2
+		r.Store = &overwriteAlways{Store: store, t: t}
+		got, err := r.Restore(t.Context(), []cachekey.Key{k})
+		if err == nil || !strings.Contains(err.Error(), "gave up after 2 restart(s) (download-retries)") || got.Hit != cache.Miss {
+			t.Fatalf("restore = %+v, %v; want a miss that gave up after 2 restarts\n%s", got, err, log)
+		}
+		if after := listing(t, dst); after != before {
+			t.Fatal("a restore that gave up changed the target")
+		}
+	})
+}
+
+// conflictOnce answers the first upload with 409 ConditionalRequestConflict.
+type conflictOnce struct {
+	cache.Store
+	once sync.Once
+}
+
+func (c *conflictOnce) Upload(ctx context.Context, key string, r io.Reader, o s3.PutOptions) (s3.Result, error) {
+	var conflict bool
+	c.once.Do(func() { conflict = true })
+	if conflict {
+		return s3.Result{}, fmt.Errorf("upload %s: %w", key, s3.ErrConflict)
+	}
+	return c.Store.Upload(ctx, key, r, o)
+}
+
+func TestSaveRestartsAfterAConflict(t *testing.T) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
+		src := filepath.Join(t.TempDir(), "c")
+		makeTree(t, src, 100)
+		c, store, log := newCache(t, srv, []string{src}, 2)
+		c.Store = &conflictOnce{Store: store}
+		saved, err := c.Save(t.Context(), key("conflict/key.tar.zst"))
+		if err != nil || !saved.Stored || !strings.Contains(log.String(), "starting the upload again") {
+			t.Fatalf("save after a conflict: %+v, %v\n%s", saved, err, log)
+		}
+	})
+}
+
+// Against an endpoint that ignores If-Match, an object overwritten mid-download is still never
+// restored as a mix of old and new: the restore notices and starts over.
+func TestRestoreWithoutIfMatchNeverMixes(t *testing.T) {
+	srv := s3test.StartFake(t)
+	oldTree, newTree := filepath.Join(t.TempDir(), "c"), filepath.Join(t.TempDir(), "c")
+	makeTree(t, oldTree, 3*partSize)
+	makeTree(t, newTree, 3*partSize)
+	saver, store, _ := newCache(t, srv, []string{oldTree}, 1)
+	k := key("fake/key.tar.zst")
+	_, err := saver.Save(t.Context(), k)
+	must(t, err)
+	var newArchive bytes.Buffer
+	_, err = archive.Write(t.Context(), &newArchive, []string{newTree}, archive.Zstd, 0, nil)
+	must(t, err)
+
+	dst := filepath.Join(t.TempDir(), "c")
+	r, _, log := newCache(t, srv, []string{dst}, 1)
+	r.Store = &overwriter{Store: store, newBody: newArchive.Bytes()}
+	got, err := r.Restore(t.Context(), []cachekey.Key{k})
+	must(t, err)
+	if got.Restarts != 1 {
+		t.Fatalf("restore = %+v; want one restart\n%s", got, log)
+	}
+	if a, b := listing(t, newTree), listing(t, dst); a != b {
+		t.Fatalf("restored tree is not wholly the new one:\n%s", b)
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kelseyhightower/envconfig"
 
@@ -100,6 +101,8 @@ type Config struct {
 	SSEKMSKeyID       string
 	ConditionalWrites ConditionalWrites
 
+	StallTimeout time.Duration // a transfer without progress for this long is cancelled and retried
+
 	Concurrency int   // parallel transfers (0: auto)
 	PartSize    int64 // multipart part size and download chunk size in bytes (0: auto)
 	MaxSize     int64 // archives above this are not saved (0: no limit)
@@ -138,6 +141,7 @@ type vars struct {
 	SSE               string            `envconfig:"SSE"`
 	SSEKMSKeyID       string            `envconfig:"SSE_KMS_KEY_ID"`
 	ConditionalWrites ConditionalWrites `envconfig:"CONDITIONAL_WRITES" default:"auto"`
+	StallTimeout      Duration          `envconfig:"STALL_TIMEOUT" default:"60s"`
 	Concurrency       int               `envconfig:"CONCURRENCY"`
 	PartSize          Size              `envconfig:"PART_SIZE"`
 	MaxSize           Size              `envconfig:"MAX_SIZE"`
@@ -150,7 +154,7 @@ var Keys = []string{
 	"path", "paths", "manifest", "restore", "save", "key-extra", "force", "when",
 	"compression", "compression-level", "soft-fail", "download-retries", "retries",
 	"bucket", "prefix", "region", "endpoint", "profile", "force-path-style",
-	"storage-class", "sse", "sse-kms-key-id", "conditional-writes",
+	"storage-class", "sse", "sse-kms-key-id", "conditional-writes", "stall-timeout",
 	"concurrency", "part-size", "max-size",
 	// Accepted for compatibility with the official cache plugin's S3 backend.
 	"backend", "only-show-errors",
@@ -208,6 +212,7 @@ func Load() (*Config, error) {
 		SSE:               v.SSE,
 		SSEKMSKeyID:       v.SSEKMSKeyID,
 		ConditionalWrites: v.ConditionalWrites,
+		StallTimeout:      time.Duration(v.StallTimeout),
 		Concurrency:       v.Concurrency,
 		PartSize:          int64(v.PartSize),
 		MaxSize:           int64(v.MaxSize),
@@ -247,6 +252,7 @@ func (c *Config) validate() error {
 		{"concurrency", int64(c.Concurrency), 0, 64, "1 to 64, or 0 for automatic"},
 		{"part-size", c.PartSize, 0, 5 << 30, "5MiB to 5GiB"},
 		{"max-size", c.MaxSize, 0, 5 << 40, "a size such as 10GiB"},
+		{"stall-timeout", int64(c.StallTimeout), int64(time.Second), int64(time.Hour), "1s to 1h"},
 	}
 	for _, r := range ranges {
 		if r.val < r.min || r.val > r.max {

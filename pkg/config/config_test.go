@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
 )
@@ -50,7 +51,7 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Compression != archive.Zstd || !c.SoftFail || c.DownloadRetries != 3 || c.When != WhenOnSuccess ||
-		c.ConditionalWrites != ConditionalAuto || c.Force || c.ForcePathStyle != nil {
+		c.ConditionalWrites != ConditionalAuto || c.Force || c.ForcePathStyle != nil || c.StallTimeout != time.Minute {
 		t.Fatalf("defaults: %+v", c)
 	}
 	if !slices.Equal(c.Paths, []string{"node_modules"}) || c.Restore != LevelFile || !slices.Equal(c.Save, []Level{LevelFile}) {
@@ -119,6 +120,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bad conditional-writes", with(base(), "CONDITIONAL_WRITES", "maybe"), "conditional-writes", "want auto, on or off"},
 		{"small part size", with(base(), "PART_SIZE", "1MiB"), "part-size", "5MiB"},
 		{"bad size", with(base(), "MAX_SIZE", "lots"), "max-size", "invalid size"},
+		{"bad stall-timeout", with(base(), "STALL_TIMEOUT", "soon"), "stall-timeout", "invalid duration"},
+		{"tiny stall-timeout", with(base(), "STALL_TIMEOUT", "10ms"), "stall-timeout", "1s to 1h"},
 		{"other backend", with(base(), "BACKEND", "fs"), "backend", "S3 only"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
 )
@@ -99,5 +100,23 @@ func (z *Size) Decode(s string) error {
 		return &Error{Msg: fmt.Sprintf("invalid size %q: want bytes or a number with a unit, such as 512MiB or 5GB", s)}
 	}
 	*z = Size(f * mult)
+	return nil
+}
+
+// Duration is a Go duration ("90s", "2m") or a number of seconds.
+type Duration time.Duration
+
+// Decode implements envconfig.Decoder.
+func (d *Duration) Decode(s string) error {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		*d = Duration(n * float64(time.Second))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return &Error{Msg: fmt.Sprintf("invalid duration %q: want seconds or a duration such as 90s or 2m", s)}
+	}
+	*d = Duration(v)
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/atomicfile"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/buildkite"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cache"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
@@ -78,7 +79,7 @@ func Main(name string, hook Hook, args []string, stdout io.Writer) int {
 	defer stop()
 	run := &Run{Config: cfg, Job: job, Log: log, Outputs: map[string]string{}}
 	err = hook(ctx, run)
-	if *envFile != "" {
+	if *envFile != "" && ctx.Err() == nil { // a cancelled job runs no command to export to
 		if werr := writeEnvFile(*envFile, run.Outputs); werr != nil {
 			err = errors.Join(err, werr)
 		}
@@ -113,10 +114,7 @@ func writeEnvFile(path string, vars map[string]string) error {
 		}
 		fmt.Fprintf(&b, "%s=%s\n", k, v)
 	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		return fmt.Errorf("write outputs: %w", err)
-	}
-	return nil
+	return atomicfile.Write(path, []byte(b.String()), 0o600)
 }
 
 // newCache builds the cache the configuration describes.
@@ -127,6 +125,8 @@ func (r *Run) newCache(ctx context.Context) (*cache.Cache, error) {
 		ForcePathStyle: c.ForcePathStyle, Retries: c.Retries,
 		Concurrency: c.Concurrency, PartSize: c.PartSize,
 		StorageClass: c.StorageClass, SSE: c.SSE, SSEKMSKeyID: c.SSEKMSKeyID,
+		ConditionalWrites: s3.Conditional(c.ConditionalWrites), ProbePrefix: probePrefix(c.Prefix),
+		StallTimeout: c.StallTimeout, Warn: r.Log.Warnf,
 	})
 	if err != nil {
 		return nil, err
@@ -137,6 +137,13 @@ func (r *Run) newCache(ctx context.Context) (*cache.Cache, error) {
 	}
 	return &cache.Cache{Store: store, Log: r.Log, Paths: paths, Compression: c.Compression,
 		Level: c.CompressionLevel, Restarts: c.DownloadRetries, MaxSize: c.MaxSize, Force: c.Force}, nil
+}
+
+func probePrefix(prefix string) string {
+	if prefix == "" {
+		return ""
+	}
+	return prefix + "/"
 }
 
 // keys computes the object keys of levels. The manifest is hashed only when needed.
@@ -185,25 +192,9 @@ func (r *Run) statePath() string {
 func (r *Run) writeState(st state) error {
 	doc, err := json.Marshal(st)
 	if err != nil {
-		return err
-	}
-	p := r.statePath()
-	tmp, err := os.CreateTemp(filepath.Dir(p), filepath.Base(p)+".tmp-*")
-	if err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(doc); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	return nil
+	return atomicfile.Write(r.statePath(), doc, 0o600)
 }
 
 func (r *Run) readState() (state, bool) {

@@ -100,7 +100,12 @@ func (s *Store) getRange(ctx context.Context, obj Object, off, end int64) ([]byt
 				return nil, ctx.Err()
 			}
 		}
-		data, err := s.getRangeOnce(ctx, obj, off, end)
+		wctx, w, stop := newWatchdog(ctx, s.stall)
+		data, err := s.getRangeOnce(wctx, w, obj, off, end)
+		if err != nil {
+			err = stallCause(wctx, err)
+		}
+		stop()
 		if err == nil || errors.Is(err, ErrChanged) || errors.Is(err, ErrNotFound) || ctx.Err() != nil {
 			return data, err
 		}
@@ -109,7 +114,7 @@ func (s *Store) getRange(ctx context.Context, obj Object, off, end int64) ([]byt
 	return nil, fmt.Errorf("get %s bytes %d-%d: %w", obj.Key, off, end, last)
 }
 
-func (s *Store) getRangeOnce(ctx context.Context, obj Object, off, end int64) ([]byte, error) {
+func (s *Store) getRangeOnce(ctx context.Context, w *watchdog, obj Object, off, end int64) ([]byte, error) {
 	in := &awss3.GetObjectInput{
 		Bucket:  &s.bucket,
 		Key:     &obj.Key,
@@ -138,7 +143,7 @@ func (s *Store) getRangeOnce(ctx context.Context, obj Object, off, end int64) ([
 		return nil, fmt.Errorf("get %s: %w", obj.Key, err)
 	}
 	data := make([]byte, end-off+1)
-	if _, err := io.ReadFull(out.Body, data); err != nil {
+	if _, err := io.ReadFull(&progressReader{r: out.Body, w: w}, data); err != nil {
 		return nil, fmt.Errorf("read %s bytes %d-%d: %w", obj.Key, off, end, err)
 	}
 	return data, nil

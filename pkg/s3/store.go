@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -29,7 +30,7 @@ var (
 // Defaults for the transfer tuning keys.
 const (
 	DefaultConcurrency = 8
-	DefaultPartSize    = 16 << 20
+	DefaultPartSize    = 8 << 20
 	minPartSize        = 5 << 20
 	maxPartSize        = 5 << 30
 	maxParts           = 10000
@@ -51,6 +52,19 @@ type Options struct {
 	SSE          string // AES256 or aws:kms
 	SSEKMSKeyID  string
 
+	// ConditionalWrites: auto (default) probes the endpoint once a day, on trusts it, off never
+	// sends If-None-Match and checks with HEAD instead.
+	ConditionalWrites Conditional
+	ProbePrefix       string // where probe objects go ("<prefix>/"), so IAM policies cover them
+	VerdictDir        string // where probe verdicts are cached; "" is the user's cache directory
+
+	// StallTimeout cancels and retries a request that makes no progress for this long
+	// (0: DefaultStallTimeout).
+	StallTimeout time.Duration
+
+	// Warn receives warnings worth a user's attention (an endpoint without conditional writes).
+	Warn func(format string, args ...any)
+
 	// Credentials overrides the SDK's default chain (tests use static keys).
 	Credentials aws.CredentialsProvider
 }
@@ -61,12 +75,22 @@ type Store struct {
 	bucket      string
 	concurrency int
 	partSize    int64
+	stall       time.Duration
 	opts        Options
+
+	verdictOnce sync.Once
+	mu          sync.Mutex // guards conditional and warned501
+	conditional Verdict
+	warned501   bool
 }
 
 // New builds a Store whose credentials, region and endpoint come from the SDK's default chain
 // (environment, shared config and profile, web identity, ECS and EC2 metadata), overridden by o.
 func New(ctx context.Context, o Options) (*Store, error) {
+	stall := o.StallTimeout
+	if stall <= 0 {
+		stall = DefaultStallTimeout
+	}
 	var loads []func(*awsconfig.LoadOptions) error
 	if o.Region != "" {
 		loads = append(loads, awsconfig.WithRegion(o.Region))
@@ -88,7 +112,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		awsconfig.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
 		awsconfig.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 			t.MaxIdleConnsPerHost = 64
-			t.ResponseHeaderTimeout = 2 * time.Minute
+			t.ResponseHeaderTimeout = stall // a request without a body stalls waiting for its answer
 		})),
 	)
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, loads...)
@@ -109,7 +133,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 			so.UsePathStyle = *o.ForcePathStyle
 		}
 	})
-	s := &Store{client: client, bucket: o.Bucket, concurrency: o.Concurrency, partSize: o.PartSize, opts: o}
+	s := &Store{client: client, bucket: o.Bucket, concurrency: o.Concurrency, partSize: o.PartSize, stall: stall, opts: o}
 	if s.concurrency <= 0 {
 		s.concurrency = DefaultConcurrency
 	}

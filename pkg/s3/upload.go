@@ -49,29 +49,50 @@ func (s *Store) Upload(ctx context.Context, key string, r io.Reader, o PutOption
 }
 
 func (s *Store) putObject(ctx context.Context, key string, body []byte, o PutOptions) (Result, error) {
+	res := Result{Size: int64(len(body))}
+	conditional := !o.Overwrite && s.conditionalFor(ctx, false)
+	if !o.Overwrite && !conditional {
+		if exists, err := s.exists(ctx, key); err != nil || exists {
+			return res, err
+		}
+	}
 	in := &awss3.PutObjectInput{
 		Bucket:        &s.bucket,
 		Key:           &key,
-		Body:          bytes.NewReader(body),
 		ContentLength: aws.Int64(int64(len(body))),
 		ContentType:   aws.String("application/octet-stream"),
 	}
 	s.applyPutSettings(&in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
-	if !o.Overwrite {
+	if conditional {
 		in.IfNoneMatch = aws.String("*")
 	}
-	_, err := s.client.PutObject(ctx, in)
-	res := Result{Size: int64(len(body))}
+	err := s.withStallRetry(ctx, func(ctx context.Context, w *watchdog) error {
+		in.Body = &progressReader{r: bytes.NewReader(body), w: w}
+		_, err := s.client.PutObject(ctx, in)
+		return err
+	})
 	switch {
 	case err == nil:
 		res.Stored = true
 		return res, nil
-	case isPreconditionFailed(err):
+	case conditional && isPreconditionFailed(err):
 		return res, nil
+	case conditional && status(err) == http.StatusNotImplemented:
+		s.notImplemented(false)
+		return s.putObject(ctx, key, body, o)
 	case isConflict(err):
 		return res, fmt.Errorf("upload %s: %w: %w", key, ErrConflict, err)
 	}
 	return res, fmt.Errorf("upload %s: %w", key, err)
+}
+
+// exists is the check of endpoints without conditional writes.
+func (s *Store) exists(ctx context.Context, key string) (bool, error) {
+	_, err := s.Head(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 func (s *Store) applyPutSettings(class *types.StorageClass, sse *types.ServerSideEncryption, kms **string) {
@@ -118,9 +139,21 @@ func (s *Store) multipart(ctx context.Context, key string, first []byte, r io.Re
 		}
 	}()
 
+	parts, size, err := s.uploadParts(ctx, key, uploadID, first, r)
+	res.Size, res.Parts = size, len(parts)
+	if err != nil {
+		return res, fmt.Errorf("upload %s: %w", key, err)
+	}
+	completed, res.Stored, err = s.complete(ctx, key, uploadID, parts, o)
+	return res, err
+}
+
+// uploadParts reads r to its end, uploading parts concurrently; it returns them in order.
+func (s *Store) uploadParts(ctx context.Context, key string, uploadID *string, first []byte, r io.Reader) ([]types.CompletedPart, int64, error) {
 	var (
 		mu    sync.Mutex
 		parts []types.CompletedPart
+		size  int64
 	)
 	pool := make(chan []byte, s.concurrency)
 	allocated := 1 // first
@@ -128,15 +161,22 @@ func (s *Store) multipart(ctx context.Context, key string, first []byte, r io.Re
 	g.SetLimit(s.concurrency)
 	uploadPart := func(body []byte, num int32) error {
 		defer func() { pool <- body[:cap(body)] }()
-		out, err := s.client.UploadPart(gctx, &awss3.UploadPartInput{
-			Bucket: &s.bucket, Key: &key, UploadId: uploadID, PartNumber: &num,
-			Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body))),
+		var etag *string
+		err := s.withStallRetry(gctx, func(ctx context.Context, w *watchdog) error {
+			out, err := s.client.UploadPart(ctx, &awss3.UploadPartInput{
+				Bucket: &s.bucket, Key: &key, UploadId: uploadID, PartNumber: &num,
+				Body: &progressReader{r: bytes.NewReader(body), w: w}, ContentLength: aws.Int64(int64(len(body))),
+			})
+			if err == nil {
+				etag = out.ETag
+			}
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("upload part %d: %w", num, err)
 		}
 		mu.Lock()
-		parts = append(parts, types.CompletedPart{ETag: out.ETag, PartNumber: &num})
+		parts = append(parts, types.CompletedPart{ETag: etag, PartNumber: &num})
 		mu.Unlock()
 		return nil
 	}
@@ -145,68 +185,76 @@ func (s *Store) multipart(ctx context.Context, key string, first []byte, r io.Re
 	for part := 1; n > 0; part++ { // n == 0: the stream ended at a part boundary
 		if part > maxParts {
 			_ = g.Wait()
-			return res, fmt.Errorf("upload %s: archive needs more than %d parts", key, maxParts)
+			return nil, size, fmt.Errorf("archive needs more than %d parts", maxParts)
 		}
 		body, num := buf[:n], int32(part)
-		res.Size += int64(n)
-		res.Parts = part
+		size += int64(n)
 		g.Go(func() error { return uploadPart(body, num) })
 		if n < len(buf) {
 			break // a short part is the last one
 		}
 
 		// Next buffer: a new one while under the concurrency budget, else a recycled one.
-		size := partSizeFor(s.partSize, part+1)
+		next := partSizeFor(s.partSize, part+1)
 		if allocated < s.concurrency {
-			buf, allocated = make([]byte, size), allocated+1
+			buf, allocated = make([]byte, next), allocated+1
 		} else {
 			select {
 			case buf = <-pool:
 			case <-gctx.Done():
-				return res, s.partsFailed(key, g)
+				if err := g.Wait(); err != nil {
+					return nil, size, err
+				}
+				return nil, size, ctx.Err()
 			}
 		}
-		if int64(cap(buf)) < size {
-			buf = make([]byte, size)
+		if int64(cap(buf)) < next {
+			buf = make([]byte, next)
 		}
-		buf = buf[:size]
+		buf = buf[:next]
 		var rerr error
 		n, rerr = io.ReadFull(r, buf)
 		if rerr != nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, io.ErrUnexpectedEOF) {
 			_ = g.Wait()
-			return res, fmt.Errorf("upload %s: read: %w", key, rerr)
+			return nil, size, fmt.Errorf("read: %w", rerr)
 		}
 	}
 	if err := g.Wait(); err != nil {
-		return res, fmt.Errorf("upload %s: %w", key, err)
+		return nil, size, err
 	}
 	slices.SortFunc(parts, func(a, b types.CompletedPart) int { return int(*a.PartNumber - *b.PartNumber) })
-	cin := &awss3.CompleteMultipartUploadInput{
+	return parts, size, nil
+}
+
+// complete completes the upload, conditionally unless o.Overwrite. It reports whether the
+// upload was completed (else the caller aborts it) and whether it stored the object.
+func (s *Store) complete(ctx context.Context, key string, uploadID *string, parts []types.CompletedPart, o PutOptions) (completed, stored bool, err error) {
+	conditional := !o.Overwrite && s.conditionalFor(ctx, true)
+	if !o.Overwrite && !conditional {
+		if exists, err := s.exists(ctx, key); err != nil || exists {
+			return false, false, err
+		}
+	}
+	in := &awss3.CompleteMultipartUploadInput{
 		Bucket: &s.bucket, Key: &key, UploadId: uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	}
-	if !o.Overwrite {
-		cin.IfNoneMatch = aws.String("*")
+	if conditional {
+		in.IfNoneMatch = aws.String("*")
 	}
-	_, err = s.client.CompleteMultipartUpload(ctx, cin)
+	_, err = s.client.CompleteMultipartUpload(ctx, in)
 	switch {
 	case err == nil:
-		completed, res.Stored = true, true
-		return res, nil
-	case isPreconditionFailed(err):
-		return res, nil // another job won; the deferred abort removes our parts
+		return true, true, nil
+	case conditional && isPreconditionFailed(err):
+		return false, false, nil // another job won; the caller aborts our upload
+	case conditional && status(err) == http.StatusNotImplemented:
+		s.notImplemented(true)
+		return s.complete(ctx, key, uploadID, parts, o)
 	case isConflict(err):
-		return res, fmt.Errorf("upload %s: %w: %w", key, ErrConflict, err)
+		return false, false, fmt.Errorf("upload %s: %w: %w", key, ErrConflict, err)
 	}
-	return res, fmt.Errorf("upload %s: complete multipart upload: %w", key, err)
-}
-
-// partsFailed waits for the part uploads in flight and returns the first failure.
-func (s *Store) partsFailed(key string, g *errgroup.Group) error {
-	if err := g.Wait(); err != nil {
-		return fmt.Errorf("upload %s: %w", key, err)
-	}
-	return fmt.Errorf("upload %s: %w", key, context.Canceled)
+	return false, false, fmt.Errorf("upload %s: complete multipart upload: %w", key, err)
 }
 
 func isPreconditionFailed(err error) bool {

@@ -1,0 +1,308 @@
+package s3_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/s3test"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
+)
+
+const partSize = 5 << 20
+
+// proxied returns a store that talks to srv through a fault-injecting proxy.
+func proxied(t *testing.T, srv *s3test.Server, mode s3.Conditional) (*s3.Store, *s3test.Proxy, *warnings) {
+	t.Helper()
+	p, err := s3test.NewProxy(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	w := &warnings{}
+	o := srv.Options()
+	o.Endpoint, o.PartSize, o.Concurrency, o.ConditionalWrites, o.Warn = p.URL, partSize, 4, mode, w.add
+	o.VerdictDir = t.TempDir()
+	store, err := s3.New(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, p, w
+}
+
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) add(format string, args ...any) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, fmt.Sprintf(format, args...))
+}
+
+func (w *warnings) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.msgs...)
+}
+
+func random(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// creates returns the conditional headers of the requests that create objects.
+func creates(p *s3test.Proxy) (puts, completes []string) {
+	for _, r := range p.Requests() {
+		switch {
+		case r.Method == http.MethodPut && !r.Query.Has("uploadId") && !r.Query.Has("partNumber"):
+			puts = append(puts, r.Header.Get("If-None-Match"))
+		case r.Method == http.MethodPost && r.Query.Has("uploadId"):
+			completes = append(completes, r.Header.Get("If-None-Match"))
+		}
+	}
+	return puts, completes
+}
+
+func TestConditionalCreatesSendIfNoneMatch(t *testing.T) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
+		store, p, _ := proxied(t, srv, s3.ConditionalOn)
+		small, large := random(t, 1000), random(t, 2*partSize+7)
+
+		for _, body := range [][]byte{small, large} {
+			res, err := store.Upload(t.Context(), fmt.Sprintf("cond/%d", len(body)), bytes.NewReader(body), s3.PutOptions{})
+			if err != nil || !res.Stored {
+				t.Fatalf("upload: %+v, %v", res, err)
+			}
+		}
+		puts, completes := creates(p)
+		if strings.Join(puts, ",") != "*" || strings.Join(completes, ",") != "*" {
+			t.Fatalf("If-None-Match on PutObject %q, on CompleteMultipartUpload %q; want * on each", puts, completes)
+		}
+
+		// A second writer of the same keys loses, and the objects keep their content.
+		for _, body := range [][]byte{small, large} {
+			key := fmt.Sprintf("cond/%d", len(body))
+			res, err := store.Upload(t.Context(), key, bytes.NewReader(random(t, len(body))), s3.PutOptions{})
+			if err != nil || res.Stored {
+				t.Fatalf("second conditional upload of %s: %+v, %v; want not stored, no error", key, res, err)
+			}
+			if got := download(t, store, key); !bytes.Equal(got, body) {
+				t.Fatalf("%s was overwritten", key)
+			}
+		}
+		noUploadsLeft(t, srv)
+
+		// force: a plain overwrite, without the header.
+		before := len(p.Requests())
+		res, err := store.Upload(t.Context(), "cond/1000", bytes.NewReader([]byte("new")), s3.PutOptions{Overwrite: true})
+		if err != nil || !res.Stored {
+			t.Fatalf("overwrite: %+v, %v", res, err)
+		}
+		if r := p.Requests()[before:]; len(r) != 1 || r[0].Header.Get("If-None-Match") != "" {
+			t.Fatalf("overwrite sent %+v", r)
+		}
+		if got := download(t, store, "cond/1000"); string(got) != "new" {
+			t.Fatalf("after overwrite: %q", got)
+		}
+	})
+}
+
+// An endpoint that answers 501 to If-None-Match gets a HEAD and a plain write, with one warning.
+func TestNotImplementedFallsBackToHeadThenWrite(t *testing.T) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
+		store, p, warn := proxied(t, srv, s3.ConditionalOn)
+		p.Intercept(func(r *http.Request) (int, string, bool) {
+			return http.StatusNotImplemented, "NotImplemented", r.Header.Get("If-None-Match") != ""
+		})
+		for i, size := range []int{100, 2*partSize + 1} {
+			key := fmt.Sprintf("nocond/%d", i)
+			res, err := store.Upload(t.Context(), key, bytes.NewReader(random(t, size)), s3.PutOptions{})
+			if err != nil || !res.Stored {
+				t.Fatalf("upload to a 501 endpoint: %+v, %v", res, err)
+			}
+			// The object exists now: a second save finds it with HEAD and leaves it alone.
+			res, err = store.Upload(t.Context(), key, bytes.NewReader(random(t, size)), s3.PutOptions{})
+			if err != nil || res.Stored {
+				t.Fatalf("second upload to a 501 endpoint: %+v, %v", res, err)
+			}
+		}
+		if w := warn.all(); len(w) != 1 || !strings.Contains(w[0], "501 Not Implemented") {
+			t.Fatalf("warnings %q, want one about 501", w)
+		}
+		noUploadsLeft(t, srv)
+	})
+}
+
+func TestConflictIsReported(t *testing.T) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
+		store, p, _ := proxied(t, srv, s3.ConditionalOn)
+		p.Intercept(func(r *http.Request) (int, string, bool) {
+			return http.StatusConflict, "ConditionalRequestConflict", r.Method == http.MethodPost && r.URL.Query().Has("uploadId")
+		})
+		_, err := store.Upload(t.Context(), "conflict", bytes.NewReader(random(t, partSize+1)), s3.PutOptions{})
+		if !errors.Is(err, s3.ErrConflict) {
+			t.Fatalf("err = %v, want ErrConflict", err)
+		}
+		noUploadsLeft(t, srv) // the conflicting upload was aborted
+	})
+}
+
+// A server that stops answering mid-transfer is detected by the stall timeout, not waited on.
+func TestStalledTransfersAreCancelled(t *testing.T) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
+		p, err := s3test.NewProxy(srv.Endpoint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		o := srv.Options()
+		o.Endpoint, o.StallTimeout, o.ConditionalWrites, o.PartSize = p.URL, time.Second, s3.ConditionalOn, partSize
+		store, err := s3.New(t.Context(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := random(t, 3*partSize)
+		if _, err := store.Upload(t.Context(), "stall", bytes.NewReader(body), s3.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		obj, err := store.Head(t.Context(), "stall")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Throttle(1) // one byte a second: no chunk arrives within the stall timeout
+		start := time.Now()
+		rc := store.Open(t.Context(), obj)
+		_, err = io.Copy(io.Discard, rc)
+		rc.Close()
+		if err == nil || !strings.Contains(err.Error(), "stalled") {
+			t.Fatalf("download through a wedged endpoint: %v; want a stall error", err)
+		}
+		if el := time.Since(start); el > 30*time.Second {
+			t.Fatalf("gave up after %s", el)
+		}
+	})
+}
+
+func download(t *testing.T, store *s3.Store, key string) []byte {
+	t.Helper()
+	obj, err := store.Head(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := store.Open(t.Context(), obj)
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func noUploadsLeft(t *testing.T, srv *s3test.Server) {
+	t.Helper()
+	out, err := srv.Client().ListMultipartUploads(t.Context(), &awss3.ListMultipartUploadsInput{Bucket: aws.String(srv.Bucket)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Uploads) != 0 {
+		t.Fatalf("%d multipart uploads left behind", len(out.Uploads))
+	}
+}
+
+func TestProbe(t *testing.T) {
+	for _, tc := range []struct {
+		kind string
+		want s3.Verdict
+	}{
+		{s3test.Versitygw, s3.Verdict{Put: true, Multipart: true}},
+		{s3test.MinIO, s3.Verdict{Put: true, Multipart: true}},
+		{s3test.GoFakeS3, s3.Verdict{Put: true, Multipart: false}},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			var srv *s3test.Server
+			if tc.kind == s3test.GoFakeS3 {
+				srv = s3test.StartFake(t)
+			} else {
+				srv = s3test.StartT(t, tc.kind)
+			}
+			o := srv.Options()
+			o.ProbePrefix = "pre/"
+			store, err := s3.New(t.Context(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := store.Probe(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.Put != tc.want.Put || v.Multipart != tc.want.Multipart {
+				t.Fatalf("probe of %s = %+v, want %+v", tc.kind, v, tc.want)
+			}
+			out, err := srv.Client().ListObjectsV2(t.Context(), &awss3.ListObjectsV2Input{Bucket: aws.String(srv.Bucket)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(out.Contents) != 0 {
+				t.Fatalf("probe left %d objects behind", len(out.Contents))
+			}
+			noUploadsLeft(t, srv)
+		})
+	}
+}
+
+// In auto mode an endpoint without conditional multipart completes is probed once, said once,
+// and remembered on the agent; saves still succeed and never overwrite.
+func TestAutoModeOnAnEndpointWithoutConditionalCompletes(t *testing.T) {
+	srv := s3test.StartFake(t)
+	verdicts := t.TempDir()
+	newStore := func(w *warnings) *s3.Store {
+		o := srv.Options()
+		o.VerdictDir, o.PartSize, o.Warn = verdicts, partSize, w.add
+		store, err := s3.New(t.Context(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store
+	}
+	first := &warnings{}
+	store := newStore(first)
+	body := random(t, 2*partSize+1)
+	for range 2 {
+		if _, err := store.Upload(t.Context(), "auto/big", bytes.NewReader(body), s3.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := store.Upload(t.Context(), "auto/big", bytes.NewReader(random(t, 2*partSize+1)), s3.PutOptions{})
+	if err != nil || res.Stored {
+		t.Fatalf("upload over an existing object: %+v, %v; want it left alone", res, err)
+	}
+	if got := download(t, store, "auto/big"); !bytes.Equal(got, body) {
+		t.Fatal("the object was overwritten")
+	}
+	if w := first.all(); len(w) != 1 || !strings.Contains(w[0], "does not honour conditional writes") {
+		t.Fatalf("warnings %q, want exactly one about conditional writes", w)
+	}
+
+	// Another job on the same agent trusts the cached verdict: no probe, no warning.
+	second := &warnings{}
+	if _, err := newStore(second).Upload(t.Context(), "auto/other", bytes.NewReader(body), s3.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if w := second.all(); len(w) != 0 {
+		t.Fatalf("second job warned %q", w)
+	}
+}
