@@ -87,7 +87,7 @@ s3_cache_resolve() {
 
 # Runs the hook's binary and exports the variables it reports (BUILDKITE_PLUGIN_S3_CACHE_HIT, …).
 s3_cache_run() {
-  local hook="$1" bin env_file status=0 name value
+  local hook="$1" bin env_file pid status=0 name value
   if ! bin=$(s3_cache_resolve "$hook"); then
     echo "+++ :rotating_light: s3-cache: cannot run the $hook hook"
     return 1
@@ -95,7 +95,16 @@ s3_cache_run() {
   # The binary creates this file (atomically) only when it has something to export, so a job
   # cancelled mid-hook leaves nothing behind.
   env_file="${TMPDIR:-/tmp}/s3-cache-env.$$.$RANDOM$RANDOM"
-  "$bin" --env-file "$env_file" || status=$?
+  # Run it in the background and wait, so that a SIGTERM (a cancelled job) reaches the binary and
+  # the hook returns only once the binary has cleaned up (aborted its upload, removed staging).
+  "$bin" --env-file "$env_file" &
+  pid=$!
+  trap 'kill -TERM "$pid" 2>/dev/null' TERM INT
+  while :; do
+    wait "$pid" && status=0 || status=$?
+    kill -0 "$pid" 2>/dev/null || break
+  done
+  trap - TERM INT
   if [[ -f "$env_file" ]]; then
     while IFS='=' read -r name value; do
       if [[ "$name" =~ ^BUILDKITE_PLUGIN_S3_CACHE_[A-Z0-9_]+$ ]]; then

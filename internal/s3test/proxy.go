@@ -2,6 +2,7 @@ package s3test
 
 import (
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -42,6 +43,7 @@ func NewProxy(target string) (*Proxy, error) {
 	p := &Proxy{}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.FlushInterval = -1
+	rp.ErrorLog = log.New(io.Discard, "", 0) // the failures are the point
 	rp.ModifyResponse = func(resp *http.Response) error {
 		resp.Body = p.slow(resp.Body)
 		return nil

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cache"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
@@ -38,7 +40,8 @@ func PreCommand(ctx context.Context, r *Run) error {
 			r.Outputs[OutputHitLevel] = string(res.Key.Level)
 		}
 	}
-	if len(c.Save) > 0 {
+	// A cancelled job runs no post-command: leave no state file behind for it.
+	if len(c.Save) > 0 && ctx.Err() == nil {
 		if err := r.writeState(st); err != nil {
 			return errors.Join(restoreErr, err)
 		}
@@ -65,6 +68,7 @@ func PostCommand(ctx context.Context, r *Run) error {
 		return nil
 	}
 	defer os.Remove(r.statePath())
+	defer removeStaleStates(time.Now().Add(-staleState))
 	if reason := r.skipForExitStatus(); reason != "" {
 		r.Log.Group("Not saving cache")
 		r.Log.Infof("%s", reason)
@@ -110,4 +114,18 @@ func (r *Run) skipForExitStatus() string {
 		return "The command succeeded and when is on-failure"
 	}
 	return ""
+}
+
+// staleState is the age after which a state file is an orphan: its job was cancelled after
+// pre-command, so no post-command consumed it.
+const staleState = 24 * time.Hour
+
+// removeStaleStates removes orphaned state files older than before.
+func removeStaleStates(before time.Time) {
+	old, _ := filepath.Glob(filepath.Join(os.TempDir(), "s3-cache-*.json"))
+	for _, p := range old {
+		if fi, err := os.Stat(p); err == nil && fi.ModTime().Before(before) {
+			_ = os.Remove(p)
+		}
+	}
 }
