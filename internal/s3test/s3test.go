@@ -107,9 +107,11 @@ func (s *Server) start(ctx context.Context) error {
 	switch s.Kind {
 	case Versitygw:
 		cmd = exec.Command(s.binary, "--access", AccessKey, "--secret", SecretKey, "--port", addr, "--quiet",
-			"posix", "--sidecar", filepath.Join(s.Dir, "meta"), data)
-		if err := os.MkdirAll(filepath.Join(s.Dir, "meta"), 0o755); err != nil {
-			return err
+			"posix", "--sidecar", filepath.Join(s.Dir, "meta"), "--versioning-dir", filepath.Join(s.Dir, "versions"), data)
+		for _, d := range []string{"meta", "versions"} {
+			if err := os.MkdirAll(filepath.Join(s.Dir, d), 0o755); err != nil {
+				return err
+			}
 		}
 	case MinIO:
 		cmd = exec.Command(s.binary, "server", "--quiet", "--address", addr, data)

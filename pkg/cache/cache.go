@@ -68,8 +68,12 @@ func (c *Cache) Restore(ctx context.Context, candidates []cachekey.Key) (Restore
 	for i, k := range candidates {
 		c.Log.Group("Restoring cache (%s level)", k.Level)
 		r, err := c.restoreKey(ctx, k)
-		if errors.Is(err, s3.ErrNotFound) && r.Restarts == 0 {
-			c.Log.Infof("No cache at %s", k.Name)
+		if errors.Is(err, errMissing) {
+			if r.Restarts > 0 {
+				c.Log.Infof("%s disappeared during the restore (expired?)", k.Name)
+			} else {
+				c.Log.Infof("No cache at %s", k.Name)
+			}
 			continue
 		}
 		if err != nil {
@@ -88,12 +92,18 @@ func (c *Cache) Restore(ctx context.Context, candidates []cachekey.Key) (Restore
 	return Restored{Hit: Miss}, nil
 }
 
+// errMissing: the key has no object (any more).
+var errMissing = errors.New("no object at the key")
+
 // restoreKey downloads and extracts one key, restarting when the object changes under it.
 func (c *Cache) restoreKey(ctx context.Context, k cachekey.Key) (Restored, error) {
 	start := time.Now()
 	r := Restored{Key: k}
 	for {
 		obj, err := c.Store.Head(ctx, k.Name)
+		if errors.Is(err, s3.ErrNotFound) {
+			return r, errMissing
+		}
 		if err != nil {
 			return r, err
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/s3test"
@@ -484,4 +485,82 @@ func TestRestoreWithoutIfMatchNeverMixes(t *testing.T) {
 	if a, b := listing(t, newTree), listing(t, dst); a != b {
 		t.Fatalf("restored tree is not wholly the new one:\n%s", b)
 	}
+}
+
+// deleter removes the object after the first bytes of the first download: a lifecycle rule
+// expiring the cache mid-restore.
+type deleter struct {
+	cache.Store
+	store *s3.Store
+	once  sync.Once
+}
+
+func (d *deleter) Open(ctx context.Context, obj s3.Object) io.ReadCloser {
+	return &hookReader{ReadCloser: d.Store.Open(ctx, obj), after: 1, hook: func() {
+		d.once.Do(func() {
+			if err := d.store.Delete(ctx, obj.Key); err != nil {
+				panic(err)
+			}
+		})
+	}}
+}
+
+func TestRestoreOfAnObjectExpiredMidDownloadIsAMiss(t *testing.T) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
+		src := filepath.Join(t.TempDir(), "c")
+		makeTree(t, src, 3*partSize)
+		c, store, _ := newCache(t, srv, []string{src}, 1)
+		k := key("expiring/key.tar.zst")
+		_, err := c.Save(t.Context(), k)
+		must(t, err)
+
+		dst := filepath.Join(t.TempDir(), "c")
+		r, _, log := newCache(t, srv, []string{dst}, 1)
+		r.Store = &deleter{Store: store, store: store}
+		got, err := r.Restore(t.Context(), []cachekey.Key{k})
+		if err != nil || got.Hit != cache.Miss || !strings.Contains(log.String(), "Restarting restore") ||
+			!strings.Contains(log.String(), "disappeared during the restore") {
+			t.Fatalf("restore = %+v, %v; want a restart, then a miss\n%s", got, err, log)
+		}
+		if _, err := os.Lstat(dst); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("a missed restore created the target: %v", err)
+		}
+	})
+}
+
+// On a versioned bucket every range is pinned to the version seen at the start: an overwrite
+// mid-download does not disturb the restore, which completes with the old tree whole.
+func TestVersionedBucketRestoreIsPinnedToItsVersion(t *testing.T) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
+		_, err := srv.Client().PutBucketVersioning(t.Context(), &awss3.PutBucketVersioningInput{
+			Bucket:                  aws.String(srv.Bucket),
+			VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled},
+		})
+		must(t, err)
+		oldTree, newTree := filepath.Join(t.TempDir(), "c"), filepath.Join(t.TempDir(), "c")
+		makeTree(t, oldTree, 3*partSize)
+		makeTree(t, newTree, 3*partSize)
+		saver, store, _ := newCache(t, srv, []string{oldTree}, 1)
+		k := key("versioned/key.tar.zst")
+		_, err = saver.Save(t.Context(), k)
+		must(t, err)
+		if obj, err := store.Head(t.Context(), k.Name); err != nil || obj.VersionID == "" {
+			t.Fatalf("head on a versioned bucket: %+v, %v; want a version ID", obj, err)
+		}
+		var newArchive bytes.Buffer
+		_, err = archive.Write(t.Context(), &newArchive, []string{newTree}, archive.Zstd, 0, nil)
+		must(t, err)
+
+		dst := filepath.Join(t.TempDir(), "c")
+		r, _, log := newCache(t, srv, []string{dst}, 1)
+		r.Store = &overwriter{Store: store, newBody: newArchive.Bytes()}
+		got, err := r.Restore(t.Context(), []cachekey.Key{k})
+		must(t, err)
+		if got.Restarts != 0 {
+			t.Fatalf("restore = %+v; a pinned version needs no restart\n%s", got, log)
+		}
+		if a, b := listing(t, oldTree), listing(t, dst); a != b {
+			t.Fatalf("restored tree is not wholly the old version:\n%s", b)
+		}
+	})
 }
