@@ -66,12 +66,13 @@ func newAgent(t *testing.T) *agent {
 // job is one Buildkite job: a checkout and the environment the agent gives the hooks.
 type job struct {
 	t        *testing.T
+	plugin   string // the plugin checkout whose hooks run
 	checkout string
 	env      map[string]string
 }
 
 func (a *agent) job(srv *s3test.Server, name string) *job {
-	j := &job{t: a.t, checkout: filepath.Join(a.t.TempDir(), name), env: map[string]string{
+	j := &job{t: a.t, plugin: pluginDir, checkout: filepath.Join(a.t.TempDir(), name), env: map[string]string{
 		"BUILDKITE_JOB_ID":                   name + "-" + randomHex(4),
 		"BUILDKITE_ORGANIZATION_SLUG":        "acme",
 		"BUILDKITE_PIPELINE_SLUG":            "web",
@@ -115,7 +116,7 @@ type hook struct {
 
 func (j *job) start(name string) *hook {
 	j.t.Helper()
-	cmd := exec.Command("bash", "-c", `. "$1"`, "_", filepath.Join(pluginDir, "hooks", name))
+	cmd := exec.Command("bash", "-c", `. "$1"`, "_", filepath.Join(j.plugin, "hooks", name))
 	cmd.Dir = j.checkout
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); !strings.HasPrefix(k, "BUILDKITE_") && !strings.HasPrefix(k, "AWS_") {
