@@ -21,6 +21,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/s3test"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/treetest"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/buildkite"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cache"
@@ -67,37 +68,7 @@ func makeTree(t *testing.T, dir string, random int) {
 	}
 }
 
-// listing describes a tree: type, permissions, symlink target and content of every entry.
-func listing(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		fmt.Fprintf(&b, "%s %v", rel, info.Mode())
-		switch {
-		case info.Mode()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			fmt.Fprintf(&b, " -> %s", target)
-		case info.Mode().IsRegular():
-			data, _ := os.ReadFile(p)
-			fmt.Fprintf(&b, " %x", data[:min(len(data), 64)])
-			fmt.Fprintf(&b, " %d", len(data))
-		}
-		b.WriteString("\n")
-		return nil
-	})
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		t.Fatal(err)
-	}
-	return b.String()
-}
+func listing(t *testing.T, dir string) string { return treetest.Listing(t, dir) }
 
 func must(t *testing.T, err error) {
 	t.Helper()
@@ -364,29 +335,50 @@ func (h *hookReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// overwritten is the outcome of restoring a key that another job force-overwrites mid-download.
+type overwritten struct {
+	got              cache.Restored
+	err              error
+	log              *bytes.Buffer
+	oldTree, newTree string // listings
+	restored         string // listing of what was restored
+	store            *s3.Store
+}
+
+// restoreWhileOverwritten saves an old tree at k, then restores k while the object is replaced
+// by a new tree's archive once the first bytes have been read.
+func restoreWhileOverwritten(t *testing.T, srv *s3test.Server, k cachekey.Key) overwritten {
+	t.Helper()
+	oldTree, newTree := filepath.Join(t.TempDir(), "c"), filepath.Join(t.TempDir(), "c")
+	makeTree(t, oldTree, 3*partSize)
+	makeTree(t, newTree, 3*partSize)
+	saver, store, _ := newCache(t, srv, []string{oldTree}, 1)
+	_, err := saver.Save(t.Context(), k)
+	must(t, err)
+	var newArchive bytes.Buffer
+	_, err = archive.Write(t.Context(), &newArchive, []string{newTree}, archive.Zstd, 0, nil)
+	must(t, err)
+
+	dst := filepath.Join(t.TempDir(), "c")
+	r, _, log := newCache(t, srv, []string{dst}, 1)
+	r.Store = &overwriter{Store: store, newBody: newArchive.Bytes()}
+	o := overwritten{log: log, oldTree: listing(t, oldTree), newTree: listing(t, newTree), store: store}
+	o.got, o.err = r.Restore(t.Context(), []cachekey.Key{k})
+	if o.err == nil {
+		o.restored = listing(t, dst)
+	}
+	return o
+}
+
 func TestRestoreRestartsWhenTheObjectChanges(t *testing.T) {
 	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
-		oldTree, newTree := filepath.Join(t.TempDir(), "c"), filepath.Join(t.TempDir(), "c")
-		makeTree(t, oldTree, 3*partSize)
-		makeTree(t, newTree, 3*partSize)
-		saver, store, _ := newCache(t, srv, []string{oldTree}, 2)
-		k := key("changing/key.tar.zst")
-		_, err := saver.Save(t.Context(), k)
-		must(t, err)
-		var newArchive bytes.Buffer
-		_, err = archive.Write(t.Context(), &newArchive, []string{newTree}, archive.Zstd, 0, nil)
-		must(t, err)
-
-		dst := filepath.Join(t.TempDir(), "c")
-		r, _, log := newCache(t, srv, []string{dst}, 1)
-		r.Store = &overwriter{Store: store, newBody: newArchive.Bytes()}
-		got, err := r.Restore(t.Context(), []cachekey.Key{k})
-		must(t, err)
-		if got.Restarts != 1 || !strings.Contains(log.String(), "Restarting restore of changing/key.tar.zst (1/3)") {
-			t.Fatalf("restore = %+v; want one restart\n%s", got, log)
+		o := restoreWhileOverwritten(t, srv, key("changing/key.tar.zst"))
+		must(t, o.err)
+		if o.got.Restarts != 1 || !strings.Contains(o.log.String(), "Restarting restore of changing/key.tar.zst (1/3)") {
+			t.Fatalf("restore = %+v; want one restart\n%s", o.got, o.log)
 		}
-		if a, b := listing(t, newTree), listing(t, dst); a != b {
-			t.Fatalf("restored tree is not wholly the new one:\n%s\nwant:\n%s", b, a)
+		if o.restored != o.newTree {
+			t.Fatalf("restored tree is not wholly the new one:\n%s", o.restored)
 		}
 	})
 }
@@ -462,28 +454,13 @@ func TestSaveRestartsAfterAConflict(t *testing.T) {
 // Against an endpoint that ignores If-Match, an object overwritten mid-download is still never
 // restored as a mix of old and new: the restore notices and starts over.
 func TestRestoreWithoutIfMatchNeverMixes(t *testing.T) {
-	srv := s3test.StartFake(t)
-	oldTree, newTree := filepath.Join(t.TempDir(), "c"), filepath.Join(t.TempDir(), "c")
-	makeTree(t, oldTree, 3*partSize)
-	makeTree(t, newTree, 3*partSize)
-	saver, store, _ := newCache(t, srv, []string{oldTree}, 1)
-	k := key("fake/key.tar.zst")
-	_, err := saver.Save(t.Context(), k)
-	must(t, err)
-	var newArchive bytes.Buffer
-	_, err = archive.Write(t.Context(), &newArchive, []string{newTree}, archive.Zstd, 0, nil)
-	must(t, err)
-
-	dst := filepath.Join(t.TempDir(), "c")
-	r, _, log := newCache(t, srv, []string{dst}, 1)
-	r.Store = &overwriter{Store: store, newBody: newArchive.Bytes()}
-	got, err := r.Restore(t.Context(), []cachekey.Key{k})
-	must(t, err)
-	if got.Restarts != 1 {
-		t.Fatalf("restore = %+v; want one restart\n%s", got, log)
+	o := restoreWhileOverwritten(t, s3test.StartFake(t), key("fake/key.tar.zst"))
+	must(t, o.err)
+	if o.got.Restarts != 1 {
+		t.Fatalf("restore = %+v; want one restart\n%s", o.got, o.log)
 	}
-	if a, b := listing(t, newTree), listing(t, dst); a != b {
-		t.Fatalf("restored tree is not wholly the new one:\n%s", b)
+	if o.restored != o.newTree {
+		t.Fatalf("restored tree is not wholly the new one:\n%s", o.restored)
 	}
 }
 
@@ -537,30 +514,17 @@ func TestVersionedBucketRestoreIsPinnedToItsVersion(t *testing.T) {
 			VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled},
 		})
 		must(t, err)
-		oldTree, newTree := filepath.Join(t.TempDir(), "c"), filepath.Join(t.TempDir(), "c")
-		makeTree(t, oldTree, 3*partSize)
-		makeTree(t, newTree, 3*partSize)
-		saver, store, _ := newCache(t, srv, []string{oldTree}, 1)
 		k := key("versioned/key.tar.zst")
-		_, err = saver.Save(t.Context(), k)
-		must(t, err)
-		if obj, err := store.Head(t.Context(), k.Name); err != nil || obj.VersionID == "" {
+		o := restoreWhileOverwritten(t, srv, k)
+		must(t, o.err)
+		if obj, err := o.store.Head(t.Context(), k.Name); err != nil || obj.VersionID == "" {
 			t.Fatalf("head on a versioned bucket: %+v, %v; want a version ID", obj, err)
 		}
-		var newArchive bytes.Buffer
-		_, err = archive.Write(t.Context(), &newArchive, []string{newTree}, archive.Zstd, 0, nil)
-		must(t, err)
-
-		dst := filepath.Join(t.TempDir(), "c")
-		r, _, log := newCache(t, srv, []string{dst}, 1)
-		r.Store = &overwriter{Store: store, newBody: newArchive.Bytes()}
-		got, err := r.Restore(t.Context(), []cachekey.Key{k})
-		must(t, err)
-		if got.Restarts != 0 {
-			t.Fatalf("restore = %+v; a pinned version needs no restart\n%s", got, log)
+		if o.got.Restarts != 0 {
+			t.Fatalf("restore = %+v; a pinned version needs no restart\n%s", o.got, o.log)
 		}
-		if a, b := listing(t, oldTree), listing(t, dst); a != b {
-			t.Fatalf("restored tree is not wholly the old version:\n%s", b)
+		if o.restored != o.oldTree {
+			t.Fatalf("restored tree is not wholly the old version:\n%s", o.restored)
 		}
 	})
 }

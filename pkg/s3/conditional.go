@@ -101,44 +101,35 @@ func (s *Store) Probe(ctx context.Context) (Verdict, error) {
 			Body: bytes.NewReader([]byte("probe")), IfNoneMatch: aws.String("*")})
 		return err
 	}
-	if err := createPut(); err != nil {
-		if status(err) == http.StatusNotImplemented {
-			v.Put = false
-		} else {
-			return v, fmt.Errorf("probe PutObject: %w", err)
-		}
-	} else {
-		err := createPut()
-		switch {
-		case err == nil:
-			v.Put = false
-		case isPreconditionFailed(err):
-			v.Put = true
-		case status(err) == http.StatusNotImplemented:
-			v.Put = false
-		default:
-			return v, fmt.Errorf("probe PutObject: %w", err)
-		}
+	var err error
+	if v.Put, err = probeTwice(createPut); err != nil {
+		return v, fmt.Errorf("probe PutObject: %w", err)
 	}
-
-	if err := s.probeMultipart(ctx, mp); err != nil {
-		if status(err) != http.StatusNotImplemented {
-			return v, fmt.Errorf("probe multipart upload: %w", err)
-		}
-		return v, nil
-	}
-	err := s.probeMultipart(ctx, mp)
-	switch {
-	case err == nil:
-		v.Multipart = false
-	case isPreconditionFailed(err):
-		v.Multipart = true
-	case status(err) == http.StatusNotImplemented:
-		v.Multipart = false
-	default:
+	if v.Multipart, err = probeTwice(func() error { return s.probeMultipart(ctx, mp) }); err != nil {
 		return v, fmt.Errorf("probe multipart upload: %w", err)
 	}
 	return v, nil
+}
+
+// probeTwice creates an object twice with If-None-Match: * and tells whether the second create
+// was refused, as it must be where the header is honoured. A 501 means it is not implemented.
+func probeTwice(create func() error) (honoured bool, err error) {
+	if err := create(); err != nil {
+		if status(err) == http.StatusNotImplemented {
+			return false, nil
+		}
+		return false, err
+	}
+	switch err := create(); {
+	case err == nil:
+		return false, nil // the second create overwrote the first: the header was ignored
+	case isPreconditionFailed(err):
+		return true, nil
+	case status(err) == http.StatusNotImplemented:
+		return false, nil
+	default:
+		return false, err
+	}
 }
 
 // probeMultipart creates key with a one-part conditional multipart upload.

@@ -7,9 +7,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +23,7 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/s3test"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/treetest"
 )
 
 var (
@@ -217,38 +218,32 @@ func linkTree(t *testing.T, src, dst string) {
 	}))
 }
 
-// listing describes a tree exactly: type, permissions, symlink target and content hash.
-func listing(t *testing.T, dir string) string {
+func listing(t *testing.T, dir string) string { return treetest.Listing(t, dir) }
+
+// slowProxy puts a proxy limited to rate bytes per second in front of srv, and returns a
+// channel closed at the first request that matches.
+func slowProxy(t *testing.T, srv *s3test.Server, rate int64, match func(*http.Request) bool) (*s3test.Proxy, <-chan struct{}) {
 	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	proxy, err := s3test.NewProxy(srv.Endpoint)
+	must(t, err)
+	t.Cleanup(proxy.Close)
+	proxy.Throttle(rate)
+	var once sync.Once
+	seen := make(chan struct{})
+	proxy.OnRequest(func(r *http.Request) {
+		if match(r) {
+			once.Do(func() { close(seen) })
 		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		fmt.Fprintf(&b, "%s %v", rel, info.Mode())
-		switch {
-		case info.Mode()&fs.ModeSymlink != 0:
-			l, _ := os.Readlink(p)
-			fmt.Fprintf(&b, " -> %s", l)
-		case info.Mode().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(&b, " %x", sha256.Sum256(data))
-		}
-		b.WriteByte('\n')
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
+	return proxy, seen
+}
+
+func isRangedGet(r *http.Request) bool {
+	return r.Method == http.MethodGet && r.Header.Get("Range") != ""
+}
+
+func isUploadPart(r *http.Request) bool {
+	return r.Method == http.MethodPut && r.URL.Query().Has("partNumber")
 }
 
 // objects lists the keys in the server's bucket.

@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -88,17 +86,7 @@ func TestForceOverwriteDuringASlowRestore(t *testing.T) {
 		}
 		oldTree := listing(t, filepath.Join(oldJob.checkout, "node_modules"))
 
-		proxy, err := s3test.NewProxy(srv.Endpoint)
-		must(t, err)
-		defer proxy.Close()
-		proxy.Throttle(8 << 20)
-		var once sync.Once
-		downloading := make(chan struct{})
-		proxy.OnRequest(func(r *http.Request) {
-			if r.Method == http.MethodGet && r.Header.Get("Range") != "" {
-				once.Do(func() { close(downloading) })
-			}
-		})
+		proxy, downloading := slowProxy(t, srv, 8<<20, isRangedGet)
 		restorer := a.job(srv, "restorer").set("ENDPOINT", proxy.URL, "CONCURRENCY", "1", "PART_SIZE", "5MiB")
 		restore := restorer.start("pre-command")
 		<-downloading
@@ -129,17 +117,7 @@ func TestForceOverwriteDuringASlowRestore(t *testing.T) {
 func TestServerKilledDuringAnUpload(t *testing.T) {
 	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
 		a := newAgent(t)
-		proxy, err := s3test.NewProxy(srv.Endpoint)
-		must(t, err)
-		defer proxy.Close()
-		proxy.Throttle(4 << 20)
-		var once sync.Once
-		uploading := make(chan struct{})
-		proxy.OnRequest(func(r *http.Request) {
-			if r.Method == http.MethodPut && r.URL.Query().Has("partNumber") {
-				once.Do(func() { close(uploading) })
-			}
-		})
+		proxy, uploading := slowProxy(t, srv, 4<<20, isUploadPart)
 		const stall = 20 * time.Second
 		j := a.job(srv, "saver").set("ENDPOINT", proxy.URL, "STALL_TIMEOUT", stall.String(), "CONDITIONAL_WRITES", "on")
 		makeTree(t, filepath.Join(j.checkout, "node_modules"), 32<<20)
@@ -166,17 +144,7 @@ func TestServerKilledDuringAnUpload(t *testing.T) {
 func TestSIGTERMDuringASave(t *testing.T) {
 	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
 		a := newAgent(t)
-		proxy, err := s3test.NewProxy(srv.Endpoint)
-		must(t, err)
-		defer proxy.Close()
-		proxy.Throttle(4 << 20)
-		var once sync.Once
-		uploading := make(chan struct{})
-		proxy.OnRequest(func(r *http.Request) {
-			if r.Method == http.MethodPut && r.URL.Query().Has("partNumber") {
-				once.Do(func() { close(uploading) })
-			}
-		})
+		proxy, uploading := slowProxy(t, srv, 4<<20, isUploadPart)
 		j := a.job(srv, "saver").set("ENDPOINT", proxy.URL)
 		makeTree(t, filepath.Join(j.checkout, "node_modules"), 32<<20)
 		save := j.start("post-command")
@@ -212,17 +180,7 @@ func TestSIGTERMDuringARestore(t *testing.T) {
 			t.Fatalf("save: %d\n%s", code, out)
 		}
 
-		proxy, err := s3test.NewProxy(srv.Endpoint)
-		must(t, err)
-		defer proxy.Close()
-		proxy.Throttle(4 << 20)
-		var once sync.Once
-		downloading := make(chan struct{})
-		proxy.OnRequest(func(r *http.Request) {
-			if r.Method == http.MethodGet && r.Header.Get("Range") != "" {
-				once.Do(func() { close(downloading) })
-			}
-		})
+		proxy, downloading := slowProxy(t, srv, 4<<20, isRangedGet)
 		j := a.job(srv, "restorer").set("ENDPOINT", proxy.URL)
 		target := filepath.Join(j.checkout, "node_modules")
 		makeTree(t, target, 1<<20) // what the checkout had before
