@@ -103,7 +103,10 @@ func Main(name string, hook Hook, args []string, stdout io.Writer) int {
 	}
 }
 
-var envName = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
+var (
+	envName      = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
+	unsafeInName = regexp.MustCompile(`[^A-Za-z0-9-]`)
+)
 
 // writeEnvFile writes NAME=value lines for the shim to export. Values are single-line.
 func writeEnvFile(path string, vars map[string]string) error {
@@ -185,7 +188,7 @@ func (r *Run) statePath() string {
 	c := r.Config
 	doc, _ := json.Marshal([]any{c.Paths, c.Manifest, c.Restore, c.Save, c.KeyExtra, c.Compression, c.Prefix, c.Bucket})
 	sum := sha256.Sum256(doc)
-	job := regexp.MustCompile(`[^A-Za-z0-9-]`).ReplaceAllString(r.Job.ID, "_")
+	job := unsafeInName.ReplaceAllString(r.Job.ID, "_")
 	return filepath.Join(os.TempDir(), fmt.Sprintf("s3-cache-%s-%s.json", job, hex.EncodeToString(sum[:8])))
 }
 

@@ -1,0 +1,69 @@
+package plugin
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/buildkite"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
+)
+
+func TestSkipForExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		when   config.When
+		status string
+		save   bool
+	}{
+		{config.WhenOnSuccess, "0", true},
+		{config.WhenOnSuccess, "1", false},
+		{config.WhenOnSuccess, "", true}, // no status: the agent ran no command to fail
+		{config.WhenOnFailure, "0", false},
+		{config.WhenOnFailure, "127", true},
+		{config.WhenAlways, "0", true},
+		{config.WhenAlways, "2", true},
+	} {
+		r := &Run{Config: &config.Config{When: tc.when}, Job: buildkite.Job{ExitStatus: tc.status}}
+		if got := r.skipForExitStatus() == ""; got != tc.save {
+			t.Errorf("when %s, exit status %q: save = %v, want %v", tc.when, tc.status, got, tc.save)
+		}
+	}
+}
+
+func TestWriteEnvFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "env")
+	if err := writeEnvFile(p, map[string]string{OutputHit: "exact", OutputHitKey: "a/b.tar.zst"}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{OutputHit + "=exact\n", OutputHitKey + "=a/b.tar.zst\n"} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("env file %q lacks %q", data, want)
+		}
+	}
+	// A value that would break the shim's line-by-line export is refused, not written.
+	if err := writeEnvFile(p, map[string]string{OutputHit: "x\nEVIL=1"}); err == nil {
+		t.Error("a multi-line value was accepted")
+	}
+	if err := writeEnvFile(p, map[string]string{"lower-case": "x"}); err == nil {
+		t.Error("an invalid variable name was accepted")
+	}
+}
+
+// Two instances of the plugin in one step keep separate state; one instance in two jobs too.
+func TestStatePathIsScopedToJobAndInstance(t *testing.T) {
+	run := func(job string, paths ...string) string {
+		return (&Run{Config: &config.Config{Paths: paths}, Job: buildkite.Job{ID: job}}).statePath()
+	}
+	a, b := run("job-1", "node_modules"), run("job-1", "vendor")
+	if a == b || run("job-2", "node_modules") == a || run("job-1", "node_modules") != a {
+		t.Fatalf("state paths: %s %s", a, b)
+	}
+	if strings.ContainsAny(filepath.Base(run("../../etc/x", "p")), "/") {
+		t.Fatal("the job ID escapes the temp directory")
+	}
+}
