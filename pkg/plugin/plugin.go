@@ -123,6 +123,16 @@ func writeEnvFile(path string, vars map[string]string) error {
 // newCache builds the cache the configuration describes.
 func (r *Run) newCache(ctx context.Context) (*cache.Cache, error) {
 	c := r.Config
+	paths := make([]string, len(c.Paths))
+	for i, p := range c.Paths {
+		paths[i] = config.ResolvePath(p, r.Job.Dir, r.Job.Home)
+		for j := range i {
+			if a, b := paths[i], paths[j]; a == b || strings.HasPrefix(a, b+string(filepath.Separator)) ||
+				strings.HasPrefix(b, a+string(filepath.Separator)) {
+				return nil, &config.Error{Key: "paths", Msg: fmt.Sprintf("%q and %q overlap: list each directory once", c.Paths[j], p)}
+			}
+		}
+	}
 	store, err := s3.New(ctx, s3.Options{
 		Bucket: c.Bucket, Region: c.Region, Endpoint: c.Endpoint, Profile: c.Profile,
 		ForcePathStyle: c.ForcePathStyle, Retries: c.Retries,
@@ -133,10 +143,6 @@ func (r *Run) newCache(ctx context.Context) (*cache.Cache, error) {
 	})
 	if err != nil {
 		return nil, err
-	}
-	paths := make([]string, len(c.Paths))
-	for i, p := range c.Paths {
-		paths[i] = config.ResolvePath(p, r.Job.Dir, r.Job.Home)
 	}
 	return &cache.Cache{Store: store, Log: r.Log, Paths: paths, Compression: c.Compression,
 		Level: c.CompressionLevel, Restarts: c.DownloadRetries, MaxSize: c.MaxSize, Force: c.Force}, nil

@@ -1,6 +1,8 @@
 package plugin
 
 import (
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,5 +67,17 @@ func TestStatePathIsScopedToJobAndInstance(t *testing.T) {
 	}
 	if strings.ContainsAny(filepath.Base(run("../../etc/x", "p")), "/") {
 		t.Fatal("the job ID escapes the temp directory")
+	}
+}
+
+func TestOverlappingPathsAreAConfigurationError(t *testing.T) {
+	for _, paths := range [][]string{{"node_modules", "node_modules/.cache"}, {"a", "./a"}, {"~/.npm", "~"}} {
+		r := &Run{Config: &config.Config{Paths: paths, Bucket: "b"}, Job: buildkite.Job{Dir: "/co", Home: "/home/u"},
+			Log: buildkite.NewLog(io.Discard)}
+		_, err := r.newCache(t.Context())
+		var ce *config.Error
+		if !errors.As(err, &ce) || ce.Key != "paths" {
+			t.Errorf("paths %q: %v, want a configuration error", paths, err)
+		}
 	}
 }
