@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -159,83 +161,181 @@ type Saved struct {
 // conflictRetries bounds restarts after 409 ConditionalRequestConflict.
 const conflictRetries = 3
 
-// errTooLarge stops an upload whose archive passed max-size.
-var errTooLarge = errors.New("archive larger than max-size")
+var (
+	// errTooLarge stops an upload whose archive passed max-size.
+	errTooLarge = errors.New("archive larger than max-size")
+	// errUploadEnded tells the archive writer that an upload stopped reading.
+	errUploadEnded = errors.New("upload ended")
+	// errAllUploadsEnded stops the archive writer when no upload reads any more.
+	errAllUploadsEnded = errors.New("every upload ended")
+)
 
-// Save archives c.Paths and stores them at k, unless an object is there already.
-func (c *Cache) Save(ctx context.Context, k cachekey.Key) (Saved, error) {
-	start := time.Now()
-	s := Saved{Key: k}
-	c.Log.Group("Saving cache (%s level)", k.Level)
-	if !c.Force {
-		if _, err := c.Store.Head(ctx, k.Name); err == nil {
-			s.Skipped = "another job already saved " + k.Name
-			c.Log.Infof("Cache already saved at %s: nothing to do", k.Name)
-			return s, nil
-		} else if !errors.Is(err, s3.ErrNotFound) {
-			return s, fmt.Errorf("save %s: %w", k.Name, err)
-		}
+// Save stores c.Paths at every key that has no object yet (every key, with Force). The paths
+// are walked and compressed once; the archive streams into one upload per key at the same time.
+func (c *Cache) Save(ctx context.Context, keys []cachekey.Key) ([]Saved, error) {
+	saved := make([]Saved, len(keys))
+	var pending []int
+	levels := make([]string, len(keys))
+	for i, k := range keys {
+		saved[i].Key, levels[i] = k, string(k.Level)
 	}
-	if !c.anyPathExists() {
-		s.Skipped = "nothing to cache"
+	if len(levels) == 1 {
+		c.Log.Group("Saving cache (%s level)", levels[0])
+	} else {
+		c.Log.Group("Saving cache (%s levels)", strings.Join(levels, ", "))
+	}
+	for i, k := range keys {
+		if !c.Force {
+			_, err := c.Store.Head(ctx, k.Name)
+			switch {
+			case err == nil:
+				saved[i].Skipped = "another job already saved " + k.Name
+				c.Log.Infof("Cache already saved at %s: nothing to do", k.Name)
+				continue
+			case !errors.Is(err, s3.ErrNotFound):
+				return saved, fmt.Errorf("save %s: %w", k.Name, err)
+			}
+		}
+		pending = append(pending, i)
+	}
+	if len(pending) > 0 && !c.anyPathExists() {
+		for _, i := range pending {
+			saved[i].Skipped = "nothing to cache"
+		}
 		c.Log.Warnf("Nothing to save: none of the cache paths exists")
-		return s, nil
+		return saved, nil
 	}
-	for attempt := 0; ; attempt++ {
-		res, stats, err := c.upload(ctx, k)
-		s.Size, s.Stats = res.Size, stats
-		switch {
-		case errors.Is(err, errTooLarge):
-			s.Skipped = "archive larger than max-size"
-			c.Log.Warnf("Not saving %s: the archive is larger than max-size (%s)", k.Name, buildkite.Bytes(c.MaxSize))
-			return s, nil
-		case errors.Is(err, s3.ErrConflict) && attempt < conflictRetries:
-			c.Log.Infof("Conflicting concurrent write to %s; starting the upload again", k.Name)
-			continue
-		case err != nil:
-			return s, fmt.Errorf("save %s: %w", k.Name, err)
+
+	start := time.Now()
+	var errs []error
+	for attempt := 0; len(pending) > 0; attempt++ {
+		results, stats, err := c.uploadAll(ctx, keys, pending)
+		if errors.Is(err, errTooLarge) {
+			for _, i := range pending {
+				saved[i].Skipped = "archive larger than max-size"
+			}
+			c.Log.Warnf("Not saving: the archive is larger than max-size (%s)", buildkite.Bytes(c.MaxSize))
+			return saved, nil
 		}
-		s.Duration = time.Since(start)
-		if !res.Stored {
-			s.Skipped = "another job already saved " + k.Name
-			c.Log.Infof("Another job already saved %s: keeping its copy", k.Name)
-			return s, nil
+		if err != nil {
+			return saved, fmt.Errorf("save: archive: %w", err)
 		}
-		s.Stored = true
-		c.Log.Infof("Saved %s (%s, %d entries) in %s, %s/s", k.Name, buildkite.Bytes(s.Size), s.Stats.Entries,
-			s.Duration.Round(time.Millisecond), buildkite.Bytes(buildkite.Rate(s.Size, s.Duration)))
-		return s, nil
+		var retry []int
+		for j, i := range pending {
+			k, r := keys[i], results[j]
+			s := &saved[i]
+			s.Size, s.Stats, s.Duration = r.res.Size, stats, time.Since(start)
+			switch {
+			case errors.Is(r.err, s3.ErrConflict) && attempt < conflictRetries:
+				c.Log.Infof("Conflicting concurrent write to %s; starting the upload again", k.Name)
+				retry = append(retry, i)
+			case r.err != nil:
+				errs = append(errs, fmt.Errorf("save %s: %w", k.Name, r.err))
+			case !r.res.Stored:
+				s.Skipped = "another job already saved " + k.Name
+				c.Log.Infof("Another job already saved %s: keeping its copy", k.Name)
+			default:
+				s.Stored = true
+				c.Log.Infof("Saved %s (%s, %d entries) in %s, %s/s", k.Name, buildkite.Bytes(s.Size), s.Stats.Entries,
+					s.Duration.Round(time.Millisecond), buildkite.Bytes(buildkite.Rate(s.Size, s.Duration)))
+			}
+		}
+		pending = retry
 	}
+	return saved, errors.Join(errs...)
 }
 
-// upload streams the archive into the store through a pipe: no temporary file.
-func (c *Cache) upload(ctx context.Context, k cachekey.Key) (s3.Result, archive.Stats, error) {
+type uploaded struct {
+	res s3.Result
+	err error
+}
+
+// uploadAll streams one archive into an upload per pending key, through pipes: no temporary
+// file. An upload that fails stops reading and the others go on.
+func (c *Cache) uploadAll(ctx context.Context, keys []cachekey.Key, pending []int) ([]uploaded, archive.Stats, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pr, pw := io.Pipe()
+	readers := make([]*io.PipeReader, len(pending))
+	t := &tee{}
+	for j := range pending {
+		pr, pw := io.Pipe()
+		readers[j] = pr
+		t.branches = append(t.branches, pw)
+	}
+	t.ended = make([]bool, len(t.branches))
+	out := &countingWriter{w: t, limit: c.MaxSize}
+
 	var stats archive.Stats
 	writeErr := make(chan error, 1)
 	go func() {
 		var err error
-		stats, err = archive.Write(ctx, pw, c.Paths, c.Compression, c.Level, c.Log.Warnf)
-		pw.CloseWithError(err)
+		stats, err = archive.Write(ctx, out, c.Paths, c.Compression, c.Level, c.Log.Warnf)
+		t.close(err)
 		writeErr <- err
 	}()
-	cr := &countingReader{r: pr, limit: c.MaxSize}
-	stop := c.Log.Progress("Uploaded", cr.count, 0, c.progressEvery())
-	res, err := c.Store.Upload(ctx, k.Name, cr, s3.PutOptions{Overwrite: c.Force})
-	stop()
-	cancel()
-	pr.CloseWithError(context.Canceled) // unblocks the writer if the upload stopped early
-	werr := <-writeErr
-	if err != nil {
-		if werr != nil && !errors.Is(werr, context.Canceled) && !errors.Is(werr, io.ErrClosedPipe) {
-			return res, stats, fmt.Errorf("archive: %w", werr) // the cause; the upload only saw its effect
-		}
-		return res, stats, err
+	stop := c.Log.Progress("Uploaded", out.count, 0, c.progressEvery())
+	results := make([]uploaded, len(pending))
+	var wg sync.WaitGroup
+	for j, i := range pending {
+		wg.Go(func() {
+			results[j].res, results[j].err = c.Store.Upload(ctx, keys[i].Name, readers[j], s3.PutOptions{Overwrite: c.Force})
+			readers[j].CloseWithError(errUploadEnded)
+		})
 	}
-	return res, stats, nil
+	wg.Wait()
+	stop()
+	if err := <-writeErr; err != nil && !errors.Is(err, errAllUploadsEnded) {
+		return results, stats, err // the cause; the uploads only saw its effect
+	}
+	return results, stats, nil
 }
+
+// tee copies the archive into every upload that is still reading.
+type tee struct {
+	branches []*io.PipeWriter
+	ended    []bool
+}
+
+func (t *tee) Write(p []byte) (int, error) {
+	reading := 0
+	for i, w := range t.branches {
+		if t.ended[i] {
+			continue
+		}
+		if _, err := w.Write(p); err != nil {
+			t.ended[i] = true
+			continue
+		}
+		reading++
+	}
+	if reading == 0 {
+		return 0, errAllUploadsEnded
+	}
+	return len(p), nil
+}
+
+// close ends every upload's stream: at its end (err == nil) or with the archive's error.
+func (t *tee) close(err error) {
+	for _, w := range t.branches {
+		w.CloseWithError(err)
+	}
+}
+
+// countingWriter counts bytes for progress lines and enforces an optional limit.
+type countingWriter struct {
+	w     io.Writer
+	n     atomic.Int64
+	limit int64
+}
+
+func (cw *countingWriter) Write(p []byte) (int, error) {
+	if total := cw.n.Add(int64(len(p))); cw.limit > 0 && total > cw.limit {
+		return 0, errTooLarge
+	}
+	return cw.w.Write(p)
+}
+
+func (cw *countingWriter) count() int64 { return cw.n.Load() }
 
 func (c *Cache) anyPathExists() bool {
 	for _, p := range c.Paths {
@@ -246,18 +346,15 @@ func (c *Cache) anyPathExists() bool {
 	return false
 }
 
-// countingReader counts bytes for progress lines and enforces an optional limit.
+// countingReader counts bytes for progress lines.
 type countingReader struct {
-	r     io.Reader
-	n     atomic.Int64
-	limit int64
+	r io.Reader
+	n atomic.Int64
 }
 
 func (cr *countingReader) Read(p []byte) (int, error) {
 	n, err := cr.r.Read(p)
-	if total := cr.n.Add(int64(n)); cr.limit > 0 && total > cr.limit {
-		return n, errTooLarge
-	}
+	cr.n.Add(int64(n))
 	return n, err
 }
 

@@ -93,7 +93,7 @@ func TestSaveThenRestore(t *testing.T) {
 				makeTree(t, src, tc.random)
 				saver, store, _ := newCache(t, srv, []string{src}, 4)
 				k := key("roundtrip/" + strings.ReplaceAll(tc.name, " ", "-") + ".tar.zst")
-				saved, err := saver.Save(t.Context(), k)
+				saved, err := saveOne(t, saver, k)
 				must(t, err)
 				if !saved.Stored {
 					t.Fatalf("not stored: %+v", saved)
@@ -121,7 +121,7 @@ func TestRestoreFallsBackToAWiderLevel(t *testing.T) {
 		makeTree(t, src, 0)
 		c, _, _ := newCache(t, srv, []string{src}, 2)
 		branch := cachekey.Key{Level: config.LevelBranch, Name: "fallback/branch.tar.zst"}
-		_, err := c.Save(t.Context(), branch)
+		_, err := saveOne(t, c, branch)
 		must(t, err)
 
 		dst := filepath.Join(t.TempDir(), "cache")
@@ -165,7 +165,7 @@ func TestConcurrentSavesStoreOneObject(t *testing.T) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						results[i], errs[i] = c.Save(t.Context(), k)
+						results[i], errs[i] = saveOne(t, c, k)
 					}()
 				}
 				wg.Wait()
@@ -353,7 +353,7 @@ func restoreWhileOverwritten(t *testing.T, srv *s3test.Server, k cachekey.Key) o
 	makeTree(t, oldTree, 3*partSize)
 	makeTree(t, newTree, 3*partSize)
 	saver, store, _ := newCache(t, srv, []string{oldTree}, 1)
-	_, err := saver.Save(t.Context(), k)
+	_, err := saveOne(t, saver, k)
 	must(t, err)
 	var newArchive bytes.Buffer
 	_, err = archive.Write(t.Context(), &newArchive, []string{newTree}, archive.Zstd, 0, nil)
@@ -404,7 +404,7 @@ func TestRestoreGivesUpAfterDownloadRetries(t *testing.T) {
 		makeTree(t, src, 3*partSize)
 		c, store, _ := newCache(t, srv, []string{src}, 1)
 		k := key("flapping/key.tar.zst")
-		_, err := c.Save(t.Context(), k)
+		_, err := saveOne(t, c, k)
 		must(t, err)
 
 		dst := filepath.Join(t.TempDir(), "c")
@@ -444,7 +444,7 @@ func TestSaveRestartsAfterAConflict(t *testing.T) {
 		makeTree(t, src, 100)
 		c, store, log := newCache(t, srv, []string{src}, 2)
 		c.Store = &conflictOnce{Store: store}
-		saved, err := c.Save(t.Context(), key("conflict/key.tar.zst"))
+		saved, err := saveOne(t, c, key("conflict/key.tar.zst"))
 		if err != nil || !saved.Stored || !strings.Contains(log.String(), "starting the upload again") {
 			t.Fatalf("save after a conflict: %+v, %v\n%s", saved, err, log)
 		}
@@ -488,7 +488,7 @@ func TestRestoreOfAnObjectExpiredMidDownloadIsAMiss(t *testing.T) {
 		makeTree(t, src, 3*partSize)
 		c, store, _ := newCache(t, srv, []string{src}, 1)
 		k := key("expiring/key.tar.zst")
-		_, err := c.Save(t.Context(), k)
+		_, err := saveOne(t, c, k)
 		must(t, err)
 
 		dst := filepath.Join(t.TempDir(), "c")
@@ -525,6 +525,87 @@ func TestVersionedBucketRestoreIsPinnedToItsVersion(t *testing.T) {
 		}
 		if o.restored != o.oldTree {
 			t.Fatalf("restored tree is not wholly the old version:\n%s", o.restored)
+		}
+	})
+}
+
+// saveOne saves the cache at one key.
+func saveOne(t *testing.T, c *cache.Cache, k cachekey.Key) (cache.Saved, error) {
+	saved, err := c.Save(t.Context(), []cachekey.Key{k})
+	if len(saved) != 1 {
+		t.Errorf("Save of one key returned %d results", len(saved))
+		return cache.Saved{}, err
+	}
+	return saved[0], err
+}
+
+// Saving under several levels walks and compresses once and uploads to each missing key.
+func TestSaveUnderSeveralLevels(t *testing.T) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
+		for _, tc := range []struct {
+			name   string
+			random int
+		}{{"single PUT", 1 << 10}, {"multipart", 2*partSize + 1}} {
+			t.Run(tc.name, func(t *testing.T) {
+				src := filepath.Join(t.TempDir(), "c")
+				makeTree(t, src, tc.random)
+				c, store, log := newCache(t, srv, []string{src}, 2)
+				prefix := "levels/" + strings.ReplaceAll(tc.name, " ", "-")
+				existing := cachekey.Key{Level: config.LevelStep, Name: prefix + "/step.tar.zst"}
+				_, err := store.Upload(t.Context(), existing.Name, strings.NewReader("already here"), s3.PutOptions{})
+				must(t, err)
+				keys := []cachekey.Key{key(prefix + "/file.tar.zst"), existing,
+					{Level: config.LevelBranch, Name: prefix + "/branch.tar.zst"}}
+				saved, err := c.Save(t.Context(), keys)
+				must(t, err)
+				if !saved[0].Stored || saved[1].Stored || !saved[2].Stored {
+					t.Fatalf("saved %+v; want file and branch stored, step left alone\n%s", saved, log)
+				}
+				if strings.Count(log.String(), "--- :s3: Saving cache (file, step, branch levels)") != 1 {
+					t.Fatalf("want one log group for the save:\n%s", log)
+				}
+				for _, k := range []cachekey.Key{keys[0], keys[2]} {
+					dst := filepath.Join(t.TempDir(), "c")
+					r, _, _ := newCache(t, srv, []string{dst}, 2)
+					got, err := r.Restore(t.Context(), []cachekey.Key{k})
+					must(t, err)
+					if got.Hit != cache.Exact || listing(t, dst) != listing(t, src) {
+						t.Fatalf("restore of %s: %+v", k.Name, got)
+					}
+				}
+				if obj, err := store.Head(t.Context(), existing.Name); err != nil || obj.Size != int64(len("already here")) {
+					t.Fatalf("the existing object changed: %+v, %v", obj, err)
+				}
+				noUploadsLeft(t, srv, store)
+			})
+		}
+	})
+}
+
+// failFirstUpload fails the upload of one key mid-stream; the other key must still be saved.
+type failOne struct {
+	cache.Store
+	failKey string
+}
+
+func (f *failOne) Upload(ctx context.Context, key string, r io.Reader, o s3.PutOptions) (s3.Result, error) {
+	if key == f.failKey {
+		_, _ = io.CopyN(io.Discard, r, 1000)
+		return s3.Result{}, errors.New("injected upload failure")
+	}
+	return f.Store.Upload(ctx, key, r, o)
+}
+
+func TestOneFailedUploadDoesNotStopTheOthers(t *testing.T) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
+		src := filepath.Join(t.TempDir(), "c")
+		makeTree(t, src, 2*partSize)
+		c, store, log := newCache(t, srv, []string{src}, 2)
+		keys := []cachekey.Key{key("onefails/a.tar.zst"), key("onefails/b.tar.zst")}
+		c.Store = &failOne{Store: store, failKey: keys[0].Name}
+		saved, err := c.Save(t.Context(), keys)
+		if err == nil || !strings.Contains(err.Error(), "injected upload failure") || saved[0].Stored || !saved[1].Stored {
+			t.Fatalf("saved %+v, %v; want a's failure reported and b stored\n%s", saved, err, log)
 		}
 	})
 }

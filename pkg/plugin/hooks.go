@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cache"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
 )
 
@@ -87,21 +88,20 @@ func PostCommand(ctx context.Context, r *Run) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
+	var keys []cachekey.Key
 	for _, k := range st.SaveKeys {
 		if st.Hit == cache.Exact && st.HitKey == k.Name && !c.Force {
 			r.Log.Group("Saving cache (%s level)", k.Level)
 			r.Log.Infof("Restored an exact hit of %s: nothing to save", k.Name)
 			continue
 		}
-		if _, err := cc.Save(ctx, k); err != nil {
-			errs = append(errs, err)
-			if ctx.Err() != nil {
-				break
-			}
-		}
+		keys = append(keys, k)
 	}
-	return errors.Join(errs...)
+	if len(keys) == 0 {
+		return nil
+	}
+	_, err = cc.Save(ctx, keys)
+	return err
 }
 
 // skipForExitStatus applies the when key to BUILDKITE_COMMAND_EXIT_STATUS.
