@@ -24,7 +24,7 @@ const rangeAttempts = 4
 // removed meanwhile. Close stops the fetches; it must be called.
 func (s *Store) Open(ctx context.Context, obj Object) io.ReadCloser {
 	ctx, cancel := context.WithCancel(ctx)
-	rr := &rangeReader{cancel: cancel, queue: make(chan chan chunk, s.concurrency)}
+	rr := &rangeReader{ctx: ctx, cancel: cancel, queue: make(chan chan chunk, s.concurrency), remaining: obj.Size}
 	go rr.fetchAll(ctx, s, obj)
 	return rr
 }
@@ -37,10 +37,12 @@ type chunk struct {
 // rangeReader hands out chunks in order. fetchAll queues one future per chunk; the queue's
 // capacity is what bounds the chunks in flight, and so the memory.
 type rangeReader struct {
-	cancel context.CancelFunc
-	queue  chan chan chunk
-	cur    []byte
-	err    error
+	ctx       context.Context
+	cancel    context.CancelFunc
+	queue     chan chan chunk
+	remaining int64 // bytes not yet handed out: the queue may close early on cancellation
+	cur       []byte
+	err       error
 }
 
 func (rr *rangeReader) fetchAll(ctx context.Context, s *Store, obj Object) {
@@ -68,10 +70,14 @@ func (rr *rangeReader) Read(p []byte) (int, error) {
 		future, ok := <-rr.queue
 		if !ok {
 			rr.err = io.EOF
+			if rr.remaining > 0 { // cancelled before the end: never pass that off as the end
+				rr.err = fmt.Errorf("download stopped with %d bytes to go: %w", rr.remaining, context.Cause(rr.ctx))
+			}
 			continue
 		}
 		c := <-future
 		rr.cur, rr.err = c.data, c.err
+		rr.remaining -= int64(len(c.data))
 		if c.err != nil {
 			rr.cancel()
 		}

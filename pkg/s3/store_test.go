@@ -2,6 +2,7 @@ package s3_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -304,5 +305,31 @@ func TestAutoModeOnAnEndpointWithoutConditionalCompletes(t *testing.T) {
 	}
 	if w := second.all(); len(w) != 0 {
 		t.Fatalf("second job warned %q", w)
+	}
+}
+
+// A download cancelled midway ends with the cancellation, never with a clean end of file.
+func TestCancelledDownloadIsNotAnEnd(t *testing.T) {
+	srv := s3test.StartT(t, s3test.Versitygw)
+	store, p, _ := proxied(t, srv, s3.ConditionalOn)
+	if _, err := store.Upload(t.Context(), "cancel", bytes.NewReader(random(t, 4*partSize)), s3.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := store.Head(t.Context(), "cancel")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Throttle(8 << 20)
+	ctx, cancel := context.WithCancel(t.Context())
+	rc := store.Open(ctx, obj)
+	defer rc.Close()
+	buf := make([]byte, 1<<20)
+	if _, err := io.ReadFull(rc, buf); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	n, err := io.Copy(io.Discard, rc)
+	if err == nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("read %d more bytes, then %v; want context.Canceled", n, err)
 	}
 }
