@@ -262,3 +262,35 @@ file_level_config() {
   assert_success
   assert_file_executable "$output"
 }
+
+@test "AWS_ENDPOINT_URL works in place of the endpoint key" {
+  new_job
+  make_project
+  file_level_config
+  export AWS_ENDPOINT_URL="$BUILDKITE_PLUGIN_S3_CACHE_ENDPOINT"
+  unset BUILDKITE_PLUGIN_S3_CACHE_ENDPOINT
+  run_hook pre-command
+  assert_success
+  run_hook post-command
+  assert_success
+  assert_output --partial "Saved t"
+  [ "$(objects | wc -l)" -eq 1 ]
+}
+
+@test "missing credentials are a warning that says so, and a failure with soft-fail false" {
+  new_job
+  make_project
+  file_level_config
+  unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE
+  # No shared files, and no instance metadata service to ask (nothing outside loopback).
+  export AWS_SHARED_CREDENTIALS_FILE="$BATS_TEST_TMPDIR/none" AWS_CONFIG_FILE="$BATS_TEST_TMPDIR/none"
+  export AWS_EC2_METADATA_DISABLED=true
+  run_hook pre-command
+  assert_success
+  assert_output --partial ":warning: s3-cache:"
+  assert_output --partial "credentials"
+  export BUILDKITE_PLUGIN_S3_CACHE_SOFT_FAIL=false
+  run_hook pre-command
+  assert_failure 1
+  assert_output --partial "credentials"
+}
