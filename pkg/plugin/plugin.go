@@ -46,6 +46,8 @@ type Run struct {
 	Job     buildkite.Job
 	Log     *buildkite.Log
 	Outputs map[string]string // exported to the command by the shim
+
+	manifestHash string // computed once, when a file-level key is first needed
 }
 
 // Main runs hook as a command and returns its exit status.
@@ -166,13 +168,14 @@ func (r *Run) keys(ctx context.Context, levels []config.Level) ([]cachekey.Key, 
 	}
 	var out []cachekey.Key
 	for _, l := range levels {
-		if l == config.LevelFile && in.ManifestHash == "" {
+		if l == config.LevelFile && r.manifestHash == "" {
 			h, err := cachekey.HashManifest(ctx, c.Manifest, r.Job.Dir, r.Job.Home)
 			if err != nil {
 				return nil, err
 			}
-			in.ManifestHash = h
+			r.manifestHash = h
 		}
+		in.ManifestHash = r.manifestHash
 		k, err := cachekey.For(l, c.Prefix, in)
 		if err != nil {
 			return nil, err
