@@ -67,10 +67,15 @@ func (rr *rangeReader) Read(p []byte) (int, error) {
 		if rr.err != nil {
 			return 0, rr.err
 		}
+		if rr.remaining > 0 && rr.ctx.Err() != nil {
+			// Cancelled: stop at this chunk boundary, and never pass that off as the end.
+			rr.err = fmt.Errorf("download stopped with %d bytes to go: %w", rr.remaining, context.Cause(rr.ctx))
+			continue
+		}
 		future, ok := <-rr.queue
 		if !ok {
 			rr.err = io.EOF
-			if rr.remaining > 0 { // cancelled before the end: never pass that off as the end
+			if rr.remaining > 0 {
 				rr.err = fmt.Errorf("download stopped with %d bytes to go: %w", rr.remaining, context.Cause(rr.ctx))
 			}
 			continue
