@@ -86,7 +86,7 @@ func TestForceOverwriteDuringASlowRestore(t *testing.T) {
 		}
 		oldTree := listing(t, filepath.Join(oldJob.checkout, "node_modules"))
 
-		proxy, downloading := slowProxy(t, srv, 8<<20, isRangedGet)
+		proxy, downloading := slowProxy(t, srv, 4<<20, isRangedGet)
 		restorer := a.job(srv, "restorer").set("ENDPOINT", proxy.URL, "CONCURRENCY", "1", "PART_SIZE", "5MiB")
 		restore := restorer.start("pre-command")
 		<-downloading
