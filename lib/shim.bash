@@ -195,7 +195,7 @@ s3_cache_resolve() {
 
 # Runs the hook's binary and exports the variables it reports (BUILDKITE_PLUGIN_S3_CACHE_HIT, …).
 s3_cache_run() {
-  local hook="$1" bin env_file pid status=0 name value
+  local hook="$1" bin env_file pid saved_traps status=0 name value
   bin=$(s3_cache_resolve "$hook") || status=$?
   if [[ "$status" -eq 2 ]]; then
     echo "+++ :rotating_light: s3-cache: the $hook binary failed verification and was not run"
@@ -216,6 +216,8 @@ s3_cache_run() {
   env_file="${TMPDIR:-/tmp}/s3-cache-env.$$.$RANDOM$RANDOM"
   # Run it in the background and wait, so that a SIGTERM (a cancelled job) reaches the binary and
   # the hook returns only once the binary has cleaned up (aborted its upload, removed staging).
+  # The agent's wrapper sources this file: put its own traps back afterwards.
+  saved_traps=$(trap -p TERM INT)
   "$bin" --env-file "$env_file" &
   pid=$!
   trap 'kill -TERM "$pid" 2>/dev/null' TERM INT
@@ -224,6 +226,7 @@ s3_cache_run() {
     kill -0 "$pid" 2>/dev/null || break
   done
   trap - TERM INT
+  eval "$saved_traps"
   if [[ -f "$env_file" ]]; then
     while IFS='=' read -r name value; do
       if [[ "$name" =~ ^BUILDKITE_PLUGIN_S3_CACHE_[A-Z0-9_]+$ ]]; then

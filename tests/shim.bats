@@ -53,3 +53,13 @@ setup() {
   assert_failure
   assert_output --partial "unsupported architecture 'riscv64'"
 }
+
+@test "running a hook leaves the caller's signal traps as they were" {
+  mkdir -p "$BATS_TEST_TMPDIR/bin"
+  printf '#!/bin/sh\nexit 0\n' >"$BATS_TEST_TMPDIR/bin/pre-command"
+  chmod +x "$BATS_TEST_TMPDIR/bin/pre-command"
+  run bash -c 'trap "echo caller" TERM; . "$1/lib/shim.bash"; S3_CACHE_BIN_DIR="$2" s3_cache_run pre-command; trap -p TERM' \
+    _ "$PLUGIN_DIR" "$BATS_TEST_TMPDIR/bin"
+  assert_success
+  assert_output "trap -- 'echo caller' SIGTERM"
+}

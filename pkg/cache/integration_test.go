@@ -609,3 +609,21 @@ func TestOneFailedUploadDoesNotStopTheOthers(t *testing.T) {
 		}
 	})
 }
+
+func TestArchivesAboveMaxSizeAreNotSaved(t *testing.T) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
+		src := filepath.Join(t.TempDir(), "c")
+		makeTree(t, src, 2*partSize)
+		c, store, log := newCache(t, srv, []string{src}, 2)
+		c.MaxSize = partSize + 1 // past the first part: a multipart upload must be aborted
+		k := key("toolarge/key.tar.zst")
+		saved, err := saveOne(t, c, k)
+		if err != nil || saved.Stored || !strings.Contains(log.String(), "larger than max-size") {
+			t.Fatalf("save above max-size: %+v, %v\n%s", saved, err, log)
+		}
+		if _, err := store.Head(t.Context(), k.Name); !errors.Is(err, s3.ErrNotFound) {
+			t.Fatalf("an archive above max-size was stored: %v", err)
+		}
+		noUploadsLeft(t, srv, store)
+	})
+}
