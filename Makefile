@@ -17,9 +17,10 @@ tools:
 build:
 	CGO_ENABLED=0 go build -trimpath -o dist/ ./cmd/...
 
-lint:
+lint: tools
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: the files above need formatting'; exit 1; }
 	go vet ./...
+	$(S3_CACHE_TOOLS_BIN)/staticcheck ./...
 	shellcheck -x hooks/* lib/*.bash scripts/* .ci/run tests/*.bash
 
 # The release build, offline, into dist/ (the release tests serve it to the hooks).

@@ -48,7 +48,7 @@ func TestKeyInputs(t *testing.T) {
 		return k.Name
 	}
 	same := func(*Inputs) {}
-	if key(config.LevelFile, same) != key(config.LevelFile, same) {
+	if first, again := key(config.LevelFile, same), key(config.LevelFile, same); first != again {
 		t.Fatal("keys are not deterministic")
 	}
 	for name, mod := range map[string]func(*Inputs){
