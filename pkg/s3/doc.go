@@ -9,11 +9,22 @@
 // object that exists is never overwritten unless the caller asks for it. Losing that race is
 // reported as Stored == false, not as an error.
 //
+// Not every endpoint honours If-None-Match. In ConditionalAuto mode the first conditional save
+// probes the endpoint (a second conditional create of a probe object must fail, as a PutObject and
+// as a multipart Complete), caches the verdict on the agent per endpoint and bucket for a day, and
+// deletes the probe objects. Where the header is not honoured, or is answered with 501, a save
+// checks with HEAD and then writes: a narrow race that restores survive (see below).
+//
 // Restores are pinned. Open reads an object with concurrent ranged GETs that each carry
 // If-Match: <ETag seen by Head> (and the version ID on versioned buckets), checks every
 // response's Content-Range and ETag, and returns the bytes in order. If the object changes or
 // disappears mid-download, reading fails with ErrChanged or ErrNotFound: the caller discards
-// what it read and starts again. Transport errors are retried per range.
+// what it read and starts again. Transport errors are retried per range. Endpoints that ignore
+// If-Match still name the ETag they served, and a different one is ErrChanged too.
+//
+// Stalls: every request body read and every response body read feeds a watchdog; a request
+// without progress for the stall timeout is cancelled and retried, and response headers are
+// awaited no longer than that, so a dead endpoint never hangs a job.
 //
 // On failure: a multipart upload that does not complete (error, cancellation, SIGTERM) is
 // aborted with a fresh context, so no partial object is ever visible and no parts are left

@@ -1,0 +1,62 @@
+package buildkite
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBytes(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB",
+		5 << 20: "5.0 MiB", 3 << 30: "3.0 GiB", 2 << 40: "2.0 TiB"} {
+		if got := Bytes(n); got != want {
+			t.Errorf("Bytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+	if Rate(10<<20, 2*time.Second) != 5<<20 || Rate(1, 0) != 0 {
+		t.Error("Rate")
+	}
+}
+
+func TestLogConventions(t *testing.T) {
+	var b bytes.Buffer
+	l := NewLog(&b)
+	l.Group("Restoring cache (%s level)", "file")
+	l.Warnf("slow %d", 1)
+	l.Errorf("broken")
+	want := "--- :s3: Restoring cache (file level)\n^^^ +++\n:warning: s3-cache: slow 1\n+++ :rotating_light: s3-cache: broken\n"
+	if b.String() != want {
+		t.Fatalf("log:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+func TestProgressLines(t *testing.T) {
+	var b bytes.Buffer
+	stop := NewLog(&b).Progress("Downloaded", func() int64 { return 50 << 20 }, 100<<20, 10*time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
+	stop()
+	if !strings.Contains(b.String(), "Downloaded 50.0 MiB of 100.0 MiB (") || !strings.Contains(b.String(), "50%, ETA") {
+		t.Fatalf("progress lines:\n%s", b.String())
+	}
+}
+
+func TestJobFromEnv(t *testing.T) {
+	t.Setenv("BUILDKITE_JOB_ID", "j")
+	t.Setenv("BUILDKITE_ORGANIZATION_SLUG", "acme")
+	t.Setenv("BUILDKITE_PIPELINE_SLUG", "")
+	t.Setenv("BUILDKITE_STEP_KEY", "")
+	t.Setenv("BUILDKITE_LABEL", ":npm: test")
+	if _, err := JobFromEnv(); err == nil || !strings.Contains(err.Error(), "BUILDKITE_PIPELINE_SLUG") {
+		t.Fatalf("missing pipeline: %v", err)
+	}
+	t.Setenv("BUILDKITE_PIPELINE_SLUG", "web")
+	j, err := JobFromEnv()
+	if err != nil || j.Step != ":npm: test" {
+		t.Fatalf("job %+v, %v", j, err)
+	}
+	t.Setenv("BUILDKITE_STEP_KEY", "npm-test")
+	if j, _ := JobFromEnv(); j.Step != "npm-test" {
+		t.Fatalf("the step key does not win over the label: %+v", j)
+	}
+}
