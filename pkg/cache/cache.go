@@ -34,9 +34,10 @@ type Cache struct {
 	Restarts    int   // download-retries: whole-restore restarts
 	MaxSize     int64 // 0: no limit
 	Force       bool  // overwrite existing objects
-	// ProgressEvery is the interval of progress lines on long transfers (0: 5s).
-	ProgressEvery time.Duration
 }
+
+// progressEvery is the interval of progress lines on long transfers.
+const progressEvery = 5 * time.Second
 
 // Hit says how a restore went.
 type Hit string
@@ -56,13 +57,6 @@ type Restored struct {
 	Stats    archive.Stats
 	Restarts int
 	Duration time.Duration
-}
-
-func (c *Cache) progressEvery() time.Duration {
-	if c.ProgressEvery > 0 {
-		return c.ProgressEvery
-	}
-	return 5 * time.Second
 }
 
 // Restore restores the first of candidates that exists (narrowest first).
@@ -142,7 +136,7 @@ func (c *Cache) download(ctx context.Context, obj s3.Object) (archive.Stats, int
 	body := c.Store.Open(ctx, obj)
 	defer body.Close()
 	cr := &countingReader{r: body}
-	stop := c.Log.Progress("Downloaded", cr.count, obj.Size, c.progressEvery())
+	stop := c.Log.Progress("Downloaded", cr.count, obj.Size, progressEvery)
 	stats, err := archive.Extract(ctx, cr, c.Paths, c.Compression, c.Log.Warnf)
 	stop()
 	return stats, cr.count(), err
@@ -273,7 +267,7 @@ func (c *Cache) uploadAll(ctx context.Context, keys []cachekey.Key, pending []in
 		t.close(err)
 		writeErr <- err
 	}()
-	stop := c.Log.Progress("Uploaded", out.count, 0, c.progressEvery())
+	stop := c.Log.Progress("Uploaded", out.count, 0, progressEvery)
 	results := make([]uploaded, len(pending))
 	var wg sync.WaitGroup
 	for j, i := range pending {

@@ -39,19 +39,8 @@ func newCache(t *testing.T, srv *s3test.Server, paths []string, concurrency int)
 		t.Fatal(err)
 	}
 	var log bytes.Buffer
-	return &cache.Cache{Store: store, Log: buildkite.NewLog(&syncWriter{w: &log}), Paths: paths,
+	return &cache.Cache{Store: store, Log: buildkite.NewLog(&log), Paths: paths,
 		Compression: archive.Zstd, Restarts: 3}, store, &log
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // makeTree writes a small tree plus random bytes (incompressible) of the given size.

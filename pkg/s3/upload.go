@@ -28,7 +28,6 @@ type PutOptions struct {
 type Result struct {
 	Stored bool  // false: another writer created the object first, and it was left alone
 	Size   int64 // bytes read from the stream
-	Parts  int   // 0 for a single PutObject
 }
 
 // abortTimeout bounds the clean-up of a failed multipart upload, which runs even after the
@@ -140,7 +139,7 @@ func (s *Store) multipart(ctx context.Context, key string, first []byte, r io.Re
 	}()
 
 	parts, size, err := s.uploadParts(ctx, key, uploadID, first, r)
-	res.Size, res.Parts = size, len(parts)
+	res.Size = size
 	if err != nil {
 		return res, fmt.Errorf("upload %s: %w", key, err)
 	}
