@@ -73,6 +73,11 @@ s3_cache_download_base() {
   echo "$remote/releases/download"
 }
 
+# Prints the agent's cache directory of release binaries for a version and platform.
+s3_cache_binary_dir() {
+  echo "${S3_CACHE_BINARY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/s3-cache/bin}/$1/$2"
+}
+
 s3_cache_sha256() {
   if command -v sha256sum >/dev/null 2>&1; then
     sha256sum "$1" | cut -d' ' -f1
@@ -94,7 +99,7 @@ s3_cache_fetch() {
 # Returns 1 when the release cannot be reached, 2 when verification fails (never run it).
 s3_cache_download() {
   local hook="$1" platform="$2" exe="$3" version="$4" dir="$5" cache base asset tmp want got out
-  cache="${S3_CACHE_BINARY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/s3-cache/bin}/$version/$platform"
+  cache=$(s3_cache_binary_dir "$version" "$platform")
   asset="${hook}_${platform}${exe}"
   out="$cache/$hook$exe"
   if ! base=$(s3_cache_download_base "$dir"); then
@@ -177,7 +182,7 @@ s3_cache_resolve() {
   dir=$(s3_cache_plugin_dir)
   version=$(s3_cache_version "$dir")
   if [[ -n "$version" ]]; then
-    cached="${S3_CACHE_BINARY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/s3-cache/bin}/$version/$platform/$hook$exe"
+    cached="$(s3_cache_binary_dir "$version" "$platform")/$hook$exe"
     if [[ -x "$cached" ]]; then
       echo "$cached"
       return 0
