@@ -105,6 +105,23 @@ func (j *job) set(kv ...string) *job {
 	return j
 }
 
+// cacheDir is what the job caches: node_modules in its checkout.
+func (j *job) cacheDir() string { return filepath.Join(j.checkout, "node_modules") }
+
+// fill writes a tree of about size bytes into the job's cached directory.
+func (j *job) fill(size int) *job {
+	makeTree(j.t, j.cacheDir(), size)
+	return j
+}
+
+// mustSave runs post-command and fails the test unless it stored the cache.
+func (j *job) mustSave() {
+	j.t.Helper()
+	if out, code := j.run("post-command"); code != 0 || !strings.Contains(out, "\nSaved ") {
+		j.t.Fatalf("save by %s: exit %d\n%s", j.env["BUILDKITE_JOB_ID"], code, out)
+	}
+}
+
 // hook is a hook running as the agent runs it: sourced by bash, in the checkout, in its own
 // process group (which is what the agent signals when a job is cancelled).
 type hook struct {

@@ -23,7 +23,7 @@ func TestEightSavesRaceWhileEightRestores(t *testing.T) {
 		savers := make([]*hook, n)
 		for i := range n {
 			j := a.job(srv, "saver")
-			linkTree(t, src, filepath.Join(j.checkout, "node_modules"))
+			linkTree(t, src, j.cacheDir())
 			savers[i] = j.start("post-command")
 		}
 		waitFor(t, "the first save", func() bool { return stored(t, srv) })
@@ -32,7 +32,7 @@ func TestEightSavesRaceWhileEightRestores(t *testing.T) {
 		restored := make([]string, n)
 		for i := range n {
 			j := a.job(srv, "restorer")
-			restored[i] = filepath.Join(j.checkout, "node_modules")
+			restored[i] = j.cacheDir()
 			restorers[i] = j.start("pre-command")
 		}
 
@@ -80,11 +80,8 @@ func TestForceOverwriteDuringASlowRestore(t *testing.T) {
 	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
 		a := newAgent(t)
 		oldJob := a.job(srv, "old")
-		makeTree(t, filepath.Join(oldJob.checkout, "node_modules"), 24<<20)
-		if out, code := oldJob.run("post-command"); code != 0 {
-			t.Fatalf("first save: %d\n%s", code, out)
-		}
-		oldTree := listing(t, filepath.Join(oldJob.checkout, "node_modules"))
+		oldJob.fill(24 << 20).mustSave()
+		oldTree := listing(t, oldJob.cacheDir())
 
 		proxy, downloading := slowProxy(t, srv, 4<<20, isRangedGet)
 		restorer := a.job(srv, "restorer").set("ENDPOINT", proxy.URL, "CONCURRENCY", "1", "PART_SIZE", "5MiB")
@@ -92,17 +89,14 @@ func TestForceOverwriteDuringASlowRestore(t *testing.T) {
 		<-downloading
 
 		newJob := a.job(srv, "new").set("FORCE", "true")
-		makeTree(t, filepath.Join(newJob.checkout, "node_modules"), 24<<20)
-		if out, code := newJob.run("post-command"); code != 0 || !strings.Contains(out, "\nSaved ") {
-			t.Fatalf("force save: %d\n%s", code, out)
-		}
-		newTree := listing(t, filepath.Join(newJob.checkout, "node_modules"))
+		newJob.fill(24 << 20).mustSave()
+		newTree := listing(t, newJob.cacheDir())
 
 		out, code := restore.wait(t)
 		if code != 0 || !strings.Contains(out, "Restarting restore of") {
 			t.Fatalf("restore exited %d without restarting:\n%s", code, out)
 		}
-		switch got := listing(t, filepath.Join(restorer.checkout, "node_modules")); got {
+		switch got := listing(t, restorer.cacheDir()); got {
 		case newTree:
 		case oldTree:
 			t.Log("restored the old tree whole")
@@ -120,7 +114,7 @@ func TestServerKilledDuringAnUpload(t *testing.T) {
 		proxy, uploading := slowProxy(t, srv, 4<<20, isUploadPart)
 		const stall = 30 * time.Second
 		j := a.job(srv, "saver").set("ENDPOINT", proxy.URL, "STALL_TIMEOUT", stall.String(), "CONDITIONAL_WRITES", "on")
-		makeTree(t, filepath.Join(j.checkout, "node_modules"), 32<<20)
+		j.fill(32 << 20)
 		save := j.start("post-command")
 		<-uploading
 		srv.Stop()
@@ -148,7 +142,7 @@ func TestSIGTERMDuringASave(t *testing.T) {
 		a := newAgent(t)
 		proxy, uploading := slowProxy(t, srv, 4<<20, isUploadPart)
 		j := a.job(srv, "saver").set("ENDPOINT", proxy.URL)
-		makeTree(t, filepath.Join(j.checkout, "node_modules"), 32<<20)
+		j.fill(32 << 20)
 		save := j.start("post-command")
 		<-uploading
 		if u := uploadsInProgress(t, srv); u != 1 {
@@ -177,14 +171,11 @@ func TestSIGTERMDuringARestore(t *testing.T) {
 	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
 		a := newAgent(t)
 		saver := a.job(srv, "saver")
-		makeTree(t, filepath.Join(saver.checkout, "node_modules"), 24<<20)
-		if out, code := saver.run("post-command"); code != 0 {
-			t.Fatalf("save: %d\n%s", code, out)
-		}
+		saver.fill(24 << 20).mustSave()
 
 		proxy, downloading := slowProxy(t, srv, 4<<20, isRangedGet)
 		j := a.job(srv, "restorer").set("ENDPOINT", proxy.URL)
-		target := filepath.Join(j.checkout, "node_modules")
+		target := j.cacheDir()
 		makeTree(t, target, 1<<20) // what the checkout had before
 		before := listing(t, target)
 
@@ -215,14 +206,14 @@ func TestEndpointWithoutConditionalWrites(t *testing.T) {
 	srv := s3test.StartFake(t)
 	a := newAgent(t)
 	first := a.job(srv, "first")
-	makeTree(t, filepath.Join(first.checkout, "node_modules"), 12<<20) // multipart
+	first.fill(12 << 20) // multipart
 	out, code := first.run("post-command")
 	if code != 0 || !strings.Contains(out, "\nSaved ") || strings.Count(out, "does not honour conditional writes") != 1 {
 		t.Fatalf("first save: %d\n%s", code, out)
 	}
 
 	second := a.job(srv, "second").set("KEY_EXTRA", "other")
-	makeTree(t, filepath.Join(second.checkout, "node_modules"), 12<<20)
+	second.fill(12 << 20)
 	out, code = second.run("post-command")
 	if code != 0 || !strings.Contains(out, "\nSaved ") || strings.Contains(out, "conditional writes") {
 		t.Fatalf("second save on the same agent: %d\n%s", code, out)
@@ -231,7 +222,7 @@ func TestEndpointWithoutConditionalWrites(t *testing.T) {
 	// A third job with other contents under the first key leaves the object alone.
 	keys := objects(t, srv)
 	third := a.job(srv, "third")
-	makeTree(t, filepath.Join(third.checkout, "node_modules"), 12<<20)
+	third.fill(12 << 20)
 	if out, code := third.run("post-command"); code != 0 || strings.Contains(out, "\nSaved ") {
 		t.Fatalf("third save: %d\n%s", code, out)
 	}
@@ -239,7 +230,7 @@ func TestEndpointWithoutConditionalWrites(t *testing.T) {
 	if out, code := restorer.run("pre-command"); code != 0 || !strings.Contains(out, "Cache hit (exact") {
 		t.Fatalf("restore: %d\n%s", code, out)
 	}
-	if listing(t, filepath.Join(restorer.checkout, "node_modules")) != listing(t, filepath.Join(first.checkout, "node_modules")) {
+	if listing(t, restorer.cacheDir()) != listing(t, first.cacheDir()) {
 		t.Fatal("the first job's cache was overwritten")
 	}
 	if after := objects(t, srv); strings.Join(after, ",") != strings.Join(keys, ",") || len(keys) != 2 {

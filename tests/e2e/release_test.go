@@ -137,7 +137,7 @@ func TestReleasedBinaryIsDownloadedVerifiedAndCached(t *testing.T) {
 	a := newAgent(t)
 
 	first := releaseJob(t, a, srv, plugin, path, binCache, rel, "first")
-	makeTree(t, filepath.Join(first.checkout, "node_modules"), 1<<20)
+	first.fill(1 << 20)
 	out, code := first.run("pre-command")
 	if code != 0 || !strings.Contains(out, "Cache miss") {
 		t.Fatalf("pre-command with a downloaded binary: %d\n%s", code, out)
