@@ -251,16 +251,32 @@ file_level_config() {
 }
 
 @test "the shim builds the binary with go when no override is set, and reuses it" {
+  # A clean, unreleased checkout of the plugin as it is in this working tree.
+  local copy="$BATS_TEST_TMPDIR/plugin"
+  mkdir -p "$copy"
+  (cd "$PLUGIN_DIR" && git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$copy")
+  git -C "$copy" init -q
+  git -C "$copy" add -A
+  git -C "$copy" -c user.email=t@example.com -c user.name=t commit -qm snapshot
+  rev=$(git -C "$copy" rev-parse HEAD)
+
   new_job
   make_project
   file_level_config
   unset S3_CACHE_BIN_DIR
-  run_hook pre-command
+  PLUGIN_DIR="$copy" run_hook pre-command
   assert_success
   assert_output --partial "Cache miss"
-  run bash -c '. "$1/lib/shim.bash"; s3_cache_resolve pre-command' _ "$PLUGIN_DIR"
+  bin=$(find "$copy/.s3-cache-bin/$rev" -type f -name pre-command)
+  assert_file_executable "$bin"
+  built=$(stat -c %Y.%i "$bin")
+
+  # The next job finds it cached for this revision and builds nothing.
+  sleep 1
+  PLUGIN_DIR="$copy" run_hook pre-command
   assert_success
-  assert_file_executable "$output"
+  [ "$(stat -c %Y.%i "$bin")" = "$built" ]
+  [ "$(find "$copy/.s3-cache-bin" -type f | wc -l)" -eq 1 ]
 }
 
 @test "AWS_ENDPOINT_URL works in place of the endpoint key" {
