@@ -265,10 +265,10 @@ func TestRestoreRefusesHostileArchives(t *testing.T) {
 				before := listing(t, dst)
 				parentBefore, _ := os.ReadDir(filepath.Dir(dst))
 
-				c, store, _ := newCache(t, srv, []string{dst}, 2)
+				c, _, _ := newCache(t, srv, []string{dst}, 2)
 				k := key("hostile/" + strings.ReplaceAll(name, " ", "-") + ".tar.zst")
-				_, err := store.Client().PutObject(t.Context(), &awss3.PutObjectInput{
-					Bucket: aws.String(store.Bucket()), Key: &k.Name, Body: bytes.NewReader(hostile(t, headers...)),
+				_, err := srv.Client().PutObject(t.Context(), &awss3.PutObjectInput{
+					Bucket: aws.String(srv.Bucket), Key: &k.Name, Body: bytes.NewReader(hostile(t, headers...)),
 				})
 				must(t, err)
 				got, err := c.Restore(t.Context(), []cachekey.Key{k})

@@ -143,9 +143,6 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	return s, nil
 }
 
-// Client returns the underlying S3 client, for tests and tools.
-func (s *Store) Client() *awss3.Client { return s.client }
-
 // Bucket returns the store's bucket.
 func (s *Store) Bucket() string { return s.bucket }
 
