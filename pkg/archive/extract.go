@@ -44,6 +44,11 @@ func Extract(ctx context.Context, r io.Reader, targets []string, c Compression, 
 		return Stats{}, fmt.Errorf("extract: %w", err)
 	}
 
+	// Leftovers of earlier restores killed before they could clean up.
+	for _, t := range absTargets {
+		sweepTarget(t, warnOrDiscard(warn))
+	}
+
 	x := &extraction{
 		targets: absTargets,
 		staged:  make([]*stagedTarget, len(absTargets)),
@@ -534,18 +539,12 @@ func (x *extraction) swapAll() error {
 	return nil
 }
 
-// finish runs after a successful swap: it applies the mode and mtime of the
-// target roots that are directories, then removes the previous contents and
-// the staging directories. The restore has succeeded by then, so problems
-// are warnings.
+// finish runs after a successful swap: it removes the staging directories,
+// which hold the previous contents, then applies the mode and mtime of the
+// target roots that are directories (last, because removing a staging
+// directory inside a mount point changes its mtime). The restore has
+// succeeded by then, so problems are warnings.
 func (x *extraction) finish() {
-	for _, d := range x.dirs {
-		if d.root {
-			if err := d.apply(x.targets[d.index]); err != nil {
-				x.warn("restored %s, but: %v", x.targets[d.index], err)
-			}
-		}
-	}
 	for _, s := range x.staged {
 		if s == nil {
 			continue
@@ -555,8 +554,15 @@ func (x *extraction) finish() {
 				x.warn("restored %s, but could not remove its previous content: %v", s.target, err)
 			}
 		}
-		if err := removeTree(s.staging); err != nil {
-			x.warn("restored %s, but could not remove the staging directory: %v", s.target, err)
+		if err := s.remove(); err != nil {
+			x.warn("restored %s, but: %v", s.target, err)
+		}
+	}
+	for _, d := range x.dirs {
+		if d.root {
+			if err := d.apply(x.targets[d.index]); err != nil {
+				x.warn("restored %s, but: %v", x.targets[d.index], err)
+			}
 		}
 	}
 }
@@ -566,11 +572,8 @@ func (x *extraction) finish() {
 func (x *extraction) discard() error {
 	var errs []error
 	for _, s := range x.staged {
-		if s == nil {
-			continue
-		}
-		if err := removeTree(s.staging); err != nil {
-			errs = append(errs, fmt.Errorf("remove staging directory: %w", err))
+		if s != nil {
+			errs = append(errs, s.remove())
 		}
 	}
 	return errors.Join(errs...)
