@@ -4,8 +4,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // readOnlyTree makes a tree of read-only directories (like Go's module
@@ -98,4 +100,37 @@ func TestSwapUndo(t *testing.T) {
 		t.Errorf("not undone:\n%s\nwant:\n%s", after, before)
 	}
 	assertNoLeftovers(t, parent)
+}
+
+// TestNameStem: helper names stay within NAME_MAX for any target name, are
+// recognised by isLeftover, and a long name's stem keeps whole UTF-8
+// characters.
+func TestNameStem(t *testing.T) {
+	for _, base := range []string{
+		"x", ".npm", strings.Repeat("x", 100), strings.Repeat("x", 101), strings.Repeat("x", 255),
+		strings.Repeat("é", 127), "a" + strings.Repeat("é", 127), strings.Repeat("\xe9", 255),
+	} {
+		stem := nameStem(base)
+		if stem != nameStem(base) {
+			t.Errorf("%q: stem not deterministic", base)
+		}
+		if utf8.ValidString(base) && !utf8.ValidString(stem) {
+			t.Errorf("%q: stem %q is not UTF-8", base, stem)
+		}
+		if len(base) > maxStem && nameStem(base+"y") == stem {
+			t.Errorf("%q: two long names share a stem", base)
+		}
+		for _, kind := range []string{kindStaging, kindTrash, kindOld} {
+			n := leftoverName(stem, kind)
+			if len(n) > 255 {
+				t.Errorf("%q: %d-byte helper name", base, len(n))
+			}
+			if !isLeftover(n, stem) {
+				t.Errorf("%q: %s not recognised", base, n)
+			}
+		}
+		if n := lockName(stem); len(n) > 255 || isLeftover(n, stem) {
+			t.Errorf("%q: lock name %s too long or taken for a leftover", base, n)
+		}
+	}
 }
