@@ -26,8 +26,11 @@ const implicitDirMode fs.FileMode = 0o755
 //
 // A target whose index has no entry in the archive is left untouched. A
 // target that exists is replaced whatever it is (a directory, a file, a
-// symlink, which is replaced, not followed). The parent directory of a target
-// is created if missing.
+// symlink, which is replaced, not followed); a target that is a mount point
+// gets its content replaced and stays the mount point. The parent directory
+// of a target is created if missing. Leftovers of earlier restores of the
+// targets whose process is gone are removed first: callers that may run
+// concurrently must hold the targets' LockTargets locks.
 //
 // A hostile archive is refused as a whole with an error wrapping ErrUnsafe; a
 // damaged or truncated stream gives an error wrapping ErrCorrupt. See the

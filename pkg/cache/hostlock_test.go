@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -231,4 +232,39 @@ func TestJobsOnOneHost(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestLockTimeout: a job that cannot get the host lock in time gives up with
+// an error (a warning under soft-fail) after saying it waits, and leaves the
+// path alone; its context ends the wait too.
+func TestLockTimeout(t *testing.T) {
+	target := filepath.Join(t.TempDir(), "shared", ".npm")
+	fillTree(t, target)
+	want := listing(t, target)
+	held, err := archive.LockTargets(t.Context(), []string{target}, archive.LockOptions{Exclusive: true})
+	must(t, err)
+	defer held.Unlock()
+
+	var log bytes.Buffer
+	c := &cache.Cache{Log: buildkite.NewLog(&log), Paths: []string{target}, Compression: archive.Zstd,
+		Force: true, LockTimeout: 200 * time.Millisecond} // Force: Save asks the store nothing first
+	if _, err := c.Restore(t.Context(), []cachekey.Key{key("k")}); !errors.Is(err, archive.ErrLockTimeout) {
+		t.Errorf("restore: got %v, want ErrLockTimeout", err)
+	}
+	if _, err := c.Save(t.Context(), []cachekey.Key{key("k")}); !errors.Is(err, archive.ErrLockTimeout) {
+		t.Errorf("save: got %v, want ErrLockTimeout", err)
+	}
+	if n := strings.Count(log.String(), "Waiting for another job on this host to finish with "+target+"…"); n != 2 {
+		t.Errorf("%d waiting lines, want 2; log:\n%s", n, log.String())
+	}
+	if got := listing(t, target); got != want {
+		t.Errorf("the path changed:\n%s\nwant:\n%s", got, want)
+	}
+
+	c.LockTimeout = time.Hour
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := c.Restore(ctx, []cachekey.Key{key("k")}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("cancelled restore: got %v, want context.DeadlineExceeded", err)
+	}
 }
