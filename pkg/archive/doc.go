@@ -108,8 +108,9 @@
 //
 // Two jobs on one host that use the same target are serialized by its host
 // lock: a restore waits for a restore or a save in progress (up to the
-// lock's timeout) and then replaces the tree whole. The lock files
-// .<base>.s3-cache.lock are left in place (0o600, empty).
+// lock's timeout) and then replaces the tree whole. The lock file
+// .<base>.s3-cache.lock beside the target is removed by its last holder; a
+// killed holder leaves it (empty, harmless), and its lock ends with it.
 //
 // Write, on error, returns after closing the compressor; whatever it wrote to w
 // so far is not a valid archive and must be discarded.

@@ -36,7 +36,14 @@ type LockOptions struct {
 
 // Locks holds the host locks of a set of targets.
 type Locks struct {
-	files []*os.File
+	held []heldLock
+}
+
+// heldLock is one lock held: the open file, and the lock file's path to
+// remove on release ("" for a mount point, which locks itself).
+type heldLock struct {
+	f    *os.File
+	path string
 }
 
 // LockTargets takes the host-wide advisory lock (flock) of every target, so
@@ -47,12 +54,12 @@ type Locks struct {
 // locking overlapping sets cannot deadlock. Cancelling ctx ends the wait.
 //
 // A target's lock is the file .<name>.s3-cache.lock next to it, created
-// 0o600 and never removed; it is opened without following a symlink, and
-// refused unless it is a regular file of the user running this process, so
-// that another local user cannot plant one. A target that is a mount point
-// never moves: it is locked itself. A save does not lock a target whose
-// parent directory does not exist (there is nothing to read); a restore
-// creates the parent.
+// 0o600; it is opened without following a symlink, and refused unless it is
+// a regular file of the user running this process, so that another local
+// user cannot plant one. The last holder removes it (see Unlock). A target
+// that is a mount point never moves: it is locked itself. A save does not
+// lock a target whose parent directory does not exist (there is nothing to
+// read); a restore creates the parent.
 //
 // Outside unix, locking does nothing.
 func LockTargets(ctx context.Context, targets []string, o LockOptions) (*Locks, error) {
@@ -73,55 +80,91 @@ func LockTargets(ctx context.Context, targets []string, o LockOptions) (*Locks, 
 
 	l := &Locks{}
 	for _, t := range sorted {
-		f, err := openLock(t, o.Exclusive)
-		if err == nil && f != nil {
-			err = waitLock(ctx, f, t, o, deadline)
-			if err != nil {
-				_ = f.Close()
-			}
-		}
+		h, err := lockOne(ctx, t, o, deadline)
 		if err != nil {
 			l.Unlock()
 			return nil, err
 		}
-		if f != nil {
-			l.files = append(l.files, f)
+		if h.f != nil {
+			l.held = append(l.held, h)
 		}
 	}
 	return l, nil
 }
 
-// Unlock releases the locks. It may be called more than once.
-func (l *Locks) Unlock() {
-	for _, f := range l.files {
+// lockOne takes the lock of target; a zero heldLock if there is nothing to
+// lock.
+func lockOne(ctx context.Context, target string, o LockOptions, deadline time.Time) (heldLock, error) {
+	waited := false
+	for {
+		f, p, err := openLock(target, o.Exclusive)
+		if err != nil || f == nil {
+			return heldLock{}, err
+		}
+		if err := waitLock(ctx, f, target, o, deadline, &waited); err != nil {
+			_ = f.Close()
+			return heldLock{}, err
+		}
+		if p == "" || isFileAt(f, p) {
+			return heldLock{f: f, path: p}, nil
+		}
+		// Its last holder removed the file while this process waited for it:
+		// lock the file now at p.
 		_ = f.Close()
 	}
-	l.files = nil
 }
 
-// openLock opens the file to lock for target (see LockTargets); nil if there
-// is nothing to lock.
-func openLock(target string, create bool) (*os.File, error) {
+// isFileAt reports whether the open file f is the one at path p.
+func isFileAt(f *os.File, p string) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Lstat(p)
+	return err == nil && os.SameFile(a, b)
+}
+
+// Unlock releases the locks. A lock file is removed when this process is its
+// only holder, so that none is left beside the targets (one in a checkout
+// would show in git status); a process waiting for it then notices that it
+// locked a removed file, and starts again. Unlock may be called more than
+// once.
+func (l *Locks) Unlock() {
+	for _, h := range l.held {
+		if h.path != "" {
+			if busy, err := tryLock(h.f, true); err == nil && !busy {
+				_ = os.Remove(h.path)
+			}
+		}
+		_ = h.f.Close()
+	}
+	l.held = nil
+}
+
+// openLock opens the file to lock for target (see LockTargets) and returns
+// it with its path ("" for a mount point); a nil file if there is nothing to
+// lock.
+func openLock(target string, create bool) (*os.File, string, error) {
 	parent := filepath.Dir(target)
 	if info, err := os.Lstat(target); err == nil && info.IsDir() && isMountPoint(target, info) {
 		f, err := os.Open(target)
 		if err != nil {
-			return nil, fmt.Errorf("lock %s: %w", target, err)
+			return nil, "", fmt.Errorf("lock %s: %w", target, err)
 		}
-		return f, nil
+		return f, "", nil
 	}
 	if create {
 		if err := os.MkdirAll(parent, 0o755); err != nil {
-			return nil, fmt.Errorf("lock %s: create its parent: %w", target, err)
+			return nil, "", fmt.Errorf("lock %s: create its parent: %w", target, err)
 		}
 	}
 	p := filepath.Join(parent, lockName(nameStem(filepath.Base(target))))
 	f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|openReadFlags, 0o600)
 	if errors.Is(err, fs.ErrNotExist) && !create {
-		return nil, nil
+		return nil, "", nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("lock %s: open %s: %w", target, p, err)
+		return nil, "", fmt.Errorf("lock %s: open %s: %w", target, p, err)
 	}
 	info, err := f.Stat()
 	if err == nil {
@@ -129,16 +172,16 @@ func openLock(target string, create bool) (*os.File, error) {
 	}
 	if err != nil {
 		_ = f.Close()
-		return nil, fmt.Errorf("lock %s: refusing the lock file %s: %w", target, p, err)
+		return nil, "", fmt.Errorf("lock %s: refusing the lock file %s: %w", target, p, err)
 	}
-	return f, nil
+	return f, p, nil
 }
 
 // waitLock takes the lock on f, polling while another process holds it,
 // until the deadline or the end of ctx.
-func waitLock(ctx context.Context, f *os.File, target string, o LockOptions, deadline time.Time) error {
+func waitLock(ctx context.Context, f *os.File, target string, o LockOptions, deadline time.Time, waited *bool) error {
 	interval := 10 * time.Millisecond
-	for waited := false; ; waited = true {
+	for {
 		busy, err := tryLock(f, o.Exclusive)
 		if err != nil {
 			return fmt.Errorf("lock %s: %w", target, err)
@@ -146,9 +189,10 @@ func waitLock(ctx context.Context, f *os.File, target string, o LockOptions, dea
 		if !busy {
 			return nil
 		}
-		if !waited && o.Waiting != nil {
+		if !*waited && o.Waiting != nil {
 			o.Waiting(target)
 		}
+		*waited = true
 		left := time.Until(deadline)
 		if left <= 0 {
 			return fmt.Errorf("lock %s: %w (waited %s)", target, ErrLockTimeout, o.Timeout)

@@ -56,6 +56,12 @@ func TestLockTargetsConflicts(t *testing.T) {
 				if err != nil || len(waited) > 0 {
 					t.Fatalf("got %v (waited for %q), want the lock at once", err, waited)
 				}
+				// The first save's release keeps the lock file the second
+				// holds: a restore still waits for the second.
+				first.Unlock()
+				if _, err := LockTargets(t.Context(), []string{target}, LockOptions{Exclusive: true, Timeout: 50 * time.Millisecond}); !errors.Is(err, ErrLockTimeout) {
+					t.Errorf("a restore got the lock during the second save: %v", err)
+				}
 				l.Unlock()
 				return
 			}
@@ -82,24 +88,36 @@ func TestLockTargetsConflicts(t *testing.T) {
 // holder releases it, and cancelling its context ends the wait at once.
 func TestLockTargetsWaitsThenGets(t *testing.T) {
 	target := filepath.Join(tempDir(t), "target")
+	lockFile := filepath.Join(filepath.Dir(target), ".target.s3-cache.lock")
 	held := mustLock(t, []string{target}, LockOptions{Exclusive: true})
-	got := make(chan error, 1)
+	type result struct {
+		l   *Locks
+		err error
+	}
+	got := make(chan result, 1)
 	go func() {
 		l, err := LockTargets(context.Background(), []string{target}, LockOptions{Exclusive: true, Timeout: time.Minute})
-		if err == nil {
-			l.Unlock()
-		}
-		got <- err
+		got <- result{l, err}
 	}()
 	time.Sleep(100 * time.Millisecond)
 	select {
-	case err := <-got:
-		t.Fatalf("got the lock while it was held: %v", err)
+	case r := <-got:
+		t.Fatalf("got the lock while it was held: %v", r.err)
 	default:
 	}
+	// The holder removes the lock file it waits on; the waiter must then
+	// hold the lock of the file at the path, not of the removed one.
 	held.Unlock()
-	if err := <-got; err != nil {
-		t.Fatal(err)
+	r := <-got
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if _, err := LockTargets(t.Context(), []string{target}, LockOptions{Timeout: 50 * time.Millisecond}); !errors.Is(err, ErrLockTimeout) {
+		t.Fatalf("a third job got the lock the waiter took over: %v", err)
+	}
+	r.l.Unlock()
+	if _, err := os.Lstat(lockFile); err == nil {
+		t.Error("the lock file is left after the last holder released it")
 	}
 
 	held = mustLock(t, []string{target}, LockOptions{Exclusive: true})

@@ -23,7 +23,7 @@ import (
 //	.<stem>.s3-cache-old-<pid>-<random>      T moved aside by a two-rename swap
 //	                                         (also left by versions before the
 //	                                         exchange swap, without <pid>-)
-//	.<stem>.s3-cache.lock                    T's host lock (LockTargets), kept
+//	.<stem>.s3-cache.lock                    T's host lock (LockTargets)
 //
 // The first three are leftovers when their process died: sweep removes them.
 const (
