@@ -61,7 +61,8 @@ type heldLock struct {
 // lock a target whose parent directory does not exist (there is nothing to
 // read); a restore creates the parent.
 //
-// Outside unix, locking does nothing.
+// On Windows the lock is LockFileEx on the same file; elsewhere outside
+// unix, locking does nothing.
 func LockTargets(ctx context.Context, targets []string, o LockOptions) (*Locks, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultLockTimeout

@@ -23,10 +23,6 @@ func hardLinkID(fs.FileInfo) (fileID, bool) {
 	return fileID{}, false
 }
 
-// tryLock always succeeds: there is no advisory locking here, so jobs on one
-// host are not serialized and Extract's sweep sees every leftover as stale.
-func tryLock(*os.File, bool) (busy bool, err error) { return false, nil }
-
 // checkOwner accepts any regular file: ownership is not checked here.
 func checkOwner(info fs.FileInfo) error {
 	if !info.Mode().IsRegular() {
