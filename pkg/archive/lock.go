@@ -59,7 +59,8 @@ type heldLock struct {
 // user cannot plant one. The last holder removes it (see Unlock). A target
 // that is a mount point never moves: it is locked itself. A save does not
 // lock a target whose parent directory does not exist (there is nothing to
-// read); a restore creates the parent.
+// read) or is not writable (no restore could replace the target); a restore
+// creates the parent.
 //
 // On Windows the lock is LockFileEx on the same file; elsewhere outside
 // unix, locking does nothing.
@@ -161,7 +162,9 @@ func openLock(target string, create bool) (*os.File, string, error) {
 	}
 	p := filepath.Join(parent, lockName(nameStem(filepath.Base(target))))
 	f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|openReadFlags, 0o600)
-	if errors.Is(err, fs.ErrNotExist) && !create {
+	if !create && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || isReadOnlyFS(err)) {
+		// A save of a target in a directory it cannot write: no restore
+		// of this user can replace that target either.
 		return nil, "", nil
 	}
 	if err != nil {

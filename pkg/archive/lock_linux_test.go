@@ -195,7 +195,8 @@ func TestLockFileHostile(t *testing.T) {
 
 // TestLockFileName: the lock is a sibling file, also for a target with a
 // 255-byte name; a save of a target whose parent is missing locks nothing
-// and creates nothing; a mount point is locked itself, with no file beside.
+// and creates nothing, nor in a read-only directory; a mount point is locked
+// itself, with no file beside.
 func TestLockFileName(t *testing.T) {
 	dir := tempDir(t)
 	long := filepath.Join(dir, strings.Repeat("z", 255))
@@ -212,6 +213,19 @@ func TestLockFileName(t *testing.T) {
 	mustLock(t, []string{missing}, LockOptions{})
 	if _, err := os.Lstat(filepath.Dir(missing)); err == nil {
 		t.Error("a save created the parent of its target")
+	}
+
+	ro := filepath.Join(dir, "ro")
+	if err := os.Mkdir(ro, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", ro, "tmpfs", syscall.MS_RDONLY, "size=1m"); err != nil {
+		t.Fatalf("mount tmpfs (this test needs root; CI runs it as root): %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(ro, syscall.MNT_DETACH) })
+	mustLock(t, []string{filepath.Join(ro, "target")}, LockOptions{}) // a save: nothing to lock
+	if _, err := LockTargets(t.Context(), []string{filepath.Join(ro, "target")}, LockOptions{Exclusive: true}); err == nil {
+		t.Error("a restore locked a target in a read-only directory")
 	}
 
 	mount := filepath.Join(dir, "mount")

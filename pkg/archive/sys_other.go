@@ -37,3 +37,6 @@ func otherDevice(fs.FileInfo, fs.FileInfo) bool { return false }
 // lockPath cannot lock here: nothing is ever busy. No handle is kept open,
 // so that the path can be renamed and removed.
 func lockPath(string) (f *os.File, busy bool, err error) { return nil, false, nil }
+
+// isReadOnlyFS cannot tell here.
+func isReadOnlyFS(error) bool { return false }

@@ -105,3 +105,6 @@ func lockPath(p string) (f *os.File, busy bool, err error) {
 	}
 	return f, false, nil
 }
+
+// isReadOnlyFS reports whether err says the filesystem is read-only.
+func isReadOnlyFS(err error) bool { return errors.Is(err, syscall.EROFS) }
