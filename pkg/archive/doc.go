@@ -79,8 +79,10 @@
 // to save), as pkg/cache does: then no two restores of a target overlap, and
 // a save never reads a tree a restore is replacing. Under that lock, a
 // staging, trash or old helper of T that is not flocked belongs to a dead
-// process, and Extract's sweep removes it (with a warning). A process of a
-// version without these locks is not protected and not recognised.
+// process, and the sweep removes it, with a warning: LockTargets runs it
+// when it takes a restore's lock (so a cache miss sweeps too), Extract when
+// it starts. A process of a version without these locks is not protected
+// and not recognised.
 //
 // # Guarantees on failure
 //

@@ -32,6 +32,8 @@ type LockOptions struct {
 	// Waiting, if not nil, is called before waiting for a target whose lock
 	// another process holds.
 	Waiting func(target string)
+	// Warn receives the warnings of the sweep (see LockTargets). May be nil.
+	Warn Warner
 }
 
 // Locks holds the host locks of a set of targets.
@@ -52,6 +54,10 @@ type heldLock struct {
 // take its lock: Extract relies on it to tell leftovers of dead processes
 // from live ones. The locks are taken in sorted order, so that two jobs
 // locking overlapping sets cannot deadlock. Cancelling ctx ends the wait.
+//
+// Once it holds a target's exclusive lock, it removes the leftovers of
+// earlier restores of the target whose process is gone, as Extract does: so
+// they go at the next restore of the target even if it is a cache miss.
 //
 // A target's lock is the file .<name>.s3-cache.lock next to it, created
 // 0o600; it is opened without following a symlink, and refused unless it is
@@ -89,6 +95,9 @@ func LockTargets(ctx context.Context, targets []string, o LockOptions) (*Locks, 
 		}
 		if h.f != nil {
 			l.held = append(l.held, h)
+		}
+		if o.Exclusive {
+			sweepTarget(t, warnOrDiscard(o.Warn))
 		}
 	}
 	return l, nil

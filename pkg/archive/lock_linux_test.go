@@ -266,3 +266,27 @@ func TestExchange(t *testing.T) {
 		t.Errorf("exchange with a missing name: got %v, want an error other than unsupported", err)
 	}
 }
+
+// TestLockTargetsSweeps: a restore's lock removes the leftovers of dead
+// restores of the target, even if no Extract follows (a cache miss); a
+// save's lock leaves them to the next restore.
+func TestLockTargetsSweeps(t *testing.T) {
+	dir := tempDir(t)
+	target := filepath.Join(dir, "target")
+	stale := filepath.Join(dir, ".target.s3-cache-staging-99-DEADDEADDEAD")
+	writeFile(t, filepath.Join(stale, "root/file"), "stale", 0o644, time.Now())
+
+	l := mustLock(t, []string{target}, LockOptions{})
+	l.Unlock()
+	if _, err := os.Lstat(stale); err != nil {
+		t.Fatalf("a save's lock removed a leftover: %v", err)
+	}
+	var w warnings
+	mustLock(t, []string{target}, LockOptions{Exclusive: true, Warn: w.warn})
+	if _, err := os.Lstat(stale); err == nil {
+		t.Error("a restore's lock left a dead restore's staging directory")
+	}
+	if !w.contains(stale) {
+		t.Errorf("no warning names %s: %q", stale, w.msgs)
+	}
+}

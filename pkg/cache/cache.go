@@ -47,6 +47,7 @@ func (c *Cache) lock(ctx context.Context, exclusive bool) (*archive.Locks, error
 		Waiting: func(p string) {
 			c.Log.Infof("Waiting for another job on this host to finish with %s…", p)
 		},
+		Warn: c.Log.Warnf,
 	})
 }
 
