@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -130,10 +131,14 @@ type stagedTarget struct {
 	aside             string
 	movedOut, movedIn []string
 	targetMode        fs.FileMode
-	chmodded          bool // target's mode was changed to make it writable
+	chmodded          bool      // target's mode was changed to make it writable
+	targetMtime       time.Time // of a mount point: put back after a failure
 	// keep: an undo failed and the staging directory holds the previous
 	// content; the error said where, and it is not removed.
 	keep bool
+	// noExchange makes swapIn use two renames, as where exchange is not
+	// supported (set by tests of that path).
+	noExchange bool
 }
 
 // newStagedTarget creates the staging directory for target, and the parent
@@ -146,7 +151,7 @@ func newStagedTarget(target string) (*stagedTarget, error) {
 	s := &stagedTarget{target: target, stem: nameStem(filepath.Base(target))}
 	dir := parent
 	if info, err := os.Lstat(target); err == nil && info.IsDir() && isMountPoint(target, info) {
-		s.mount, dir = true, target
+		s.mount, dir, s.targetMtime = true, target, info.ModTime()
 	}
 	for {
 		s.staging = filepath.Join(dir, leftoverName(s.stem, kindStaging))
@@ -201,7 +206,10 @@ func (s *stagedTarget) swapIn() error {
 	if err != nil {
 		return fmt.Errorf("inspect %s: %w", s.target, err)
 	}
-	err = s.exchange(info)
+	err = errExchangeUnsupported
+	if !s.noExchange {
+		err = s.exchange(info)
+	}
 	if err == nil {
 		s.swapped, s.exchanged = true, true
 		return nil
@@ -419,6 +427,12 @@ func (s *stagedTarget) remove() error {
 	}
 	if err := removeTree(p); err != nil {
 		return fmt.Errorf("remove staging directory: %w", err)
+	}
+	if s.mount && !s.swapped {
+		// The staging directory inside it changed its mtime.
+		if err := os.Chtimes(s.target, time.Time{}, s.targetMtime); err != nil {
+			return fmt.Errorf("restore the mtime of %s: %w", s.target, err)
+		}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -132,5 +133,60 @@ func TestNameStem(t *testing.T) {
 		if n := lockName(stem); len(n) > 255 || isLeftover(n, stem) {
 			t.Errorf("%q: lock name %s too long or taken for a leftover", base, n)
 		}
+	}
+}
+
+// TestSwapFallback: where names cannot be exchanged, two renames replace a
+// directory and a file, the old contents are removed after; and a failed
+// swap puts everything back.
+func TestSwapFallback(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fail=%v", fail), func(t *testing.T) {
+			parent := tempDir(t)
+			dir, file := filepath.Join(parent, "dir"), filepath.Join(parent, "file")
+			writeFile(t, filepath.Join(dir, "old.txt"), "old", 0o644, time.Unix(1_000_000_000, 0))
+			writeFile(t, file, "old file", 0o644, time.Unix(1_000_000_000, 0))
+			before := snapshot(t, parent)
+			var staged []*stagedTarget
+			for _, target := range []string{dir, file} {
+				s, err := newStagedTarget(target)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.noExchange = true
+				staged = append(staged, s)
+			}
+			writeFile(t, filepath.Join(staged[0].root, "new.txt"), "new", 0o644, time.Now())
+			if !fail {
+				writeFile(t, staged[1].root, "new file", 0o644, time.Now())
+			}
+			x := &extraction{targets: []string{dir, file}, staged: staged, warn: warnOrDiscard(nil)}
+			err := x.swapAll()
+			if fail {
+				if err == nil {
+					t.Fatal("swapAll succeeded without content for the second target")
+				}
+				if err := x.discard(); err != nil {
+					t.Fatal(err)
+				}
+				if after := snapshot(t, parent); after != before {
+					t.Errorf("not undone:\n%s\nwant:\n%s", after, before)
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				x.finish()
+				for p, want := range map[string]string{filepath.Join(dir, "new.txt"): "new", file: "new file"} {
+					if got, err := os.ReadFile(p); err != nil || string(got) != want {
+						t.Errorf("%s: %q, %v; want %q", p, got, err, want)
+					}
+				}
+				if _, err := os.Lstat(filepath.Join(dir, "old.txt")); err == nil {
+					t.Error("the old content is still in the directory")
+				}
+			}
+			assertNoLeftovers(t, parent)
+		})
 	}
 }

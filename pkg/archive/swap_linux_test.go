@@ -105,11 +105,11 @@ func TestExtractIntoMountPoint(t *testing.T) {
 			id := inode(t, target)
 
 			// A damaged stream: nothing changes, nothing is left.
-			before := snapshot(t, target)
+			before := snapshot(t, parent) // includes the mount point's mtime
 			if _, err := Extract(context.Background(), bytes.NewReader(data[:len(data)-100]), []string{target}, Zstd, nil); err == nil {
 				t.Fatal("a truncated stream was accepted")
 			}
-			if got := snapshot(t, target); got != before {
+			if got := snapshot(t, parent); got != before {
 				t.Errorf("failed restore changed the mount point:\n%s\nwant:\n%s", got, before)
 			}
 			assertNoLeftovers(t, target)
@@ -148,12 +148,12 @@ func TestExtractFileOverMountPoint(t *testing.T) {
 	}
 	mountTmpfs(t, target)
 	writeFile(t, filepath.Join(target, "keep"), "keep", 0o644, time.Unix(1_400_000_000, 0))
-	before := snapshot(t, target)
+	before := snapshot(t, tmp)
 	_, err := Extract(context.Background(), bytes.NewReader(data), []string{target}, Zstd, nil)
 	if err == nil || !strings.Contains(err.Error(), "mount point") {
 		t.Fatalf("got %v, want an error about the mount point", err)
 	}
-	if got := snapshot(t, target); got != before {
+	if got := snapshot(t, tmp); got != before {
 		t.Errorf("mount point changed:\n%s\nwant:\n%s", got, before)
 	}
 	assertNoLeftovers(t, target)
@@ -382,3 +382,46 @@ func killedRestoreChild(t *testing.T) {
 type readerFunc func([]byte) (int, error)
 
 func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// TestMountSwapUndo: when a later target cannot be swapped, a mount point
+// already restored into gets its previous children back, and its mode.
+func TestMountSwapUndo(t *testing.T) {
+	parent := tempDir(t)
+	mount, other := filepath.Join(parent, "mount"), filepath.Join(parent, "other")
+	if err := os.Mkdir(mount, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mountTmpfs(t, mount)
+	writeFile(t, filepath.Join(mount, "old/file"), "old", 0o644, time.Unix(1_000_000_000, 0))
+	writeFile(t, filepath.Join(mount, "top"), "top", 0o644, time.Unix(1_000_000_000, 0))
+	if err := os.Chmod(mount, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(other, "keep"), "keep", 0o644, time.Unix(1_000_000_000, 0))
+	before := snapshot(t, parent)
+
+	s1, err := newStagedTarget(mount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s1.mount {
+		t.Fatal("the tmpfs was not recognised as a mount point")
+	}
+	writeFile(t, filepath.Join(s1.root, "new"), "new", 0o644, time.Now())
+	s2, err := newStagedTarget(other) // no root: its swap fails
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &extraction{targets: []string{mount, other}, staged: []*stagedTarget{s1, s2}, warn: warnOrDiscard(nil)}
+	if err := x.swapAll(); err == nil {
+		t.Fatal("swapAll succeeded without content for the second target")
+	}
+	if err := x.discard(); err != nil {
+		t.Fatal(err)
+	}
+	if after := snapshot(t, parent); after != before {
+		t.Errorf("not undone:\n%s\nwant:\n%s", after, before)
+	}
+	assertNoLeftovers(t, parent)
+	assertNoLeftovers(t, mount)
+}
