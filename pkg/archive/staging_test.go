@@ -91,6 +91,13 @@ func TestSwapUndo(t *testing.T) {
 		t.Fatal(err)
 	}
 	x := &extraction{targets: []string{one, two}, staged: []*stagedTarget{s1, s2}, warn: warnOrDiscard(nil)}
+	assertSwapUndone(t, x, parent, before)
+}
+
+// assertSwapUndone checks that x's swap fails (its last target has no
+// content) and that after the undo and discard parent is as before.
+func assertSwapUndone(t *testing.T, x *extraction, parent, before string) {
+	t.Helper()
 	if err := x.swapAll(); err == nil {
 		t.Fatal("swapAll succeeded without content for the second target")
 	}
