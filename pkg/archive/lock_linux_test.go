@@ -120,7 +120,7 @@ func TestLockTargetsWaitsThenGets(t *testing.T) {
 		t.Error("the lock file is left after the last holder released it")
 	}
 
-	held = mustLock(t, []string{target}, LockOptions{Exclusive: true})
+	mustLock(t, []string{target}, LockOptions{Exclusive: true}) // released at cleanup
 	ctx, cancel := context.WithCancel(t.Context())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	start := time.Now()
