@@ -37,10 +37,6 @@ const (
 	copyBufferSize = 1 << 20
 	// blockSize is the tar block size.
 	blockSize = 512
-	// stagingInfix and oldInfix name the temporary siblings of a target:
-	// .<base>.s3-cache-staging-<random> and .<base>.s3-cache-old-<random>.
-	stagingInfix = ".s3-cache-staging-"
-	oldInfix     = ".s3-cache-old-"
 	// zstdMaxMemory bounds the zstd window the decoder accepts, hence its
 	// memory use, whatever the stream claims.
 	zstdMaxMemory = 1 << 30

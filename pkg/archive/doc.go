@@ -46,19 +46,43 @@
 //     violation refuses the whole archive with ErrUnsafe. Device nodes and
 //     FIFOs are skipped with a warning; any other entry type is refused.
 //  3. Stage. The content of target T is extracted into
-//     <dir(T)>/.<base(T)>.s3-cache-staging-<random>/root, on the same
-//     filesystem as T. Directories are created 0o700 so read-only trees
+//     <dir(T)>/.<base(T)>.s3-cache-staging-<pid>-<random>/root, on the same
+//     filesystem as T; if T is a mount point (a Docker volume, a tmpfs, a
+//     bind mount), into the same name inside T. A base longer than 100 bytes
+//     is cut to 64 and a hash in these names, so they fit NAME_MAX. The
+//     staging directory is flocked while its process lives. Before that,
+//     Extract removes the leftovers of earlier restores of T that no process
+//     holds (see below). Directories are created 0o700 so read-only trees
 //     (Go's module cache is 0o555) can be filled; each file gets its mode
 //     and mtime once written; directory modes and mtimes are applied at the
 //     end, deepest first.
 //  4. Verify. After the tar end-of-archive marker the rest of the stream is
 //     read to its end, which makes the decompressor check its checksum. Only
 //     zero bytes (tar padding) may follow the marker.
-//  5. Swap. Only then, for each target with content in the archive: T (if it
-//     exists) is renamed to <dir(T)>/.<base(T)>.s3-cache-old-<random>, the
-//     staged root is renamed to T, and the old tree and staging directory are
-//     removed. If a swap fails, the swaps already made are undone. A target
-//     whose index has no entry in the archive is not touched.
+//  5. Swap. Only then, for each target with content in the archive: on Linux
+//     (renameat2 RENAME_EXCHANGE) and macOS (renamex_np RENAME_SWAP) the
+//     staged root and T are exchanged in one step, so T exists at every
+//     instant; elsewhere, or where the filesystem cannot, T is renamed to
+//     <dir(T)>/.<base(T)>.s3-cache-old-<pid>-<random> and the staged root
+//     to T. A mount point T stays where it is: its children are moved into
+//     the staging directory and the staged root's children into T. The
+//     target roots get their mode and mtime, and the staging directories,
+//     which now hold the previous contents, are renamed to
+//     .<base(T)>.s3-cache-trash-<pid>-<random> and removed. If a swap fails,
+//     the swaps already made are undone. A target whose index has no entry in
+//     the archive is not touched.
+//
+// # Several processes
+//
+// Extract and Write do not lock. Every process that restores or saves a
+// target must hold its host lock (LockTargets: exclusive to restore, shared
+// to save), as pkg/cache does: then no two restores of a target overlap, and
+// a save never reads a tree a restore is replacing. Under that lock, a
+// staging, trash or old helper of T that is not flocked belongs to a dead
+// process, and the sweep removes it, with a warning: LockTargets runs it
+// when it takes a restore's lock (so a cache miss sweeps too), Extract when
+// it starts. A process of a version without these locks is not protected
+// and not recognised.
 //
 // # Guarantees on failure
 //
@@ -68,13 +92,27 @@
 // and no target has been touched. Errors wrap ErrUnsafe for a hostile archive
 // and ErrCorrupt for a damaged or truncated stream; other errors (the caller's
 // reader failing, cancellation, the filesystem) are wrapped as they are.
-// Parent directories of a target may have been created.
+// Parent directories of a target may have been created. If undoing a failed
+// swap fails too, the error says where the previous content is, and that
+// directory is left for the next sweep.
 //
-// A crash or kill (which no code can clean up after) can leave
-// .<base>.s3-cache-staging-* and .<base>.s3-cache-old-* directories next to a
-// target, and, only if it happens between the two renames of a swap, T
-// missing while its previous content sits in .<base>.s3-cache-old-*. The
-// leftovers are never read by this package and are safe to delete.
+// A cancellation (the agent's SIGTERM) never interrupts a swap; the removal
+// that follows starts with a rename to a trash name, so the agent's grace
+// period need not cover it. A crash or kill (SIGKILL after the grace period,
+// a power cut) leaves at most: staging or trash helpers next to the target
+// (inside it for a mount point), and with several targets, some swapped and
+// some not. Each target exists and is whole, except (1) without the atomic
+// exchange, a kill between the two renames leaves T missing, its previous
+// content in .<base>.s3-cache-old-*; (2) a kill while the children of a
+// mount point are moved leaves it with part of each tree, the rest in the
+// staging helper inside it. The next restore of the target sweeps every such
+// helper; nothing else reads them, and they are safe to delete by hand.
+//
+// Two jobs on one host that use the same target are serialized by its host
+// lock: a restore waits for a restore or a save in progress (up to the
+// lock's timeout) and then replaces the tree whole. The lock file
+// .<base>.s3-cache.lock beside the target is removed by its last holder; a
+// killed holder leaves it (empty, harmless), and its lock ends with it.
 //
 // Write, on error, returns after closing the compressor; whatever it wrote to w
 // so far is not a valid archive and must be discarded.

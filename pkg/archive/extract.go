@@ -26,8 +26,11 @@ const implicitDirMode fs.FileMode = 0o755
 //
 // A target whose index has no entry in the archive is left untouched. A
 // target that exists is replaced whatever it is (a directory, a file, a
-// symlink, which is replaced, not followed). The parent directory of a target
-// is created if missing.
+// symlink, which is replaced, not followed); a target that is a mount point
+// gets its content replaced and stays the mount point. The parent directory
+// of a target is created if missing. Leftovers of earlier restores of the
+// targets whose process is gone are removed first: callers that may run
+// concurrently must hold the targets' LockTargets locks.
 //
 // A hostile archive is refused as a whole with an error wrapping ErrUnsafe; a
 // damaged or truncated stream gives an error wrapping ErrCorrupt. See the
@@ -42,6 +45,11 @@ func Extract(ctx context.Context, r io.Reader, targets []string, c Compression, 
 	}
 	if err := ctx.Err(); err != nil {
 		return Stats{}, fmt.Errorf("extract: %w", err)
+	}
+
+	// Leftovers of earlier restores killed before they could clean up.
+	for _, t := range absTargets {
+		sweepTarget(t, warnOrDiscard(warn))
 	}
 
 	x := &extraction{
@@ -534,18 +542,12 @@ func (x *extraction) swapAll() error {
 	return nil
 }
 
-// finish runs after a successful swap: it applies the mode and mtime of the
-// target roots that are directories, then removes the previous contents and
-// the staging directories. The restore has succeeded by then, so problems
-// are warnings.
+// finish runs after a successful swap: it removes the staging directories,
+// which hold the previous contents, then applies the mode and mtime of the
+// target roots that are directories (last, because removing a staging
+// directory inside a mount point changes its mtime). The restore has
+// succeeded by then, so problems are warnings.
 func (x *extraction) finish() {
-	for _, d := range x.dirs {
-		if d.root {
-			if err := d.apply(x.targets[d.index]); err != nil {
-				x.warn("restored %s, but: %v", x.targets[d.index], err)
-			}
-		}
-	}
 	for _, s := range x.staged {
 		if s == nil {
 			continue
@@ -555,8 +557,15 @@ func (x *extraction) finish() {
 				x.warn("restored %s, but could not remove its previous content: %v", s.target, err)
 			}
 		}
-		if err := removeTree(s.staging); err != nil {
-			x.warn("restored %s, but could not remove the staging directory: %v", s.target, err)
+		if err := s.remove(); err != nil {
+			x.warn("restored %s, but: %v", s.target, err)
+		}
+	}
+	for _, d := range x.dirs {
+		if d.root {
+			if err := d.apply(x.targets[d.index]); err != nil {
+				x.warn("restored %s, but: %v", x.targets[d.index], err)
+			}
 		}
 	}
 }
@@ -566,11 +575,8 @@ func (x *extraction) finish() {
 func (x *extraction) discard() error {
 	var errs []error
 	for _, s := range x.staged {
-		if s == nil {
-			continue
-		}
-		if err := removeTree(s.staging); err != nil {
-			errs = append(errs, fmt.Errorf("remove staging directory: %w", err))
+		if s != nil {
+			errs = append(errs, s.remove())
 		}
 	}
 	return errors.Join(errs...)

@@ -34,6 +34,21 @@ type Cache struct {
 	Restarts    int   // download-retries: whole-restore restarts
 	MaxSize     int64 // 0: no limit
 	Force       bool  // overwrite existing objects
+	// LockTimeout bounds the wait for other jobs on this host using the same
+	// paths (archive.LockTargets); 0 means archive.DefaultLockTimeout.
+	LockTimeout time.Duration
+}
+
+// lock takes the host locks of c.Paths: exclusive to restore, shared to save.
+func (c *Cache) lock(ctx context.Context, exclusive bool) (*archive.Locks, error) {
+	return archive.LockTargets(ctx, c.Paths, archive.LockOptions{
+		Exclusive: exclusive,
+		Timeout:   c.LockTimeout,
+		Waiting: func(p string) {
+			c.Log.Infof("Waiting for another job on this host to finish with %s…", p)
+		},
+		Warn: c.Log.Warnf,
+	})
 }
 
 // progressEvery is the interval of progress lines on long transfers.
@@ -59,8 +74,15 @@ type Restored struct {
 	Duration time.Duration
 }
 
-// Restore restores the first of candidates that exists (narrowest first).
+// Restore restores the first of candidates that exists (narrowest first). It
+// holds the host locks of the paths throughout, so that no other job on this
+// host restores or saves them meanwhile.
 func (c *Cache) Restore(ctx context.Context, candidates []cachekey.Key) (Restored, error) {
+	locks, err := c.lock(ctx, true)
+	if err != nil {
+		return Restored{Hit: Miss}, fmt.Errorf("restore: %w", err)
+	}
+	defer locks.Unlock()
 	for i, k := range candidates {
 		c.Log.Group("Restoring cache (%s level)", k.Level)
 		r, err := c.restoreKey(ctx, k)
@@ -192,7 +214,17 @@ func (c *Cache) Save(ctx context.Context, keys []cachekey.Key) ([]Saved, error) 
 		}
 		pending = append(pending, i)
 	}
-	if len(pending) > 0 && !c.anyPathExists() {
+	if len(pending) == 0 {
+		return saved, nil
+	}
+	// Reading the paths while another job on this host restores them would
+	// archive a mix of two trees.
+	locks, err := c.lock(ctx, false)
+	if err != nil {
+		return saved, fmt.Errorf("save: %w", err)
+	}
+	defer locks.Unlock()
+	if !c.anyPathExists() {
 		for _, i := range pending {
 			saved[i].Skipped = "nothing to cache"
 		}

@@ -14,6 +14,13 @@
 // several levels walks and compresses once: the archive is teed into one upload per key that has
 // no object yet, and an upload that fails does not stop the others.
 //
+// Jobs of several agents on one host may use the same paths: a restore holds the paths' host
+// locks exclusively from start to end, a save shares them while it reads the paths
+// (archive.LockTargets), so a save never archives a tree a restore is replacing and a restore
+// never replaces a tree while another restores it. A job that has to wait logs "Waiting for
+// another job on this host to finish with <path>…"; after LockTimeout (10 minutes by default)
+// it gives up with an error wrapping archive.ErrLockTimeout. Cancellation ends the wait.
+//
 // On failure or cancellation a restore leaves every target exactly as it was and no staging
 // behind (pkg/archive), and a save leaves no object and no multipart upload behind (pkg/s3).
 package cache
