@@ -31,6 +31,7 @@ const (
 	chaosVariants    = 3 // distinct trees a group's jobs install and save
 	chaosFaultRate   = 0.12
 	chaosStall       = 2 * time.Second // the jobs' stall-timeout
+	chaosRate        = 4 << 20         // bytes per second of each request or response body
 	chaosPartSize    = "5MiB"
 	chaosSeedVar     = "S3_CACHE_CHAOS_SEED"
 	chaosRestoreTo   = "branch"
@@ -87,6 +88,7 @@ func TestChaos(t *testing.T) {
 		}
 		return s3test.Faults[faultRNG.IntN(len(s3test.Faults))]
 	}, chaosStall+1500*time.Millisecond)
+	proxy.Throttle(chaosRate) // transfers long enough for forced saves to overlap restores
 
 	// Each group's trees, made once and hard-linked into the jobs that install them.
 	trees := make([][]string, chaosGroups)
@@ -107,10 +109,14 @@ func TestChaos(t *testing.T) {
 	a := newAgent(t)
 	plan := rand.New(rand.NewPCG(seed, 1))
 	jobs := make([]*chaosJob, chaosJobs)
+	group := 0
 	for n := range jobs {
-		cj := &chaosJob{n: n, group: plan.IntN(chaosGroups), lock: plan.IntN(2), tree: plan.IntN(chaosVariants)}
+		if n%chaosParallel == 0 { // jobs that start together share a cache, and race for it
+			group = plan.IntN(chaosGroups)
+		}
+		cj := &chaosJob{n: n, group: group, lock: plan.IntN(2), tree: plan.IntN(chaosVariants)}
 		switch r := plan.Float64(); {
-		case r < 0.4:
+		case r < 0.35:
 			cj.kind = "save"
 		case r < 0.55:
 			cj.kind = "force-save"
@@ -162,11 +168,12 @@ func TestChaos(t *testing.T) {
 
 // What the jobs' logs say.
 var (
-	hitLineRE    = regexp.MustCompile(`(?m)^S3CACHE_(HIT|HIT_KEY)=(.*)$`)
-	savedRE      = regexp.MustCompile(`(?m)\bSaved (\S+) \(`)
-	lostRaceRE   = regexp.MustCompile(`(?m)Another job already saved (\S+): keeping its copy`)
-	skippedRE    = regexp.MustCompile(`(?m)(?:Cache already saved at (\S+): nothing to do|Restored an exact hit of (\S+): nothing to save)`)
-	jobOfAgentRE = regexp.MustCompile(`\bapp/(chaos-\d+)\b`)
+	hitLineRE     = regexp.MustCompile(`(?m)^S3CACHE_(HIT|HIT_KEY)=(.*)$`)
+	savedRE       = regexp.MustCompile(`(?m)\bSaved (\S+) \(`)
+	lostRaceRE    = regexp.MustCompile(`(?m)Another job already saved (\S+): keeping its copy`)
+	saveWarningRE = regexp.MustCompile(`(?m):warning: s3-cache: save (\S+): `)
+	skippedRE     = regexp.MustCompile(`(?m)(?:Cache already saved at (\S+): nothing to do|Restored an exact hit of (\S+): nothing to save)`)
+	jobOfAgentRE  = regexp.MustCompile(`\bapp/(chaos-\d+)\b`)
 )
 
 // run runs one job: pre-command, the command (a saving job installs its tree), post-command.
@@ -239,13 +246,40 @@ func isWrite(x s3test.Exchange) bool {
 	return false
 }
 
+// write is a write of a key that the server performed (it answered 2xx, whether or not the job
+// heard the answer).
+type write struct {
+	cj          *chaosJob
+	conditional bool // If-None-Match: *
+	start, end  time.Time
+	x           s3test.Exchange
+}
+
+// repeatsComplete says whether x completes an upload that ws completed already, with no forced
+// write landing in between: the SDK retried a Complete whose answer was lost, and the server
+// answers a repeated Complete with 200 and leaves the object as the first one made it.
+func repeatsComplete(ws []write, x s3test.Exchange) bool {
+	upload := x.Query.Get("uploadId")
+	for i, w := range ws {
+		if upload == "" || w.x.Query.Get("uploadId") != upload {
+			continue
+		}
+		return !slices.ContainsFunc(ws[i+1:], func(later write) bool {
+			return later.cj.kind == "force-save" && later.end.Before(x.Start)
+		})
+	}
+	return false
+}
+
 // chaosFigures are the figures checkChaos gathers besides the jobs' logs and the proxy's counts.
 type chaosFigures struct {
 	seed         uint64
 	wall         time.Duration
 	writes       int // writes the server stored (2xx), probes aside
 	forced       int // of which by force-saves
+	recompleted  int // Completes of an upload completed already (a retry), answered 200
 	untruthful   int // "another job already saved" reports by a job whose own write had landed
+	warnedLanded int // warnings that a save failed, by a job whose write had landed
 	leaked       int // multipart uploads left that a job knew of
 	orphans      int // multipart uploads left whose CreateMultipartUpload answer was lost
 	probesLeft   int // probe objects left in the bucket
@@ -262,12 +296,7 @@ func checkChaos(t *testing.T, srv *s3test.Server, proxy *s3test.Proxy, jobs []*c
 	}
 	exchanges := proxy.Exchanges()
 
-	// Writes the server performed (it answered 2xx, whether or not the job heard it), per key.
-	type write struct {
-		cj          *chaosJob
-		conditional bool
-		start, end  time.Time
-	}
+	// The writes the server performed, per key, in the order they ended.
 	writes := map[string][]write{}
 	usedUploads := map[string]bool{} // upload IDs some job learned of
 	for _, x := range exchanges {
@@ -283,7 +312,11 @@ func checkChaos(t *testing.T, srv *s3test.Server, proxy *s3test.Proxy, jobs []*c
 			t.Errorf("a write of %s by an unknown client (User-Agent %q)", key, x.Header.Get("User-Agent"))
 			continue
 		}
-		writes[key] = append(writes[key], write{byName[m[1]], x.Header.Get("If-None-Match") == "*", x.Start, x.End})
+		if repeatsComplete(writes[key], x) {
+			f.recompleted++
+			continue
+		}
+		writes[key] = append(writes[key], write{byName[m[1]], x.Header.Get("If-None-Match") == "*", x.Start, x.End, x})
 		f.writes++
 		if byName[m[1]].kind == "force-save" {
 			f.forced++
@@ -302,7 +335,8 @@ func checkChaos(t *testing.T, srv *s3test.Server, proxy *s3test.Proxy, jobs []*c
 				t.Errorf("job %d (%s) wrote %s without If-None-Match", w.cj.n, w.cj.kind, key)
 			}
 			if created != nil {
-				t.Errorf("%s was created twice without force: by job %d and by job %d", key, created.cj.n, w.cj.n)
+				t.Errorf("%s was created twice without force: by job %d (%s) and by job %d (%s)", key,
+					created.cj.n, describe(created.x), w.cj.n, describe(w.x))
 			}
 			created = &ws[i]
 		}
@@ -328,6 +362,11 @@ func checkChaos(t *testing.T, srv *s3test.Server, proxy *s3test.Proxy, jobs []*c
 			if wrote(m[1]) {
 				f.untruthful++
 				t.Logf("job %d says another job saved %s, but its own write landed:\n%s", cj.n, m[1], cj.post)
+			}
+		}
+		for _, m := range saveWarningRE.FindAllStringSubmatch(cj.post, -1) {
+			if wrote(m[1]) {
+				f.warnedLanded++
 			}
 		}
 		for _, out := range []string{cj.pre, cj.post} {
@@ -429,12 +468,25 @@ func (f chaosFigures) print(t *testing.T, proxy *s3test.Proxy, jobs []*chaosJob)
 		100*float64(faults)/float64(max(len(exchanges), 1)), strings.Join(perKind, ", "))
 	fmt.Fprintf(&b, "restores   %d: exact %d, fallback %d, miss %d (%d of them after a warning); restarts %d in %d restores\n",
 		len(jobs), hits["exact"], hits["fallback"], hits["miss"], missWarned, restarts, restartedRestores)
-	fmt.Fprintf(&b, "saves      %d keys stored, %d lost the race, %d skipped (already saved); %d writes landed (%d forced)\n",
-		stored, lost, skipped, f.writes, f.forced)
+	fmt.Fprintf(&b, "saves      %d keys stored, %d lost the race, %d skipped (already saved); %d writes landed (%d forced, %d Completes repeated)\n",
+		stored, lost, skipped, f.writes, f.forced, f.recompleted)
 	fmt.Fprintf(&b, "warnings   %d hooks warned (soft-fail), all exited 0\n", f.hooksWarning)
 	fmt.Fprintf(&b, "left       %d uploads a job knew of; %d orphaned by a lost CreateMultipartUpload answer; %d probe objects\n",
 		f.leaked, f.orphans, f.probesLeft)
-	fmt.Fprintf(&b, "untruthful %d \"another job already saved\" reports whose own write had landed\n", f.untruthful)
+	fmt.Fprintf(&b, "untruthful %d \"another job already saved\" and %d \"save failed\" reports by a job whose write had landed\n",
+		f.untruthful, f.warnedLanded)
 	t.Log("\n" + b.String())
 	fmt.Print(b.String())
+}
+
+// describe says what a job's request was and what became of it.
+func describe(x s3test.Exchange) string {
+	what := "PutObject"
+	if x.Query.Has("uploadId") {
+		what = "CompleteMultipartUpload " + x.Query.Get("uploadId")
+	}
+	if x.Fault != s3test.NoFault {
+		what += ", fault " + string(x.Fault)
+	}
+	return fmt.Sprintf("%s, %s to %s, status %d", what, x.Start.Format("15:04:05.000"), x.End.Format("15:04:05.000"), x.Status)
 }
