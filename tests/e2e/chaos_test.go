@@ -34,6 +34,7 @@ const (
 	chaosRate        = 4 << 20         // bytes per second of each request or response body
 	chaosPartSize    = "5MiB"
 	chaosSeedVar     = "S3_CACHE_CHAOS_SEED"
+	chaosLogsVar     = "S3_CACHE_CHAOS_LOGS" // a directory to keep every job's log in
 	chaosRestoreTo   = "branch"
 	chaosLargeTree   = 11 << 20
 	chaosSmallTree   = 1<<20 + 4321
@@ -62,7 +63,8 @@ type chaosJob struct {
 // exactly as it was, nothing is left beside the targets or in TMPDIR, no job but a forced one
 // writes a key that exists, a job that says it saved did, and no multipart upload is left
 // behind. It prints the figures. Set S3_CACHE_CHAOS_SEED to replay a seed's plan and fault odds
-// (which request draws which fault still depends on the order requests arrive in).
+// (which request draws which fault still depends on the order requests arrive in), and
+// S3_CACHE_CHAOS_LOGS to a directory to keep the jobs' logs.
 func TestChaos(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv(chaosSeedVar); s != "" {
@@ -109,12 +111,13 @@ func TestChaos(t *testing.T) {
 	a := newAgent(t)
 	plan := rand.New(rand.NewPCG(seed, 1))
 	jobs := make([]*chaosJob, chaosJobs)
-	group := 0
+	// Jobs that start together share a cache, and race for it; each cache gets as many blocks.
+	var blocks []int
+	for len(blocks)*chaosParallel < chaosJobs {
+		blocks = append(blocks, plan.Perm(chaosGroups)...)
+	}
 	for n := range jobs {
-		if n%chaosParallel == 0 { // jobs that start together share a cache, and race for it
-			group = plan.IntN(chaosGroups)
-		}
-		cj := &chaosJob{n: n, group: group, lock: plan.IntN(2), tree: plan.IntN(chaosVariants)}
+		cj := &chaosJob{n: n, group: blocks[n/chaosParallel], lock: plan.IntN(2), tree: plan.IntN(chaosVariants)}
 		switch r := plan.Float64(); {
 		case r < 0.35:
 			cj.kind = "save"
@@ -160,6 +163,11 @@ func TestChaos(t *testing.T) {
 		return
 	}
 	ran := time.Since(start)
+	if dir := os.Getenv(chaosLogsVar); dir != "" {
+		for _, cj := range jobs {
+			must(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("job-%02d-%s.log", cj.n, cj.kind)), []byte(cj.pre+"\n"+cj.post), 0o644))
+		}
+	}
 
 	f := checkChaos(t, srv, proxy, jobs, trees, listings)
 	f.seed, f.wall = seed, ran
