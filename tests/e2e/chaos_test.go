@@ -263,20 +263,12 @@ type write struct {
 	x           s3test.Exchange
 }
 
-// repeatsComplete says whether x completes an upload that ws completed already, with no forced
-// write landing in between: the SDK retried a Complete whose answer was lost, and the server
-// answers a repeated Complete with 200 and leaves the object as the first one made it.
+// repeatsComplete says whether x completes an upload that ws completed already: the SDK
+// retried a Complete whose answer was lost. The server answers a repeated Complete with 200 and
+// writes nothing (versitygw leaves a forced overwrite in place, and a deleted object deleted).
 func repeatsComplete(ws []write, x s3test.Exchange) bool {
 	upload := x.Query.Get("uploadId")
-	for i, w := range ws {
-		if upload == "" || w.x.Query.Get("uploadId") != upload {
-			continue
-		}
-		return !slices.ContainsFunc(ws[i+1:], func(later write) bool {
-			return later.cj.kind == "force-save" && later.end.Before(x.Start)
-		})
-	}
-	return false
+	return upload != "" && slices.ContainsFunc(ws, func(w write) bool { return w.x.Query.Get("uploadId") == upload })
 }
 
 // chaosFigures are the figures checkChaos gathers besides the jobs' logs and the proxy's counts.
@@ -286,6 +278,7 @@ type chaosFigures struct {
 	writes       int // writes the server stored (2xx), probes aside
 	forced       int // of which by force-saves
 	recompleted  int // Completes of an upload completed already (a retry), answered 200
+	unknown      int // writes the server got but did not answer before the client gave up
 	untruthful   int // "another job already saved" reports by a job whose own write had landed
 	warnedLanded int // warnings that a save failed, by a job whose write had landed
 	leaked       int // multipart uploads left that a job knew of
@@ -306,18 +299,28 @@ func checkChaos(t *testing.T, srv *s3test.Server, proxy *s3test.Proxy, jobs []*c
 
 	// The writes the server performed, per key, in the order they ended.
 	writes := map[string][]write{}
-	usedUploads := map[string]bool{} // upload IDs some job learned of
+	maybe := map[string][]*chaosJob{} // writes whose answer the proxy never got from the server
+	usedUploads := map[string]bool{}  // upload IDs some job learned of
 	for _, x := range exchanges {
 		if id := x.Query.Get("uploadId"); id != "" {
 			usedUploads[id] = true
 		}
 		key := strings.TrimPrefix(x.Path, "/"+srv.Bucket+"/")
-		if !isWrite(x) || x.Status/100 != 2 || strings.Contains(key, ".s3-cache-probe/") {
+		if !isWrite(x) || strings.Contains(key, ".s3-cache-probe/") {
 			continue
 		}
 		m := jobOfAgentRE.FindStringSubmatch(x.Header.Get("User-Agent"))
 		if m == nil || byName[m[1]] == nil {
 			t.Errorf("a write of %s by an unknown client (User-Agent %q)", key, x.Header.Get("User-Agent"))
+			continue
+		}
+		forwarded := !slices.Contains([]s3test.Fault{s3test.DropBefore, s3test.InternalError, s3test.SlowDown}, x.Fault)
+		if x.Status == 0 && forwarded {
+			// The client gave up before the server answered: the write may have landed.
+			maybe[key] = append(maybe[key], byName[m[1]])
+			f.unknown++
+		}
+		if x.Status/100 != 2 {
 			continue
 		}
 		if repeatsComplete(writes[key], x) {
@@ -396,6 +399,8 @@ func checkChaos(t *testing.T, srv *s3test.Server, proxy *s3test.Proxy, jobs []*c
 		}
 		whole := slices.ContainsFunc(writes[cj.hitKey], func(w write) bool {
 			return listings[trees[w.cj.group][w.cj.tree]] == cj.restored
+		}) || slices.ContainsFunc(maybe[cj.hitKey], func(w *chaosJob) bool {
+			return listings[trees[w.group][w.tree]] == cj.restored
 		})
 		if !whole {
 			t.Errorf("job %d restored a tree at %s (%s) that no job stored there:\n%s", cj.n, cj.hitKey, cj.hit, cj.pre)
@@ -430,7 +435,12 @@ func checkChaos(t *testing.T, srv *s3test.Server, proxy *s3test.Proxy, jobs []*c
 		switch {
 		case strings.Contains(k, ".s3-cache-probe/"):
 			f.probesLeft++
-		case len(writes[k]) == 0:
+			for _, x := range exchanges {
+				if strings.HasSuffix(x.Path, "/"+k) {
+					t.Logf("probe object %s left: %s %v: %s", k, x.Method, x.Query, describe(x))
+				}
+			}
+		case len(writes[k]) == 0 && len(maybe[k]) == 0:
 			t.Errorf("object %s in the bucket, but no job wrote it", k)
 		}
 	}
@@ -476,8 +486,9 @@ func (f chaosFigures) print(t *testing.T, proxy *s3test.Proxy, jobs []*chaosJob)
 		100*float64(faults)/float64(max(len(exchanges), 1)), strings.Join(perKind, ", "))
 	fmt.Fprintf(&b, "restores   %d: exact %d, fallback %d, miss %d (%d of them after a warning); restarts %d in %d restores\n",
 		len(jobs), hits["exact"], hits["fallback"], hits["miss"], missWarned, restarts, restartedRestores)
-	fmt.Fprintf(&b, "saves      %d keys stored, %d lost the race, %d skipped (already saved); %d writes landed (%d forced, %d Completes repeated)\n",
-		stored, lost, skipped, f.writes, f.forced, f.recompleted)
+	fmt.Fprintf(&b, "saves      %d keys stored, %d lost the race, %d skipped (already saved)\n", stored, lost, skipped)
+	fmt.Fprintf(&b, "writes     %d landed (%d forced); %d Completes repeated by a retry; %d unanswered (may have landed)\n",
+		f.writes, f.forced, f.recompleted, f.unknown)
 	fmt.Fprintf(&b, "warnings   %d hooks warned (soft-fail), all exited 0\n", f.hooksWarning)
 	fmt.Fprintf(&b, "left       %d uploads a job knew of; %d orphaned by a lost CreateMultipartUpload answer; %d probe objects\n",
 		f.leaked, f.orphans, f.probesLeft)
