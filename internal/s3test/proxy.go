@@ -1,6 +1,7 @@
 package s3test
 
 import (
+	"context"
 	"io"
 	"log"
 	"net/http"
@@ -24,6 +25,11 @@ type Proxy struct {
 	intercept func(*http.Request) (status int, code string, ok bool)
 	onRequest func(*http.Request)
 	rate      int64 // body bytes per second, both directions; 0: unlimited
+
+	pickFault func(*http.Request) Fault
+	stall     time.Duration
+	faults    map[Fault]int
+	exchanges []Exchange
 }
 
 // Request is what the proxy saw of a request.
@@ -45,14 +51,21 @@ func NewProxy(target string) (*Proxy, error) {
 	rp.FlushInterval = -1
 	rp.ErrorLog = log.New(io.Discard, "", 0) // the failures are the point
 	rp.ModifyResponse = func(resp *http.Response) error {
+		if err := p.faultResponse(resp); err != nil {
+			return err
+		}
 		resp.Body = p.slow(resp.Body)
 		return nil
 	}
+	rp.ErrorHandler = p.proxyError
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		p.requests = append(p.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Header: r.Header.Clone()})
 		intercept, onRequest := p.intercept, p.onRequest
 		p.mu.Unlock()
+		x := p.startExchange(r)
+		defer p.endExchange(x)
+		r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
 		if onRequest != nil {
 			onRequest(r)
 		}
@@ -64,6 +77,9 @@ func NewProxy(target string) (*Proxy, error) {
 				_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>`+code+`</Code><Message>injected by the test proxy</Message></Error>`)
 				return
 			}
+		}
+		if p.faultRequest(w, r, x) {
+			return
 		}
 		r.Body = p.slow(r.Body)
 		rp.ServeHTTP(w, r)

@@ -141,9 +141,7 @@ func (s *Store) probeMultipart(ctx context.Context, key string) (err error) {
 	done := false
 	defer func() {
 		if !done {
-			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
-			defer cancel()
-			_, _ = s.client.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &key, UploadId: created.UploadId})
+			_ = s.abort(ctx, key, created.UploadId)
 		}
 	}()
 	part, err := s.client.UploadPart(ctx, &awss3.UploadPartInput{Bucket: &s.bucket, Key: &key, UploadId: created.UploadId,

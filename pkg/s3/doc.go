@@ -27,8 +27,10 @@
 // awaited no longer than that, so a dead endpoint never hangs a job.
 //
 // On failure: a multipart upload that does not complete (error, cancellation, SIGTERM) is
-// aborted with a fresh context, so no partial object is ever visible and no parts are left
-// behind. A crash of the process itself can leave an incomplete multipart upload; the README
-// recommends the lifecycle rule AbortIncompleteMultipartUpload for that. Downloads write
+// aborted with a fresh context, tried again for up to 30 s, so no partial object is ever visible
+// and no parts are left behind. A crash of the process itself can leave an incomplete multipart
+// upload, and so can a CreateMultipartUpload whose answer is lost (the SDK's retry creates
+// another; the first one's ID never reaches the job); the README recommends the lifecycle rule
+// AbortIncompleteMultipartUpload for those. Downloads write
 // nothing: they only hand bytes to the caller.
 package s3

@@ -128,13 +128,8 @@ func (s *Store) multipart(ctx context.Context, key string, first []byte, r io.Re
 		if completed {
 			return
 		}
-		// Never leave parts behind, even when ctx is cancelled (SIGTERM).
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
-		defer cancel()
-		if _, aerr := s.client.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{
-			Bucket: &s.bucket, Key: &key, UploadId: uploadID,
-		}); aerr != nil {
-			err = errors.Join(err, fmt.Errorf("abort multipart upload of %s: %w", key, aerr))
+		if aerr := s.abort(ctx, key, uploadID); aerr != nil {
+			err = errors.Join(err, aerr)
 		}
 	}()
 
@@ -145,6 +140,31 @@ func (s *Store) multipart(ctx context.Context, key string, first []byte, r io.Re
 	}
 	completed, res.Stored, err = s.complete(ctx, key, uploadID, parts, o)
 	return res, err
+}
+
+// abort aborts a multipart upload that will not be completed, so that no parts are left behind.
+// It runs even when ctx is cancelled (SIGTERM), and keeps trying for up to abortTimeout, since
+// the SDK's few attempts can all fail on a bad link; a refusal (4xx) is final. NoSuchUpload
+// means the upload is gone already: an earlier attempt whose answer was lost aborted it.
+func (s *Store) abort(ctx context.Context, key string, uploadID *string) error {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		_, err := s.client.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{
+			Bucket: &s.bucket, Key: &key, UploadId: uploadID,
+		})
+		if err == nil || code(err) == "NoSuchUpload" {
+			return nil
+		}
+		if st := status(err); st >= 400 && st < 500 && st != http.StatusRequestTimeout && st != http.StatusTooManyRequests {
+			return fmt.Errorf("abort multipart upload of %s: %w", key, err) // refused: trying again will not help
+		}
+		select {
+		case <-actx.Done():
+			return fmt.Errorf("abort multipart upload of %s: %w", key, err)
+		case <-time.After(time.Duration(attempt) * 250 * time.Millisecond):
+		}
+	}
 }
 
 // uploadParts reads r to its end, uploading parts concurrently; it returns them in order.

@@ -134,7 +134,14 @@ type hook struct {
 
 func (j *job) start(name string) *hook {
 	j.t.Helper()
-	cmd := exec.Command("bash", "-c", `. "$1"`, "_", filepath.Join(j.plugin, "hooks", name))
+	return j.startScript(`. "$1"`, name)
+}
+
+// startScript starts a bash script as start starts a hook, with the hook's path as $1: the
+// script sources it and can then print what the hook exported to the job's command.
+func (j *job) startScript(script, name string) *hook {
+	j.t.Helper()
+	cmd := exec.Command("bash", "-c", script, "_", filepath.Join(j.plugin, "hooks", name))
 	cmd.Dir = j.checkout
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); !strings.HasPrefix(k, "BUILDKITE_") && !strings.HasPrefix(k, "AWS_") {
