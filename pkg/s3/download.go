@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -132,12 +133,17 @@ func (s *Store) getRangeOnce(ctx context.Context, w *watchdog, obj Object, off, 
 		Range:   aws.String(fmt.Sprintf("bytes=%d-%d", off, end)),
 		IfMatch: aws.String(obj.ETag),
 	}
-	if obj.VersionID != "" {
+	if obj.VersionID != "" && s.versionGets() {
 		in.VersionId = aws.String(obj.VersionID)
 	}
 	out, err := s.client.GetObject(ctx, in)
 	if err != nil {
 		switch {
+		case in.VersionId != nil && status(err) == http.StatusForbidden:
+			// s3:GetObjectVersion is not granted (the README's policy does not list it): If-Match
+			// pins the range to the same bytes, so go on without the version.
+			s.denyVersionGets(err)
+			return s.getRangeOnce(ctx, w, obj, off, end)
 		case isPreconditionFailed(err):
 			return nil, fmt.Errorf("get %s: %w (If-Match %s failed)", obj.Key, ErrChanged, obj.ETag)
 		case status(err) == http.StatusNotFound:
@@ -158,6 +164,25 @@ func (s *Store) getRangeOnce(ctx context.Context, w *watchdog, obj Object, off, 
 		return nil, fmt.Errorf("read %s bytes %d-%d: %w", obj.Key, off, end, err)
 	}
 	return data, nil
+}
+
+// versionGets tells whether ranged GETs may carry the version ID.
+func (s *Store) versionGets() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.noVersionGets
+}
+
+// denyVersionGets stops sending version IDs on GETs, and says so once.
+func (s *Store) denyVersionGets(err error) {
+	s.mu.Lock()
+	first := !s.noVersionGets
+	s.noVersionGets = true
+	s.mu.Unlock()
+	if first {
+		s.infof("A GET of a version was denied (%s; the credentials lack s3:GetObjectVersion?): "+
+			"restores are pinned by ETag (If-Match) instead of by version", cmp.Or(code(err), "403"))
+	}
 }
 
 // checkContentRange verifies "bytes off-end/size". A server that answered with another range

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -113,7 +114,8 @@ func TestConditionalCreatesSendIfNoneMatch(t *testing.T) {
 		if err != nil || !res.Stored {
 			t.Fatalf("overwrite: %+v, %v", res, err)
 		}
-		if r := p.Requests()[before:]; len(r) != 1 || r[0].Header.Get("If-None-Match") != "" {
+		r := slices.DeleteFunc(p.Requests()[before:], func(r s3test.Request) bool { return r.Query.Has("uploads") }) // the stale-upload check
+		if len(r) != 1 || r[0].Header.Get("If-None-Match") != "" {
 			t.Fatalf("overwrite sent %+v", r)
 		}
 		if got := download(t, store, "cond/1000"); string(got) != "new" {
