@@ -24,6 +24,9 @@ type Proxy struct {
 	intercept func(*http.Request) (status int, code string, ok bool)
 	onRequest func(*http.Request)
 	rate      int64 // body bytes per second, both directions; 0: unlimited
+
+	// drop matches the request whose response is lost (see DropResponse).
+	drop func(*http.Request) bool
 }
 
 // Request is what the proxy saw of a request.
@@ -66,6 +69,13 @@ func NewProxy(target string) (*Proxy, error) {
 			}
 		}
 		r.Body = p.slow(r.Body)
+		if p.dropping(r) {
+			rp.ServeHTTP(httptest.NewRecorder(), r)
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
 		rp.ServeHTTP(w, r)
 	}))
 	p.URL = p.srv.URL
@@ -94,6 +104,25 @@ func (p *Proxy) OnRequest(f func(*http.Request)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.onRequest = f
+}
+
+// DropResponse makes the proxy forward the next request for which f returns true and then close
+// the client's connection instead of answering: the request took effect, its response was lost.
+func (p *Proxy) DropResponse(f func(*http.Request) bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.drop = f
+}
+
+// dropping tells whether r is the request whose response DropResponse asked to lose.
+func (p *Proxy) dropping(r *http.Request) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drop == nil || !p.drop(r) {
+		return false
+	}
+	p.drop = nil
+	return true
 }
 
 // Throttle limits request and response bodies to bytesPerSecond each (0: unlimited).
