@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -614,4 +615,35 @@ func TestArchivesAboveMaxSizeAreNotSaved(t *testing.T) {
 		}
 		noUploadsLeft(t, srv, store)
 	})
+}
+
+// A save at several levels buffers each part once for all of them: what it allocates is bounded
+// by concurrency × part size, not levels × concurrency × part size.
+func TestSaveAtSeveralLevelsBuffersEachPartOnce(t *testing.T) {
+	srv := s3test.StartT(t, s3test.Versitygw)
+	src := filepath.Join(t.TempDir(), "c")
+	makeTree(t, src, 8*partSize)
+	const concurrency = 2
+	c, store, log := newCache(t, srv, []string{src}, concurrency)
+	c.Compression = archive.None // the compressor's own buffers are not what is measured
+	keys := []cachekey.Key{key("memory/file.tar"), {Level: config.LevelBranch, Name: "memory/branch.tar"},
+		{Level: config.LevelPipeline, Name: "memory/pipeline.tar"}}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	saved, err := c.Save(t.Context(), keys)
+	runtime.ReadMemStats(&after)
+	must(t, err)
+	for _, s := range saved {
+		if !s.Stored {
+			t.Fatalf("saved %+v\n%s", saved, log)
+		}
+	}
+	allocated, limit := after.TotalAlloc-before.TotalAlloc, uint64(2*concurrency*partSize)
+	t.Logf("a save of %s at %d levels allocated %s", buildkite.Bytes(saved[0].Size), len(keys), buildkite.Bytes(int64(allocated)))
+	if allocated > limit {
+		t.Fatalf("a save at %d levels allocated %s; want under %s: each part buffered once, at most concurrency (%d) at a time",
+			len(keys), buildkite.Bytes(int64(allocated)), buildkite.Bytes(int64(limit)), concurrency)
+	}
+	noUploadsLeft(t, srv, store)
 }
