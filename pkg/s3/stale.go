@@ -2,6 +2,7 @@ package s3
 
 import (
 	"context"
+	"net/http"
 	"sync"
 	"time"
 
@@ -24,8 +25,8 @@ func (s *Store) abortStaleAsync(ctx context.Context, keys []string) (wait func()
 }
 
 // abortStale aborts the incomplete multipart uploads of exactly key initiated more than
-// staleAfter ago. It is best effort: a failure (say, a policy without
-// s3:ListBucketMultipartUploads) is logged, never returned, and the lifecycle rule
+// staleAfter ago. It is best effort: a failure is logged (or, for a policy without
+// s3:ListBucketMultipartUploads, ignored), never returned, and the lifecycle rule
 // AbortIncompleteMultipartUpload remains the second line of defence.
 func (s *Store) abortStale(ctx context.Context, key string) {
 	cutoff := s.now().Add(-staleAfter)
@@ -39,7 +40,8 @@ func (s *Store) abortStale(ctx context.Context, key string) {
 	for {
 		out, err := s.client.ListMultipartUploads(ctx, in)
 		if err != nil {
-			if ctx.Err() == nil {
+			// A 403 is a policy without the optional s3:ListBucketMultipartUploads: not news.
+			if ctx.Err() == nil && status(err) != http.StatusForbidden {
 				s.infof("Could not look for stale multipart uploads of %s: %v", key, err)
 			}
 			return
