@@ -30,6 +30,9 @@ type Proxy struct {
 	stall     time.Duration
 	faults    map[Fault]int
 	exchanges []Exchange
+
+	// drop matches the request whose response is lost (see DropResponse).
+	drop func(*http.Request) bool
 }
 
 // Request is what the proxy saw of a request.
@@ -82,6 +85,13 @@ func NewProxy(target string) (*Proxy, error) {
 			return
 		}
 		r.Body = p.slow(r.Body)
+		if p.dropping(r) {
+			rp.ServeHTTP(httptest.NewRecorder(), r)
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
 		rp.ServeHTTP(w, r)
 	}))
 	p.URL = p.srv.URL
@@ -110,6 +120,25 @@ func (p *Proxy) OnRequest(f func(*http.Request)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.onRequest = f
+}
+
+// DropResponse makes the proxy forward the next request for which f returns true and then close
+// the client's connection instead of answering: the request took effect, its response was lost.
+func (p *Proxy) DropResponse(f func(*http.Request) bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.drop = f
+}
+
+// dropping tells whether r is the request whose response DropResponse asked to lose.
+func (p *Proxy) dropping(r *http.Request) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drop == nil || !p.drop(r) {
+		return false
+	}
+	p.drop = nil
+	return true
 }
 
 // Throttle limits request and response bodies to bytesPerSecond each (0: unlimited).

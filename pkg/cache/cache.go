@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +21,7 @@ type Store interface {
 	Head(ctx context.Context, key string) (s3.Object, error)
 	Open(ctx context.Context, obj s3.Object) io.ReadCloser
 	Upload(ctx context.Context, key string, r io.Reader, o s3.PutOptions) (s3.Result, error)
+	UploadEach(ctx context.Context, keys []string, r io.Reader, o s3.PutOptions) ([]s3.Result, []error)
 }
 
 // Cache is one cache as configured: what is archived and how.
@@ -180,10 +180,8 @@ const conflictRetries = 3
 var (
 	// errTooLarge stops an upload whose archive passed max-size.
 	errTooLarge = errors.New("archive larger than max-size")
-	// errUploadEnded tells the archive writer that an upload stopped reading.
-	errUploadEnded = errors.New("upload ended")
-	// errAllUploadsEnded stops the archive writer when no upload reads any more.
-	errAllUploadsEnded = errors.New("every upload ended")
+	// errUploadEnded stops the archive writer when no upload reads any more.
+	errUploadEnded = errors.New("every upload ended")
 )
 
 // Save stores c.Paths at every key that has no object yet (every key, with Force). The paths
@@ -276,75 +274,39 @@ type uploaded struct {
 	err error
 }
 
-// uploadAll streams one archive into an upload per pending key, through pipes: no temporary
-// file. An upload that fails stops reading and the others go on.
+// uploadAll streams one archive through a pipe (no temporary file) into the store, which
+// buffers each part once for every pending key. An upload that fails stops taking parts and
+// the others go on.
 func (c *Cache) uploadAll(ctx context.Context, keys []cachekey.Key, pending []int) ([]uploaded, archive.Stats, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	readers := make([]*io.PipeReader, len(pending))
-	t := &tee{}
-	for j := range pending {
-		pr, pw := io.Pipe()
-		readers[j] = pr
-		t.branches = append(t.branches, pw)
-	}
-	t.ended = make([]bool, len(t.branches))
-	out := &countingWriter{w: t, limit: c.MaxSize}
+	pr, pw := io.Pipe()
+	out := &countingWriter{w: pw, limit: c.MaxSize}
 
 	var stats archive.Stats
 	writeErr := make(chan error, 1)
 	go func() {
 		var err error
 		stats, err = archive.Write(ctx, out, c.Paths, c.Compression, c.Level, c.Log.Warnf)
-		t.close(err)
+		pw.CloseWithError(err) // at its end (nil) or with the archive's error
 		writeErr <- err
 	}()
 	stop := c.Log.Progress("Uploaded", out.count, 0, progressEvery)
-	results := make([]uploaded, len(pending))
-	var wg sync.WaitGroup
+	names := make([]string, len(pending))
 	for j, i := range pending {
-		wg.Go(func() {
-			results[j].res, results[j].err = c.Store.Upload(ctx, keys[i].Name, readers[j], s3.PutOptions{Overwrite: c.Force})
-			readers[j].CloseWithError(errUploadEnded)
-		})
+		names[j] = keys[i].Name
 	}
-	wg.Wait()
+	res, errs := c.Store.UploadEach(ctx, names, pr, s3.PutOptions{Overwrite: c.Force})
+	pr.CloseWithError(errUploadEnded)
 	stop()
-	if err := <-writeErr; err != nil && !errors.Is(err, errAllUploadsEnded) {
+	results := make([]uploaded, len(pending))
+	for j := range pending {
+		results[j] = uploaded{res: res[j], err: errs[j]}
+	}
+	if err := <-writeErr; err != nil && !errors.Is(err, errUploadEnded) {
 		return results, stats, err // the cause; the uploads only saw its effect
 	}
 	return results, stats, nil
-}
-
-// tee copies the archive into every upload that is still reading.
-type tee struct {
-	branches []*io.PipeWriter
-	ended    []bool
-}
-
-func (t *tee) Write(p []byte) (int, error) {
-	reading := 0
-	for i, w := range t.branches {
-		if t.ended[i] {
-			continue
-		}
-		if _, err := w.Write(p); err != nil {
-			t.ended[i] = true
-			continue
-		}
-		reading++
-	}
-	if reading == 0 {
-		return 0, errAllUploadsEnded
-	}
-	return len(p), nil
-}
-
-// close ends every upload's stream: at its end (err == nil) or with the archive's error.
-func (t *tee) close(err error) {
-	for _, w := range t.branches {
-		w.CloseWithError(err)
-	}
 }
 
 // countingWriter counts bytes for progress lines and enforces an optional limit.

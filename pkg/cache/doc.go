@@ -11,8 +11,9 @@
 //
 // Save streams walk → tar → compress → upload, with no temporary file, as a conditional create:
 // if another job stored the key first, that is success and nothing is overwritten. Saving under
-// several levels walks and compresses once: the archive is teed into one upload per key that has
-// no object yet, and an upload that fails does not stop the others.
+// several levels walks and compresses once: the archive streams into one upload per key that has
+// no object yet, each part buffered once for all of them (pkg/s3), and an upload that fails does
+// not stop the others.
 //
 // Jobs of several agents on one host may use the same paths: a restore holds the paths' host
 // locks exclusively from start to end, a save shares them while it reads the paths

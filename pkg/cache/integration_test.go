@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -418,13 +420,13 @@ type conflictOnce struct {
 	once sync.Once
 }
 
-func (c *conflictOnce) Upload(ctx context.Context, key string, r io.Reader, o s3.PutOptions) (s3.Result, error) {
+func (c *conflictOnce) UploadEach(ctx context.Context, keys []string, r io.Reader, o s3.PutOptions) ([]s3.Result, []error) {
 	var conflict bool
 	c.once.Do(func() { conflict = true })
 	if conflict {
-		return s3.Result{}, fmt.Errorf("upload %s: %w", key, s3.ErrConflict)
+		return []s3.Result{{}}, []error{fmt.Errorf("upload %s: %w", keys[0], s3.ErrConflict)}
 	}
-	return c.Store.Upload(ctx, key, r, o)
+	return c.Store.UploadEach(ctx, keys, r, o)
 }
 
 func TestSaveRestartsAfterAConflict(t *testing.T) {
@@ -571,31 +573,29 @@ func TestSaveUnderSeveralLevels(t *testing.T) {
 	})
 }
 
-// failFirstUpload fails the upload of one key mid-stream; the other key must still be saved.
-type failOne struct {
-	cache.Store
-	failKey string
-}
-
-func (f *failOne) Upload(ctx context.Context, key string, r io.Reader, o s3.PutOptions) (s3.Result, error) {
-	if key == f.failKey {
-		_, _ = io.CopyN(io.Discard, r, 1000)
-		return s3.Result{}, errors.New("injected upload failure")
-	}
-	return f.Store.Upload(ctx, key, r, o)
-}
-
+// An upload of one key that fails mid-stream does not stop the upload of the other key.
 func TestOneFailedUploadDoesNotStopTheOthers(t *testing.T) {
 	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
 		src := filepath.Join(t.TempDir(), "c")
-		makeTree(t, src, 2*partSize)
-		c, store, log := newCache(t, srv, []string{src}, 2)
+		makeTree(t, src, 3*partSize)
+		p, err := s3test.NewProxy(srv.Endpoint)
+		must(t, err)
+		t.Cleanup(p.Close)
+		o := srv.Options()
+		o.Endpoint, o.Concurrency, o.PartSize = p.URL, 2, partSize
+		store, err := s3.New(t.Context(), o)
+		must(t, err)
+		var log bytes.Buffer
+		c := &cache.Cache{Store: store, Log: buildkite.NewLog(&log), Paths: []string{src}, Compression: archive.Zstd}
 		keys := []cachekey.Key{key("onefails/a.tar.zst"), key("onefails/b.tar.zst")}
-		c.Store = &failOne{Store: store, failKey: keys[0].Name}
+		p.Intercept(func(r *http.Request) (int, string, bool) { // a's second part
+			return http.StatusForbidden, "AccessDenied", r.URL.Path == "/cache/"+keys[0].Name && r.URL.Query().Get("partNumber") == "2"
+		})
 		saved, err := c.Save(t.Context(), keys)
-		if err == nil || !strings.Contains(err.Error(), "injected upload failure") || saved[0].Stored || !saved[1].Stored {
-			t.Fatalf("saved %+v, %v; want a's failure reported and b stored\n%s", saved, err, log)
+		if err == nil || !strings.Contains(err.Error(), "AccessDenied") || saved[0].Stored || !saved[1].Stored {
+			t.Fatalf("saved %+v, %v; want a's failure reported and b stored\n%s", saved, err, &log)
 		}
+		noUploadsLeft(t, srv, store)
 	})
 }
 
@@ -615,4 +615,35 @@ func TestArchivesAboveMaxSizeAreNotSaved(t *testing.T) {
 		}
 		noUploadsLeft(t, srv, store)
 	})
+}
+
+// A save at several levels buffers each part once for all of them: what it allocates is bounded
+// by concurrency × part size, not levels × concurrency × part size.
+func TestSaveAtSeveralLevelsBuffersEachPartOnce(t *testing.T) {
+	srv := s3test.StartT(t, s3test.Versitygw)
+	src := filepath.Join(t.TempDir(), "c")
+	makeTree(t, src, 8*partSize)
+	const concurrency = 2
+	c, store, log := newCache(t, srv, []string{src}, concurrency)
+	c.Compression = archive.None // the compressor's own buffers are not what is measured
+	keys := []cachekey.Key{key("memory/file.tar"), {Level: config.LevelBranch, Name: "memory/branch.tar"},
+		{Level: config.LevelPipeline, Name: "memory/pipeline.tar"}}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	saved, err := c.Save(t.Context(), keys)
+	runtime.ReadMemStats(&after)
+	must(t, err)
+	for _, s := range saved {
+		if !s.Stored {
+			t.Fatalf("saved %+v\n%s", saved, log)
+		}
+	}
+	allocated, limit := after.TotalAlloc-before.TotalAlloc, uint64(2*concurrency*partSize)
+	t.Logf("a save of %s at %d levels allocated %s", buildkite.Bytes(saved[0].Size), len(keys), buildkite.Bytes(int64(allocated)))
+	if allocated > limit {
+		t.Fatalf("a save at %d levels allocated %s; want under %s: each part buffered once, at most concurrency (%d) at a time",
+			len(keys), buildkite.Bytes(int64(allocated)), buildkite.Bytes(int64(limit)), concurrency)
+	}
+	noUploadsLeft(t, srv, store)
 }

@@ -141,7 +141,7 @@ func (r *Run) newCache(ctx context.Context) (*cache.Cache, error) {
 		Concurrency: c.Concurrency, PartSize: c.PartSize,
 		StorageClass: c.StorageClass, SSE: c.SSE, SSEKMSKeyID: c.SSEKMSKeyID,
 		ConditionalWrites: s3.Conditional(c.ConditionalWrites), ProbePrefix: probePrefix(c.Prefix),
-		StallTimeout: c.StallTimeout, Warn: r.Log.Warnf,
+		StallTimeout: c.StallTimeout, Warn: r.Log.Warnf, Info: r.Log.Infof,
 	})
 	if err != nil {
 		return nil, err

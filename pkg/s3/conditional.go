@@ -209,6 +209,12 @@ func (s *Store) warnf(format string, args ...any) {
 	}
 }
 
+func (s *Store) infof(format string, args ...any) {
+	if s.opts.Info != nil {
+		s.opts.Info(format, args...)
+	}
+}
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)

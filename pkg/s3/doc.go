@@ -1,13 +1,19 @@
 // Package s3 stores cache archives in an S3 bucket so that concurrent jobs never corrupt or
 // abort each other (DESIGN §5, §6).
 //
-// Saves are first-writer-wins. An archive is streamed from an io.Reader: the first part is
-// buffered in memory, and a stream that ends inside it is one PutObject; a longer one is a
-// multipart upload whose parts are uploaded concurrently, with memory bounded by
-// concurrency × part size (the part size grows so a stream never needs more than 10,000 parts).
+// Saves are first-writer-wins. An archive is streamed from an io.Reader to one or more keys
+// (UploadEach: one per cache level): the first part is buffered in memory, and a stream that
+// ends inside it is one PutObject per key; a longer one is a multipart upload per key. Each part
+// is read and buffered once and uploaded to every key, parts concurrently, and all buffers count
+// against one budget of concurrency × part size, however many keys. The part size doubles every
+// 1,000 parts so a stream never needs more than 10,000; grown parts leave fewer in flight, and
+// only a single part larger than the budget (past part 3,000 at concurrency 8) exceeds it.
 // The object is created with If-None-Match: * on PutObject or CompleteMultipartUpload, so an
 // object that exists is never overwritten unless the caller asks for it. Losing that race is
-// reported as Stored == false, not as an error.
+// reported as Stored == false, not as an error. A create whose response was lost is retried by
+// the SDK, and the retry may be answered 412 (or NoSuchUpload for a Complete) although the first
+// attempt stored the object: then the key is HEADed, and an ETag equal to the one this upload
+// produces (the body's MD5, or the MD5 of the parts' MD5s and "-N") is reported as stored.
 //
 // Not every endpoint honours If-None-Match. In ConditionalAuto mode the first conditional save
 // probes the endpoint (a second conditional create of a probe object must fail, as a PutObject and
@@ -17,7 +23,8 @@
 //
 // Restores are pinned. Open reads an object with concurrent ranged GETs that each carry
 // If-Match: <ETag seen by Head> (and the version ID on versioned buckets), checks every
-// response's Content-Range and ETag, and returns the bytes in order. If the object changes or
+// response's Content-Range and ETag, and returns the bytes in order. A GET of a version needs
+// s3:GetObjectVersion: when one is denied (403) the Store pins by If-Match alone from then on. If the object changes or
 // disappears mid-download, reading fails with ErrChanged or ErrNotFound: the caller discards
 // what it read and starts again. Transport errors are retried per range. Endpoints that ignore
 // If-Match still name the ETag they served, and a different one is ErrChanged too.
@@ -30,7 +37,8 @@
 // aborted with a fresh context, tried again for up to 30 s, so no partial object is ever visible
 // and no parts are left behind. A crash of the process itself can leave an incomplete multipart
 // upload, and so can a CreateMultipartUpload whose answer is lost (the SDK's retry creates
-// another; the first one's ID never reaches the job); the README recommends the lifecycle rule
-// AbortIncompleteMultipartUpload for those. Downloads write
-// nothing: they only hand bytes to the caller.
+// another; the first one's ID never reaches the job): every save aborts those of its own keys
+// started over a day ago (best effort), and the README recommends the lifecycle rule
+// AbortIncompleteMultipartUpload as a second line of defence. Downloads write nothing: they only
+// hand bytes to the caller.
 package s3

@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,11 +21,12 @@ const rangeAttempts = 4
 
 // Open returns a reader of obj's bytes, fetched by up to s.concurrency concurrent ranged GETs
 // pinned to obj.ETag (and obj.VersionID when set). Memory is bounded by (concurrency + 1) ×
-// chunk size. Reading fails with ErrChanged or ErrNotFound when the object is replaced or
+// chunk size: chunk buffers are recycled. Reading fails with ErrChanged or ErrNotFound when the object is replaced or
 // removed meanwhile. Close stops the fetches; it must be called.
 func (s *Store) Open(ctx context.Context, obj Object) io.ReadCloser {
 	ctx, cancel := context.WithCancel(ctx)
-	rr := &rangeReader{ctx: ctx, cancel: cancel, queue: make(chan chan chunk, s.concurrency), remaining: obj.Size}
+	rr := &rangeReader{ctx: ctx, cancel: cancel, queue: make(chan chan chunk, s.concurrency),
+		free: make(chan []byte, s.concurrency+1), remaining: obj.Size}
 	go rr.fetchAll(ctx, s, obj)
 	return rr
 }
@@ -35,13 +37,16 @@ type chunk struct {
 }
 
 // rangeReader hands out chunks in order. fetchAll queues one future per chunk; the queue's
-// capacity is what bounds the chunks in flight, and so the memory.
+// capacity is what bounds the chunks in flight, and so the memory. A chunk read to its end
+// returns its buffer to free for a later chunk, so that garbage does not grow the heap.
 type rangeReader struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	queue     chan chan chunk
-	remaining int64 // bytes not yet handed out: the queue may close early on cancellation
-	cur       []byte
+	free      chan []byte
+	remaining int64  // bytes not yet handed out: the queue may close early on cancellation
+	buf       []byte // the current chunk's buffer
+	cur       []byte // what is left of it to hand out
 	err       error
 }
 
@@ -56,7 +61,13 @@ func (rr *rangeReader) fetchAll(ctx context.Context, s *Store, obj Object) {
 			return
 		}
 		go func() {
-			data, err := s.getRange(ctx, obj, off, end)
+			var buf []byte
+			select {
+			case buf = <-rr.free:
+			default:
+				buf = make([]byte, s.partSize)
+			}
+			data, err := s.getRange(ctx, obj, off, end, buf[:end-off+1])
 			future <- chunk{data, err}
 		}()
 	}
@@ -64,6 +75,13 @@ func (rr *rangeReader) fetchAll(ctx context.Context, s *Store, obj Object) {
 
 func (rr *rangeReader) Read(p []byte) (int, error) {
 	for len(rr.cur) == 0 {
+		if rr.buf != nil {
+			select {
+			case rr.free <- rr.buf[:cap(rr.buf)]:
+			default:
+			}
+			rr.buf = nil
+		}
 		if rr.err != nil {
 			return 0, rr.err
 		}
@@ -81,7 +99,7 @@ func (rr *rangeReader) Read(p []byte) (int, error) {
 			continue
 		}
 		c := <-future
-		rr.cur, rr.err = c.data, c.err
+		rr.buf, rr.cur, rr.err = c.data, c.data, c.err
 		rr.remaining -= int64(len(c.data))
 		if c.err != nil {
 			rr.cancel()
@@ -100,8 +118,8 @@ func (rr *rangeReader) Close() error {
 	return nil
 }
 
-// getRange fetches bytes [off, end] of obj, retrying transport failures.
-func (s *Store) getRange(ctx context.Context, obj Object, off, end int64) ([]byte, error) {
+// getRange fetches bytes [off, end] of obj into buf, retrying transport failures.
+func (s *Store) getRange(ctx context.Context, obj Object, off, end int64, buf []byte) ([]byte, error) {
 	var last error
 	for attempt := range rangeAttempts {
 		if attempt > 0 {
@@ -112,7 +130,7 @@ func (s *Store) getRange(ctx context.Context, obj Object, off, end int64) ([]byt
 			}
 		}
 		wctx, w, stop := newWatchdog(ctx, s.stall)
-		data, err := s.getRangeOnce(wctx, w, obj, off, end)
+		data, err := s.getRangeOnce(wctx, w, obj, off, end, buf)
 		if err != nil {
 			err = stallCause(wctx, err)
 		}
@@ -125,19 +143,24 @@ func (s *Store) getRange(ctx context.Context, obj Object, off, end int64) ([]byt
 	return nil, fmt.Errorf("get %s bytes %d-%d: %w", obj.Key, off, end, last)
 }
 
-func (s *Store) getRangeOnce(ctx context.Context, w *watchdog, obj Object, off, end int64) ([]byte, error) {
+func (s *Store) getRangeOnce(ctx context.Context, w *watchdog, obj Object, off, end int64, data []byte) ([]byte, error) {
 	in := &awss3.GetObjectInput{
 		Bucket:  &s.bucket,
 		Key:     &obj.Key,
 		Range:   aws.String(fmt.Sprintf("bytes=%d-%d", off, end)),
 		IfMatch: aws.String(obj.ETag),
 	}
-	if obj.VersionID != "" {
+	if obj.VersionID != "" && s.versionGets() {
 		in.VersionId = aws.String(obj.VersionID)
 	}
 	out, err := s.client.GetObject(ctx, in)
 	if err != nil {
 		switch {
+		case in.VersionId != nil && status(err) == http.StatusForbidden:
+			// s3:GetObjectVersion is not granted (the README's policy does not list it): If-Match
+			// pins the range to the same bytes, so go on without the version.
+			s.denyVersionGets(err)
+			return s.getRangeOnce(ctx, w, obj, off, end, data)
 		case isPreconditionFailed(err):
 			return nil, fmt.Errorf("get %s: %w (If-Match %s failed)", obj.Key, ErrChanged, obj.ETag)
 		case status(err) == http.StatusNotFound:
@@ -153,11 +176,29 @@ func (s *Store) getRangeOnce(ctx context.Context, w *watchdog, obj Object, off, 
 	if err := checkContentRange(aws.ToString(out.ContentRange), off, end, obj.Size); err != nil {
 		return nil, fmt.Errorf("get %s: %w", obj.Key, err)
 	}
-	data := make([]byte, end-off+1)
 	if _, err := io.ReadFull(&progressReader{r: out.Body, w: w}, data); err != nil {
 		return nil, fmt.Errorf("read %s bytes %d-%d: %w", obj.Key, off, end, err)
 	}
 	return data, nil
+}
+
+// versionGets tells whether ranged GETs may carry the version ID.
+func (s *Store) versionGets() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.noVersionGets
+}
+
+// denyVersionGets stops sending version IDs on GETs, and says so once.
+func (s *Store) denyVersionGets(err error) {
+	s.mu.Lock()
+	first := !s.noVersionGets
+	s.noVersionGets = true
+	s.mu.Unlock()
+	if first {
+		s.infof("A GET of a version was denied (%s; the credentials lack s3:GetObjectVersion?): "+
+			"restores are pinned by ETag (If-Match) instead of by version", cmp.Or(code(err), "403"))
+	}
 }
 
 // checkContentRange verifies "bytes off-end/size". A server that answered with another range

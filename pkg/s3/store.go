@@ -64,6 +64,8 @@ type Options struct {
 
 	// Warn receives warnings worth a user's attention (an endpoint without conditional writes).
 	Warn func(format string, args ...any)
+	// Info receives lines worth logging (stale uploads aborted, restores pinned by ETag alone).
+	Info func(format string, args ...any)
 
 	// Credentials overrides the SDK's default chain (tests use static keys).
 	Credentials aws.CredentialsProvider
@@ -78,10 +80,14 @@ type Store struct {
 	stall       time.Duration
 	opts        Options
 
+	now         func() time.Time // judges the age of multipart uploads; tests move it
 	verdictOnce sync.Once
-	mu          sync.Mutex // guards conditional and warned501
+	mu          sync.Mutex // guards conditional, warned501 and noVersionGets
 	conditional Verdict
 	warned501   bool
+	// noVersionGets: a GET with versionId was denied (no s3:GetObjectVersion), so ranges are
+	// pinned by If-Match alone.
+	noVersionGets bool
 }
 
 // New builds a Store whose credentials, region and endpoint come from the SDK's default chain
@@ -133,7 +139,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 			so.UsePathStyle = *o.ForcePathStyle
 		}
 	})
-	s := &Store{client: client, bucket: o.Bucket, concurrency: o.Concurrency, partSize: o.PartSize, stall: stall, opts: o}
+	s := &Store{client: client, bucket: o.Bucket, concurrency: o.Concurrency, partSize: o.PartSize, stall: stall, opts: o, now: time.Now}
 	if s.concurrency <= 0 {
 		s.concurrency = DefaultConcurrency
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/s3test"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
@@ -22,8 +24,9 @@ import (
 
 const partSize = 5 << 20
 
-// proxied returns a store that talks to srv through a fault-injecting proxy.
-func proxied(t *testing.T, srv *s3test.Server, mode s3.Conditional) (*s3.Store, *s3test.Proxy, *warnings) {
+// proxied returns a store that talks to srv through a fault-injecting proxy; configure, if
+// given, changes the store's options.
+func proxied(t *testing.T, srv *s3test.Server, mode s3.Conditional, configure ...func(*s3.Options)) (*s3.Store, *s3test.Proxy, *warnings) {
 	t.Helper()
 	p, err := s3test.NewProxy(srv.Endpoint)
 	if err != nil {
@@ -34,6 +37,9 @@ func proxied(t *testing.T, srv *s3test.Server, mode s3.Conditional) (*s3.Store, 
 	o := srv.Options()
 	o.Endpoint, o.PartSize, o.Concurrency, o.ConditionalWrites, o.Warn = p.URL, partSize, 4, mode, w.add
 	o.VerdictDir = t.TempDir()
+	for _, f := range configure {
+		f(&o)
+	}
 	store, err := s3.New(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +119,8 @@ func TestConditionalCreatesSendIfNoneMatch(t *testing.T) {
 		if err != nil || !res.Stored {
 			t.Fatalf("overwrite: %+v, %v", res, err)
 		}
-		if r := p.Requests()[before:]; len(r) != 1 || r[0].Header.Get("If-None-Match") != "" {
+		r := slices.DeleteFunc(p.Requests()[before:], func(r s3test.Request) bool { return r.Query.Has("uploads") }) // the stale-upload check
+		if len(r) != 1 || r[0].Header.Get("If-None-Match") != "" {
 			t.Fatalf("overwrite sent %+v", r)
 		}
 		if got := download(t, store, "cond/1000"); string(got) != "new" {
@@ -332,4 +339,185 @@ func TestCancelledDownloadIsNotAnEnd(t *testing.T) {
 	if err == nil || !errors.Is(err, context.Canceled) {
 		t.Fatalf("read %d more bytes, then %v; want context.Canceled", n, err)
 	}
+}
+
+// isComplete and isPut match the requests that create an object.
+func isComplete(r *http.Request) bool {
+	return r.Method == http.MethodPost && r.URL.Query().Has("uploadId")
+}
+func isPut(r *http.Request) bool {
+	return r.Method == http.MethodPut && !r.URL.Query().Has("uploadId") && !r.URL.Query().Has("partNumber")
+}
+
+// A create whose response is lost is retried by the SDK; the retry finds the object the first
+// attempt stored, and the upload must say it stored it. The retry's answer is the server's own,
+// or what AWS answers: 412 (If-None-Match: * and the object exists) or NoSuchUpload (a Complete
+// of an upload completed already).
+func TestLostResponseOfACreateIsStillStored(t *testing.T) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
+		for _, tc := range []struct {
+			name  string
+			size  int
+			match func(*http.Request) bool
+			retry string // the error code the retry is answered with; "": the server's answer
+		}{
+			{"PutObject", 1000, isPut, ""},
+			{"PutObject 412", 1000, isPut, "PreconditionFailed"},
+			{"Complete", 2*partSize + 1, isComplete, ""},
+			{"Complete 412", 2*partSize + 1, isComplete, "PreconditionFailed"},
+			{"Complete NoSuchUpload", 2*partSize + 1, isComplete, "NoSuchUpload"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				store, p, _ := proxied(t, srv, s3.ConditionalOn)
+				var mu sync.Mutex
+				sent := 0
+				p.Intercept(func(r *http.Request) (int, string, bool) {
+					if !tc.match(r) {
+						return 0, "", false
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					sent++
+					status := map[string]int{"PreconditionFailed": http.StatusPreconditionFailed, "NoSuchUpload": http.StatusNotFound}[tc.retry]
+					return status, tc.retry, sent > 1 && tc.retry != ""
+				})
+				p.DropResponse(tc.match)
+				key, body := "lost/"+strings.ReplaceAll(tc.name, " ", "-"), random(t, tc.size)
+				res, err := store.Upload(t.Context(), key, bytes.NewReader(body), s3.PutOptions{})
+				if mu.Lock(); sent < 2 {
+					t.Fatalf("%s sent %d time(s); the test needs the SDK to retry it", tc.name, sent)
+				}
+				mu.Unlock()
+				if err != nil || !res.Stored {
+					t.Fatalf("upload whose %s response was lost: %+v, %v; want stored", tc.name, res, err)
+				}
+				if got := download(t, store, key); !bytes.Equal(got, body) {
+					t.Fatal("the object is not the upload's")
+				}
+				noUploadsLeft(t, srv)
+			})
+		}
+	})
+}
+
+// With the README's policy (no s3:GetObjectVersion) a GET of a version is denied with 403. A
+// download on a versioned bucket goes on pinned by ETag alone, and says so once.
+func TestDeniedVersionGetsFallBackToETagPinning(t *testing.T) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
+		_, err := srv.Client().PutBucketVersioning(t.Context(), &awss3.PutBucketVersioningInput{
+			Bucket:                  aws.String(srv.Bucket),
+			VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := &warnings{}
+		store, p, _ := proxied(t, srv, s3.ConditionalOn, func(o *s3.Options) { o.Info = info.add })
+		p.Intercept(func(r *http.Request) (int, string, bool) {
+			return http.StatusForbidden, "AccessDenied", r.Method == http.MethodGet && r.URL.Query().Has("versionId")
+		})
+		body := random(t, 6*partSize)
+		if _, err := store.Upload(t.Context(), "versioned", bytes.NewReader(body), s3.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		obj, err := store.Head(t.Context(), "versioned")
+		if err != nil || obj.VersionID == "" {
+			t.Fatalf("head on a versioned bucket: %+v, %v; want a version ID", obj, err)
+		}
+		read := func() ([]byte, error) {
+			rc := store.Open(t.Context(), obj)
+			defer rc.Close()
+			return io.ReadAll(rc)
+		}
+		if got, err := read(); err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("download with versionId denied: %d bytes, %v; want the object", len(got), err)
+		}
+		if msgs := info.all(); len(msgs) != 1 || !strings.Contains(msgs[0], "s3:GetObjectVersion") {
+			t.Fatalf("info lines %q; want one naming s3:GetObjectVersion", msgs)
+		}
+
+		// The next download asks for no version, and every range is pinned by If-Match: an
+		// overwrite mid-download is noticed.
+		before := len(p.Requests())
+		rc := store.Open(t.Context(), obj)
+		defer rc.Close()
+		if _, err := io.ReadFull(rc, make([]byte, partSize)); err != nil { // the first chunk only
+			t.Fatal(err)
+		}
+		if _, err := store.Upload(t.Context(), "versioned", bytes.NewReader(random(t, len(body))), s3.PutOptions{Overwrite: true}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, rc); !errors.Is(err, s3.ErrChanged) {
+			t.Fatalf("download of an object overwritten midway: %v; want ErrChanged", err)
+		}
+		for _, r := range p.Requests()[before:] {
+			if r.Method == http.MethodGet && r.Path == "/cache/versioned" && (r.Query.Has("versionId") || r.Header.Get("If-Match") != obj.ETag) {
+				t.Fatalf("GET %s?%s with If-Match %q; want no versionId and If-Match %s", r.Path, r.Query.Encode(), r.Header.Get("If-Match"), obj.ETag)
+			}
+		}
+		if len(info.all()) != 1 {
+			t.Fatalf("info lines %q; want the fallback said once", info.all())
+		}
+	})
+}
+
+// A save aborts the incomplete multipart uploads of its own key started over a day ago (a job
+// killed with its machine), and leaves a younger one (a live job's) and other keys' alone.
+func TestStaleUploadsOfTheKeyAreAborted(t *testing.T) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
+		client := srv.Client()
+		create := func(key string) string {
+			out, err := client.CreateMultipartUpload(t.Context(), &awss3.CreateMultipartUploadInput{Bucket: aws.String(srv.Bucket), Key: aws.String(key)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return aws.ToString(out.UploadId)
+		}
+		uploads := func() map[string]time.Time {
+			out, err := client.ListMultipartUploads(t.Context(), &awss3.ListMultipartUploadsInput{Bucket: aws.String(srv.Bucket)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := map[string]time.Time{}
+			for _, u := range out.Uploads {
+				m[aws.ToString(u.UploadId)] = aws.ToTime(u.Initiated)
+			}
+			return m
+		}
+		const key = "stale/key"
+		old, otherKey := create(key), create(key+"-other")
+		time.Sleep(2 * time.Second) // initiation times may have a resolution of a second
+		fresh := create(key)
+		initiated := uploads()
+		if !initiated[fresh].After(initiated[old]) {
+			t.Fatalf("uploads initiated at %v and %v: the test needs the second one later", initiated[old], initiated[fresh])
+		}
+		// A clock a day after the middle of the two: the old upload is stale, the fresh one not.
+		now := initiated[old].Add(initiated[fresh].Sub(initiated[old])/2 + 24*time.Hour)
+
+		info := &warnings{}
+		o := srv.Options()
+		o.Info = info.add
+		store, err := s3.New(t.Context(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s3.SetNow(store, func() time.Time { return now })
+		if res, err := store.Upload(t.Context(), key, bytes.NewReader([]byte("cache")), s3.PutOptions{}); err != nil || !res.Stored {
+			t.Fatalf("upload: %+v, %v", res, err)
+		}
+		left := uploads()
+		if _, ok := left[old]; ok || len(left) != 2 {
+			t.Fatalf("uploads left %v; want the stale one of %s aborted, the fresh one (%s) and %s-other's (%s) kept", left, key, fresh, key, otherKey)
+		}
+		if _, ok := left[fresh]; !ok {
+			t.Fatalf("the fresh upload of a live job was aborted")
+		}
+		if msgs := info.all(); len(msgs) != 1 || !strings.Contains(msgs[0], "Aborted 1 incomplete multipart upload(s) of stale/key") {
+			t.Fatalf("info lines %q; want one saying how many were aborted", msgs)
+		}
+		for id, k := range map[string]string{fresh: key, otherKey: key + "-other"} {
+			_, _ = client.AbortMultipartUpload(t.Context(), &awss3.AbortMultipartUploadInput{Bucket: aws.String(srv.Bucket), Key: aws.String(k), UploadId: aws.String(id)})
+		}
+	})
 }

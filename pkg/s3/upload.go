@@ -2,19 +2,22 @@ package s3
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"golang.org/x/sync/errgroup"
 )
 
 // PutOptions say how an object is created.
@@ -36,15 +39,43 @@ const abortTimeout = 30 * time.Second
 
 // Upload streams r to key. See the package documentation for the algorithm.
 func (s *Store) Upload(ctx context.Context, key string, r io.Reader, o PutOptions) (Result, error) {
+	res, errs := s.UploadEach(ctx, []string{key}, r, o)
+	return res[0], errs[0]
+}
+
+// UploadEach streams r once to every key: each part is read and buffered once and uploaded to
+// every key, so a save at several levels needs no more memory than a save at one. A key whose
+// upload fails is dropped and the others go on; errs[i] is keys[i]'s error.
+func (s *Store) UploadEach(ctx context.Context, keys []string, r io.Reader, o PutOptions) (res []Result, errs []error) {
+	res, errs = make([]Result, len(keys)), make([]error, len(keys))
+	stale := s.abortStaleAsync(ctx, keys)
+	defer stale()
 	first := make([]byte, s.partSize)
 	n, err := io.ReadFull(r, first)
 	switch {
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-		return s.putObject(ctx, key, first[:n], o)
+		each(len(keys), func(i int) { res[i], errs[i] = s.putObject(ctx, keys[i], first[:n], o) })
 	case err != nil:
-		return Result{}, fmt.Errorf("upload %s: read: %w", key, err)
+		for i, key := range keys {
+			errs[i] = fmt.Errorf("upload %s: read: %w", key, err)
+		}
+	default:
+		s.multipart(ctx, keys, first, r, o, res, errs)
 	}
-	return s.multipart(ctx, key, first, r, o)
+	return res, errs
+}
+
+// each runs f(0) … f(n-1) concurrently and waits for them.
+func each(n int, f func(i int)) {
+	if n == 1 {
+		f(0)
+		return
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { f(i) })
+	}
+	wg.Wait()
 }
 
 func (s *Store) putObject(ctx context.Context, key string, body []byte, o PutOptions) (Result, error) {
@@ -75,6 +106,10 @@ func (s *Store) putObject(ctx context.Context, key string, body []byte, o PutOpt
 		res.Stored = true
 		return res, nil
 	case conditional && isPreconditionFailed(err):
+		// Another job's object, or ours: the SDK retries a PUT whose response was lost, and the
+		// retry finds the object the first attempt created.
+		sum := md5.Sum(body)
+		res.Stored = s.landed(ctx, key, hex.EncodeToString(sum[:]))
 		return res, nil
 	case conditional && status(err) == http.StatusNotImplemented:
 		s.notImplemented(false)
@@ -83,6 +118,16 @@ func (s *Store) putObject(ctx context.Context, key string, body []byte, o PutOpt
 		return res, fmt.Errorf("upload %s: %w: %w", key, ErrConflict, err)
 	}
 	return res, fmt.Errorf("upload %s: %w", key, err)
+}
+
+// landed tells whether the object at key has the ETag etag (without quotes): whether what a
+// request answered with an error had in fact been stored by an earlier attempt of it.
+func (s *Store) landed(ctx context.Context, key, etag string) bool {
+	if etag == "" {
+		return false
+	}
+	obj, err := s.Head(ctx, key)
+	return err == nil && strings.Trim(obj.ETag, `"`) == etag
 }
 
 // exists is the check of endpoints without conditional writes.
@@ -113,33 +158,70 @@ func partSizeFor(base int64, part int) int64 {
 	return min(max(size, minPartSize), maxPartSize)
 }
 
-// multipart uploads first and the rest of r as a multipart upload. Parts are uploaded by up to
-// s.concurrency goroutines; buffers are recycled, so memory stays at concurrency × part size.
-func (s *Store) multipart(ctx context.Context, key string, first []byte, r io.Reader, o PutOptions) (res Result, err error) {
-	in := &awss3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &key, ContentType: aws.String("application/octet-stream")}
-	s.applyPutSettings(&in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
-	created, err := s.client.CreateMultipartUpload(ctx, in)
-	if err != nil {
-		return res, fmt.Errorf("upload %s: create multipart upload: %w", key, err)
+// upload is one key's multipart upload within UploadEach.
+type upload struct {
+	key      string
+	id       *string
+	mu       sync.Mutex
+	parts    []types.CompletedPart
+	err      error // the first failure; the upload takes no more parts
+	complete bool  // completed: nothing to abort
+}
+
+func (u *upload) failed() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.err
+}
+
+func (u *upload) fail(err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.err == nil {
+		u.err = err
 	}
-	uploadID := created.UploadId
-	completed := false
-	defer func() {
-		if completed {
+}
+
+// multipart uploads first and the rest of r as one multipart upload per key, recording each
+// key's outcome in res and errs.
+func (s *Store) multipart(ctx context.Context, keys []string, first []byte, r io.Reader, o PutOptions, res []Result, errs []error) {
+	uploads := make([]*upload, len(keys))
+	each(len(keys), func(i int) {
+		u := &upload{key: keys[i]}
+		uploads[i] = u
+		in := &awss3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &u.key, ContentType: aws.String("application/octet-stream")}
+		s.applyPutSettings(&in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
+		created, err := s.client.CreateMultipartUpload(ctx, in)
+		if err != nil {
+			u.fail(fmt.Errorf("create multipart upload: %w", err))
 			return
 		}
-		if aerr := s.abort(ctx, key, uploadID); aerr != nil {
-			err = errors.Join(err, aerr)
-		}
+		u.id = created.UploadId
+	})
+	defer func() {
+		// Never leave parts behind, even when ctx is cancelled (SIGTERM): see abort.
+		each(len(uploads), func(i int) {
+			u := uploads[i]
+			if u.id == nil || u.complete {
+				return
+			}
+			if err := s.abort(ctx, u.key, u.id); err != nil {
+				errs[i] = errors.Join(errs[i], err)
+			}
+		})
 	}()
 
-	parts, size, err := s.uploadParts(ctx, key, uploadID, first, r)
-	res.Size = size
-	if err != nil {
-		return res, fmt.Errorf("upload %s: %w", key, err)
-	}
-	completed, res.Stored, err = s.complete(ctx, key, uploadID, parts, o)
-	return res, err
+	size, err := s.uploadParts(ctx, uploads, first, r)
+	each(len(uploads), func(i int) {
+		u := uploads[i]
+		res[i].Size = size
+		if uerr := u.failed(); uerr != nil || err != nil {
+			errs[i] = fmt.Errorf("upload %s: %w", u.key, cmp.Or(uerr, err))
+			return
+		}
+		slices.SortFunc(u.parts, func(a, b types.CompletedPart) int { return int(*a.PartNumber - *b.PartNumber) })
+		u.complete, res[i].Stored, errs[i] = s.complete(ctx, u.key, u.id, u.parts, o)
+	})
 }
 
 // abort aborts a multipart upload that will not be completed, so that no parts are left behind.
@@ -167,23 +249,81 @@ func (s *Store) abort(ctx context.Context, key string, uploadID *string) error {
 	}
 }
 
-// uploadParts reads r to its end, uploading parts concurrently; it returns them in order.
-func (s *Store) uploadParts(ctx context.Context, key string, uploadID *string, first []byte, r io.Reader) ([]types.CompletedPart, int64, error) {
+// errNoUpload stops reading when every key's upload has failed.
+var errNoUpload = errors.New("no upload left")
+
+// uploadParts reads r to its end and uploads every part to every upload that has not failed.
+// Buffers are recycled and count against one budget of concurrency × part size: parts grown
+// past it (after part 1,000) leave fewer in flight, and one alone may exceed it.
+func (s *Store) uploadParts(ctx context.Context, uploads []*upload, first []byte, r io.Reader) (int64, error) {
 	var (
-		mu    sync.Mutex
-		parts []types.CompletedPart
-		size  int64
+		wg     sync.WaitGroup
+		size   int64
+		budget = int64(s.concurrency) * s.partSize
+		held   = int64(len(first)) // bytes of the buffers allocated and kept
+		count  = 1                 // and how many
+		pool   = make(chan []byte, s.concurrency)
 	)
-	pool := make(chan []byte, s.concurrency)
-	allocated := 1 // first
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.concurrency)
-	uploadPart := func(body []byte, num int32) error {
-		defer func() { pool <- body[:cap(body)] }()
+	defer wg.Wait()
+	live := func() bool {
+		return slices.ContainsFunc(uploads, func(u *upload) bool { return u.failed() == nil })
+	}
+	buf, n := first, len(first)
+	for part := 1; n > 0; part++ { // n == 0: the stream ended at a part boundary
+		if part > maxParts {
+			return size, fmt.Errorf("archive needs more than %d parts", maxParts)
+		}
+		if !live() {
+			return size, errNoUpload
+		}
+		body, num := buf[:n], int32(part)
+		size += int64(n)
+		wg.Go(func() {
+			s.uploadPart(ctx, uploads, body, num)
+			pool <- body[:cap(body)]
+		})
+		if n < len(buf) {
+			break // a short part is the last one
+		}
+
+		// Next buffer: a new one within the budget, else a recycled one big enough.
+		next := partSizeFor(s.partSize, part+1)
+		for buf = nil; buf == nil; {
+			if count < s.concurrency && (held+next <= budget || held == 0) {
+				buf, held, count = make([]byte, next), held+next, count+1
+				break
+			}
+			select {
+			case b := <-pool:
+				if int64(cap(b)) >= next {
+					buf = b[:next]
+				} else { // too small for the grown parts: let it go
+					held, count = held-int64(cap(b)), count-1
+				}
+			case <-ctx.Done():
+				return size, ctx.Err()
+			}
+		}
+		var rerr error
+		n, rerr = io.ReadFull(r, buf)
+		if rerr != nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, io.ErrUnexpectedEOF) {
+			return size, fmt.Errorf("read: %w", rerr)
+		}
+	}
+	return size, nil
+}
+
+// uploadPart uploads body as part num of every upload that has not failed.
+func (s *Store) uploadPart(ctx context.Context, uploads []*upload, body []byte, num int32) {
+	each(len(uploads), func(i int) {
+		u := uploads[i]
+		if u.failed() != nil {
+			return
+		}
 		var etag *string
-		err := s.withStallRetry(gctx, func(ctx context.Context, w *watchdog) error {
+		err := s.withStallRetry(ctx, func(ctx context.Context, w *watchdog) error {
 			out, err := s.client.UploadPart(ctx, &awss3.UploadPartInput{
-				Bucket: &s.bucket, Key: &key, UploadId: uploadID, PartNumber: &num,
+				Bucket: &s.bucket, Key: &u.key, UploadId: u.id, PartNumber: &num,
 				Body: &progressReader{r: bytes.NewReader(body), w: w}, ContentLength: aws.Int64(int64(len(body))),
 			})
 			if err == nil {
@@ -192,57 +332,13 @@ func (s *Store) uploadParts(ctx context.Context, key string, uploadID *string, f
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("upload part %d: %w", num, err)
+			u.fail(fmt.Errorf("upload part %d: %w", num, err))
+			return
 		}
-		mu.Lock()
-		parts = append(parts, types.CompletedPart{ETag: etag, PartNumber: &num})
-		mu.Unlock()
-		return nil
-	}
-
-	buf, n := first, len(first)
-	for part := 1; n > 0; part++ { // n == 0: the stream ended at a part boundary
-		if part > maxParts {
-			_ = g.Wait()
-			return nil, size, fmt.Errorf("archive needs more than %d parts", maxParts)
-		}
-		body, num := buf[:n], int32(part)
-		size += int64(n)
-		g.Go(func() error { return uploadPart(body, num) })
-		if n < len(buf) {
-			break // a short part is the last one
-		}
-
-		// Next buffer: a new one while under the concurrency budget, else a recycled one.
-		next := partSizeFor(s.partSize, part+1)
-		if allocated < s.concurrency {
-			buf, allocated = make([]byte, next), allocated+1
-		} else {
-			select {
-			case buf = <-pool:
-			case <-gctx.Done():
-				if err := g.Wait(); err != nil {
-					return nil, size, err
-				}
-				return nil, size, ctx.Err()
-			}
-		}
-		if int64(cap(buf)) < next {
-			buf = make([]byte, next)
-		}
-		buf = buf[:next]
-		var rerr error
-		n, rerr = io.ReadFull(r, buf)
-		if rerr != nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, io.ErrUnexpectedEOF) {
-			_ = g.Wait()
-			return nil, size, fmt.Errorf("read: %w", rerr)
-		}
-	}
-	if err := g.Wait(); err != nil {
-		return nil, size, err
-	}
-	slices.SortFunc(parts, func(a, b types.CompletedPart) int { return int(*a.PartNumber - *b.PartNumber) })
-	return parts, size, nil
+		u.mu.Lock()
+		u.parts = append(u.parts, types.CompletedPart{ETag: etag, PartNumber: &num})
+		u.mu.Unlock()
+	})
 }
 
 // complete completes the upload, conditionally unless o.Overwrite. It reports whether the
@@ -265,7 +361,15 @@ func (s *Store) complete(ctx context.Context, key string, uploadID *string, part
 	switch {
 	case err == nil:
 		return true, true, nil
-	case conditional && isPreconditionFailed(err):
+	case (conditional && isPreconditionFailed(err)) || code(err) == "NoSuchUpload":
+		// The SDK retries a Complete whose response was lost; the retry finds the object the
+		// first attempt created, or the upload gone. What landed says whether it was ours.
+		if s.landed(ctx, key, multipartETag(parts)) {
+			return true, true, nil
+		}
+		if code(err) == "NoSuchUpload" {
+			break
+		}
 		return false, false, nil // another job won; the caller aborts our upload
 	case conditional && status(err) == http.StatusNotImplemented:
 		s.notImplemented(true)
@@ -274,6 +378,21 @@ func (s *Store) complete(ctx context.Context, key string, uploadID *string, part
 		return false, false, fmt.Errorf("upload %s: %w: %w", key, ErrConflict, err)
 	}
 	return false, false, fmt.Errorf("upload %s: complete multipart upload: %w", key, err)
+}
+
+// multipartETag is the ETag S3 gives the object a multipart upload of parts creates: the MD5 of
+// the parts' binary MD5s, then "-" and the number of parts. It is "" when a part's ETag is not
+// an MD5 (as with some server-side encryption).
+func multipartETag(parts []types.CompletedPart) string {
+	h := md5.New()
+	for _, p := range parts {
+		sum, err := hex.DecodeString(strings.Trim(aws.ToString(p.ETag), `"`))
+		if err != nil || len(sum) != md5.Size {
+			return ""
+		}
+		h.Write(sum)
+	}
+	return fmt.Sprintf("%x-%d", h.Sum(nil), len(parts))
 }
 
 func isPreconditionFailed(err error) bool {
