@@ -45,8 +45,8 @@ func (p *pausing) Open(ctx context.Context, obj s3.Object) io.ReadCloser {
 	}{&pauseReader{r: rc, p: p}, rc}
 }
 
-func (p *pausing) Upload(ctx context.Context, key string, r io.Reader, o s3.PutOptions) (s3.Result, error) {
-	return p.Store.Upload(ctx, key, &pauseReader{r: r, p: p}, o)
+func (p *pausing) UploadEach(ctx context.Context, keys []string, r io.Reader, o s3.PutOptions) ([]s3.Result, []error) {
+	return p.Store.UploadEach(ctx, keys, &pauseReader{r: r, p: p}, o)
 }
 
 type pauseReader struct {
