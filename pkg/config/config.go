@@ -4,14 +4,19 @@
 // Buildkite turns each key of the plugin's pipeline configuration into an environment variable
 // BUILDKITE_PLUGIN_S3_CACHE_<KEY> (upper-cased, "-" → "_", list items as _0, _1, …). The same
 // variables set in the agent's environment act as organisation-wide defaults; the job
-// environment, which carries the pipeline's keys, wins over them.
+// environment, which carries the pipeline's keys, wins over them. Only prefixed variables count:
+// a job's own BUCKET or FORCE is not configuration.
+//
+// Both arrive as one environment, so a list key (path/paths, manifest, save) is never merged
+// from several forms: the list form (KEY_0, KEY_1, …) replaces the scalar form (KEY) whole, and
+// for path and paths the first set of PATHS_n, PATH_n, PATHS, PATH is used. An agent default
+// for a list key is therefore written in the scalar form; a pipeline's list replaces it.
 //
 // Every problem is a *Error that names the key and what is allowed. Configuration errors are
 // never soft: the hooks fail loudly on them, before touching the cache or the file system.
 package config
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,8 +25,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/kelseyhightower/envconfig"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
 )
@@ -121,7 +124,8 @@ func (e *Error) Error() string {
 	return e.Key + ": " + e.Msg
 }
 
-// vars holds the keys that envconfig decodes. Types with a Decode method validate themselves.
+// vars holds the scalar keys, declared with envconfig's struct tags (see decodeVars). Types with a
+// Decode method validate themselves.
 type vars struct {
 	KeyExtra          string            `envconfig:"KEY_EXTRA"`
 	Force             bool              `envconfig:"FORCE"`
@@ -171,8 +175,14 @@ var indexed = regexp.MustCompile(`^(.*)_([0-9]+)$`)
 
 // Load reads and validates the configuration from the process environment.
 func Load() (*Config, error) {
+	return LoadEnv(os.Environ())
+}
+
+// LoadEnv reads and validates the configuration from environ ("NAME=value" strings). Only
+// variables with the plugin's prefix count: a job's BUCKET or FORCE is not configuration.
+func LoadEnv(environ []string) (*Config, error) {
 	env := map[string]string{}
-	for _, kv := range os.Environ() {
+	for _, kv := range environ {
 		k, v, ok := strings.Cut(kv, "=")
 		if ok && strings.HasPrefix(k, Prefix) {
 			env[strings.TrimPrefix(k, Prefix)] = v
@@ -183,16 +193,13 @@ func Load() (*Config, error) {
 	}
 
 	var v vars
-	if err := envconfig.Process(strings.TrimSuffix(Prefix, "_"), &v); err != nil {
-		var pe *envconfig.ParseError
-		if errors.As(err, &pe) {
-			return nil, parseError(pe)
-		}
-		return nil, fmt.Errorf("read configuration: %w", err)
+	if err := decodeVars(env, &v); err != nil {
+		return nil, err
 	}
 
 	c := &Config{
-		Paths:             append(list(env, "PATH"), list(env, "PATHS")...),
+		// path is the official cache plugin's key, paths this plugin's own: see list.
+		Paths:             list(env, "PATHS", "PATH"),
 		Manifest:          list(env, "MANIFEST"),
 		KeyExtra:          v.KeyExtra,
 		Force:             v.Force,
@@ -283,23 +290,6 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// parseError names the key and what is allowed for a value envconfig could not decode.
-func parseError(pe *envconfig.ParseError) error {
-	key := keyName(strings.TrimPrefix(pe.KeyName, Prefix))
-	var ce *Error
-	if errors.As(pe.Err, &ce) {
-		return &Error{Key: key, Msg: ce.Msg}
-	}
-	want := "a valid " + pe.TypeName
-	switch pe.TypeName {
-	case "bool":
-		want = "true or false"
-	case "int":
-		want = "a whole number"
-	}
-	return &Error{Key: key, Msg: fmt.Sprintf("invalid value %q: want %s", pe.Value, want)}
-}
-
 // RestoreLadder lists the levels to try when restoring, narrowest first, up to c.Restore.
 // The file level is in it only when a manifest is configured.
 func (c *Config) RestoreLadder() []Level {
@@ -332,21 +322,36 @@ func ResolvePath(p, dir, home string) string {
 	return filepath.Clean(p)
 }
 
-// list returns a key given either as a scalar (KEY) or a list (KEY_0, KEY_1, …).
-func list(env map[string]string, key string) []string {
+// list returns a list key from the first of its forms that is set, in this order: the list form
+// of each name (NAME_0, NAME_1, … up to the first gap), then the scalar form of each name. Agent
+// defaults and the pipeline's keys arrive in one environment, so the forms are never merged:
+// merging would append the pipeline's list to the agent's default. Blank items are dropped.
+func list(env map[string]string, names ...string) []string {
 	var out []string
-	if v, ok := env[key]; ok && strings.TrimSpace(v) != "" {
-		out = append(out, v)
-	}
-	for i := 0; ; i++ {
-		v, ok := env[key+"_"+strconv.Itoa(i)]
-		if !ok {
-			return out
-		}
+	add := func(v string) {
 		if strings.TrimSpace(v) != "" {
 			out = append(out, v)
 		}
 	}
+	for _, name := range names {
+		if _, ok := env[name+"_0"]; !ok {
+			continue
+		}
+		for i := 0; ; i++ {
+			v, ok := env[name+"_"+strconv.Itoa(i)]
+			if !ok {
+				return out
+			}
+			add(v)
+		}
+	}
+	for _, name := range names {
+		if v, ok := env[name]; ok {
+			add(v)
+			return out
+		}
+	}
+	return nil
 }
 
 func keyName(envKey string) string {

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -158,5 +159,93 @@ func TestSizeDecode(t *testing.T) {
 		if err := s.Decode(in); err != nil || int64(s) != want {
 			t.Errorf("Size(%q) = %d, %v; want %d", in, s, err, want)
 		}
+	}
+}
+
+// hostileBare gives every key's bare name (and its list forms) a value that would change the
+// configuration or fail it if it counted: build scripts use BUCKET, FORCE, WHEN and so on for
+// their own purposes. Derived from Keys, so a new key is covered without touching the test.
+func hostileBare() map[string]string {
+	special := map[string]string{"FORCE": "yes", "BUCKET": "evil", "WHEN": "never", "COMPRESSION": "zip",
+		"CONCURRENCY": "-1", "SOFT_FAIL": "maybe", "RESTORE": "all", "SAVE": "all", "PATH": "/", "PATHS": "/",
+		"PART_SIZE": "1", "MAX_SIZE": "1", "STALL_TIMEOUT": "0", "BACKEND": "fs", "FORCE_PATH_STYLE": "yes"}
+	out := map[string]string{}
+	for _, k := range Keys {
+		name := strings.ToUpper(strings.ReplaceAll(k, "-", "_"))
+		v, ok := special[name]
+		if !ok {
+			v = "evil-" + k
+		}
+		out[name] = v
+		out[name+"_0"] = v
+	}
+	return out
+}
+
+func TestBareNamesAreNotConfiguration(t *testing.T) {
+	for name, env := range map[string]map[string]string{
+		"base":      base(),
+		"all lists": with(base(), "PATH", "<unset>", "PATHS_0", "a", "SAVE", "<unset>", "SAVE_0", "step", "MANIFEST", "<unset>", "MANIFEST_0", "go.sum"),
+		"values":    with(base(), "FORCE", "false", "WHEN", "always", "PREFIX", "p", "CONCURRENCY", "4"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			setEnv(t, env)
+			want, err := Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range hostileBare() {
+				t.Setenv(k, v) // PATH too: Load runs nothing
+			}
+			got, err := Load()
+			if err != nil {
+				t.Fatalf("with bare names set: %v", err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("bare names changed the configuration:\n got  %+v\n want %+v", got, want)
+			}
+		})
+	}
+}
+
+// Agent-wide defaults and the pipeline's keys arrive in one environment. A list key set in its
+// list form replaces the scalar whole; path and paths are one key, paths' list form first.
+func TestListKeysDoNotMerge(t *testing.T) {
+	for _, tc := range []struct {
+		name                    string
+		env                     map[string]string
+		paths, manifest, levels []string
+	}{
+		{"scalars", base(), []string{"node_modules"}, []string{"package-lock.json"}, []string{"file"}},
+		{"agent save, pipeline list", with(base(), "SAVE", "pipeline", "SAVE_0", "file"), nil, nil, []string{"file"}},
+		{"agent save, pipeline two", with(base(), "SAVE", "pipeline", "SAVE_0", "file", "SAVE_1", "branch"), nil, nil, []string{"file", "branch"}},
+		{"agent manifest, pipeline list", with(base(), "MANIFEST", "agent.lock", "MANIFEST_0", "go.sum"), nil, []string{"go.sum"}, nil},
+		{"agent path, pipeline paths list", with(base(), "PATH", "agent", "PATHS_0", "a", "PATHS_1", "b"), []string{"a", "b"}, nil, nil},
+		{"agent path, pipeline paths scalar", with(base(), "PATH", "agent", "PATHS", "b"), []string{"b"}, nil, nil},
+		{"agent paths, pipeline path list", with(base(), "PATH", "<unset>", "PATHS", "agent", "PATH_0", "x"), []string{"x"}, nil, nil},
+		{"paths list before path list", with(base(), "PATHS_0", "a", "PATH_0", "c"), []string{"a"}, nil, nil},
+		{"list stops at a gap", with(base(), "SAVE_0", "step", "SAVE_2", "branch"), nil, nil, []string{"step"}},
+		{"blank items are dropped", with(base(), "PATH", "agent", "PATHS_0", " ", "PATHS_1", "a"), []string{"a"}, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			setEnv(t, tc.env)
+			c, err := Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var save []string
+			for _, l := range c.Save {
+				save = append(save, string(l))
+			}
+			if tc.paths != nil && !slices.Equal(c.Paths, tc.paths) {
+				t.Errorf("paths %q, want %q", c.Paths, tc.paths)
+			}
+			if tc.manifest != nil && !slices.Equal(c.Manifest, tc.manifest) {
+				t.Errorf("manifest %q, want %q", c.Manifest, tc.manifest)
+			}
+			if tc.levels != nil && !slices.Equal(save, tc.levels) {
+				t.Errorf("save %q, want %q", save, tc.levels)
+			}
+		})
 	}
 }
