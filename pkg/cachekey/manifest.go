@@ -21,7 +21,8 @@ import (
 // sorted order, its path relative to dir (or as given, when the pattern is absolute) and the
 // SHA-256 of its content. A pattern is a file, a directory (every file below it) or a glob
 // (filepath.Match syntax). Files are hashed in parallel. A pattern that matches nothing is a
-// configuration error: a cache keyed on nothing would be shared by unrelated builds.
+// configuration error: a cache keyed on nothing would be shared by unrelated builds. Patterns
+// may overlap: a file several of them match is hashed once, so their order does not matter.
 func HashManifest(ctx context.Context, patterns []string, dir, home string) (string, error) {
 	files := map[string]string{} // name in the hash → path on disk
 	for _, p := range patterns {
@@ -30,13 +31,15 @@ func HashManifest(ctx context.Context, patterns []string, dir, home string) (str
 		if err != nil {
 			return "", &config.Error{Key: "manifest", Msg: fmt.Sprintf("invalid pattern %q: %v", p, err)}
 		}
-		n := len(files)
+		found := 0 // files this pattern matches, whether or not an earlier pattern matched them too
 		for _, m := range matches {
-			if err := addFiles(files, m, dir); err != nil {
+			n, err := addFiles(files, m, dir)
+			if err != nil {
 				return "", fmt.Errorf("hash manifest %s: %w", p, err)
 			}
+			found += n
 		}
-		if len(files) == n {
+		if found == 0 {
 			return "", &config.Error{Key: "manifest", Msg: fmt.Sprintf("%q matches no file (looked in %s)", p, dir)}
 		}
 	}
@@ -72,9 +75,11 @@ func HashManifest(ctx context.Context, patterns []string, dir, home string) (str
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// addFiles adds root (a file, or every regular file below a directory) to files.
-func addFiles(files map[string]string, root, dir string) error {
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+// addFiles adds root (a file, or every regular file below a directory) to files and returns how
+// many it found. A file already in files stays there once.
+func addFiles(files map[string]string, root, dir string) (int, error) {
+	found := 0
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -87,8 +92,10 @@ func addFiles(files map[string]string, root, dir string) error {
 			name = rel
 		}
 		files[name] = p
+		found++
 		return nil
 	})
+	return found, err
 }
 
 func hashFile(p string) ([]byte, error) {
