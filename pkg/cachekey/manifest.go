@@ -26,7 +26,10 @@ import (
 func HashManifest(ctx context.Context, patterns []string, dir, home string) (string, error) {
 	files := map[string]string{} // name in the hash → path on disk
 	for _, p := range patterns {
-		abs := config.ResolvePath(p, dir, home)
+		abs, err := config.ResolvePath("manifest", p, dir, home)
+		if err != nil {
+			return "", err
+		}
 		matches, err := filepath.Glob(abs)
 		if err != nil {
 			return "", &config.Error{Key: "manifest", Msg: fmt.Sprintf("invalid pattern %q: %v", p, err)}

@@ -12,6 +12,10 @@
 // for path and paths the first set of PATHS_n, PATH_n, PATHS, PATH is used. An agent default
 // for a list key is therefore written in the scalar form; a pipeline's list replaces it.
 //
+// Paths are resolved against the job (ResolvePaths): a path a restore could not replace whole
+// without destroying the checkout, $HOME or the root is an error, as are "~" without HOME and
+// "~user".
+//
 // Every problem is a *Error that names the key and what is allowed. Configuration errors are
 // never soft: the hooks fail loudly on them, before touching the cache or the file system.
 package config
@@ -26,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/fspath"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
 )
 
@@ -308,18 +313,83 @@ func (c *Config) RestoreLadder() []Level {
 	return out
 }
 
-// ResolvePath turns a configured path into an absolute one: "~" is home, a relative path is
-// relative to dir (the job's checkout).
-func ResolvePath(p, dir, home string) string {
+// ResolvePath turns a path or manifest pattern of key, as written, into a clean absolute path:
+// "~" and "~/…" are below home, a relative path is below dir (the job's checkout). "~" without a
+// home (HOME unset) and "~user" are configuration errors: expanding either would quietly cache
+// something else (".npm" in the checkout, or a file literally named "~user"). A file whose name
+// starts with "~" is written "./~name".
+func ResolvePath(key, p, dir, home string) (string, error) {
 	switch {
-	case p == "~":
-		p = home
-	case strings.HasPrefix(p, "~/"):
-		p = filepath.Join(home, p[2:])
+	case p == "~" || strings.HasPrefix(p, "~/"):
+		if home == "" {
+			return "", &Error{Key: key, Msg: fmt.Sprintf("%q: HOME is not set, so ~ has no meaning; set HOME or write an absolute path", p)}
+		}
+		p = filepath.Join(home, p[1:])
+	case strings.HasPrefix(p, "~"):
+		return "", &Error{Key: key, Msg: fmt.Sprintf("%q: ~user is not supported; write ~/… for $HOME, an absolute path, or ./%s for a file of that name", p, p)}
 	case !filepath.IsAbs(p):
 		p = filepath.Join(dir, p)
 	}
-	return filepath.Clean(p)
+	return filepath.Clean(p), nil
+}
+
+// ResolvePaths resolves the cache paths (see ResolvePath) and refuses, as a configuration error,
+// every path a restore could not replace whole without destroying something else: the
+// filesystem root; a path that is or contains the checkout (dir), $HOME (home) or one of keep
+// (the job's other directories), compared as written and with symlinks followed, so that a link
+// to the checkout is caught too; two paths that overlap. Paths inside those directories, such as
+// node_modules or ~/.npm, are what a cache is for.
+func ResolvePaths(paths []string, dir, home string, keep ...string) ([]string, error) {
+	key := "path"
+	if len(paths) > 1 {
+		key = "paths"
+	}
+	type kept struct{ path, what string }
+	var keeps []kept
+	for _, k := range append([]string{home, dir}, keep...) {
+		if k == "" || !filepath.IsAbs(k) {
+			continue
+		}
+		what := "the job's directory"
+		switch k {
+		case dir:
+			what = "the checkout"
+		case home:
+			what = "$HOME"
+		}
+		keeps = append(keeps, kept{filepath.Clean(k), what})
+		if real, err := filepath.EvalSymlinks(k); err == nil && real != filepath.Clean(k) {
+			keeps = append(keeps, kept{real, what})
+		}
+	}
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		abs, err := ResolvePath(key, p, dir, home)
+		if err != nil {
+			return nil, err
+		}
+		forms := []string{abs}
+		if real, err := filepath.EvalSymlinks(abs); err == nil && real != abs {
+			forms = append(forms, real)
+		}
+		for _, f := range forms {
+			if filepath.Dir(f) == f {
+				return nil, &Error{Key: key, Msg: fmt.Sprintf("%q is the filesystem root: a restore replaces a path whole; cache a directory below it", p)}
+			}
+			for _, k := range keeps {
+				if fspath.Within(f, k.path) {
+					return nil, &Error{Key: key, Msg: fmt.Sprintf("%q is or contains %s (%s): a restore replaces a path whole; cache a directory inside it, such as node_modules or ~/.npm", p, k.what, k.path)}
+				}
+			}
+		}
+		for j := range i {
+			if fspath.Overlap(abs, out[j]) {
+				return nil, &Error{Key: "paths", Msg: fmt.Sprintf("%q and %q overlap: list each directory once", paths[j], p)}
+			}
+		}
+		out[i] = abs
+	}
+	return out, nil
 }
 
 // list returns a list key from the first of its forms that is set, in this order: the list form

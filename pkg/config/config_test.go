@@ -2,7 +2,9 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -140,15 +142,89 @@ func TestLoadErrors(t *testing.T) {
 }
 
 func TestResolvePath(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"node_modules", "/work/co/node_modules"},
-		{"./a/../b", "/work/co/b"},
-		{"~", "/home/u"},
-		{"~/.npm", "/home/u/.npm"},
-		{"/abs/dir/", "/abs/dir"},
+	for _, tc := range []struct{ in, home, want, err string }{
+		{"node_modules", "/home/u", "/work/co/node_modules", ""},
+		{"./a/../b", "/home/u", "/work/co/b", ""},
+		{"~", "/home/u", "/home/u", ""},
+		{"~/.npm", "/home/u", "/home/u/.npm", ""},
+		{"/abs/dir/", "/home/u", "/abs/dir", ""},
+		{"./~x", "/home/u", "/work/co/~x", ""},
+		{"~/.npm", "", "", `"~/.npm": HOME is not set`},
+		{"~", "", "", `"~": HOME is not set`},
+		{"~root/.npm", "/home/u", "", `"~root/.npm": ~user is not supported`},
+		{"~x", "/home/u", "", "~user is not supported"},
 	} {
-		if got := ResolvePath(tc.in, "/work/co", "/home/u"); got != tc.want {
-			t.Errorf("ResolvePath(%q) = %q, want %q", tc.in, got, tc.want)
+		got, err := ResolvePath("manifest", tc.in, "/work/co", tc.home)
+		var ce *Error
+		switch {
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("ResolvePath(%q, home %q) = %q, %v; want %q", tc.in, tc.home, got, err, tc.want)
+		case tc.err != "" && (!errors.As(err, &ce) || ce.Key != "manifest" || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("ResolvePath(%q, home %q) = %q, %v; want a manifest error containing %q", tc.in, tc.home, got, err, tc.err)
+		}
+	}
+}
+
+// A restore replaces each path whole: a path that holds the checkout, $HOME or the working
+// directory, or the root, would delete them. Paths inside them are what caches are for.
+func TestResolvePathsRefusesWhatARestoreWouldDestroy(t *testing.T) {
+	tmp := t.TempDir()
+	home := filepath.Join(tmp, "home")
+	co := filepath.Join(home, "builds", "agent-1", "acme", "web") // the agent's builds dir below $HOME
+	wd := filepath.Join(tmp, "wd")
+	for _, d := range []string{co, wd, filepath.Join(tmp, "other")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, target := range map[string]string{"link-to-co": co, "link-to-builds": filepath.Dir(co), "link-to-root": "/", "link-to-other": filepath.Join(tmp, "other")} {
+		if err := os.Symlink(target, filepath.Join(tmp, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		paths []string
+		err   string // "" when allowed
+	}{
+		{[]string{"node_modules"}, ""},
+		{[]string{"~/.npm", "node_modules", "vendor/bundle"}, ""},
+		{[]string{co + "/node_modules"}, ""},
+		{[]string{filepath.Join(tmp, "other")}, ""},
+		{[]string{filepath.Join(tmp, "link-to-other")}, ""},
+		{[]string{filepath.Join(tmp, "not-yet")}, ""},
+		{[]string{"."}, "the checkout"},
+		{[]string{"./"}, "the checkout"},
+		{[]string{".."}, "the checkout"},
+		{[]string{"../.."}, "the checkout"},
+		{[]string{"node_modules/../."}, "the checkout"},
+		{[]string{co}, "the checkout"},
+		{[]string{co + "/"}, "the checkout"},
+		{[]string{filepath.Dir(co)}, "the checkout"},
+		{[]string{tmp}, "$HOME"},
+		{[]string{"~"}, "$HOME"},
+		{[]string{"~/"}, "$HOME"},
+		{[]string{"node_modules", "~/builds"}, "the checkout"},
+		{[]string{home}, "$HOME"},
+		{[]string{wd}, "the job's directory"},
+		{[]string{"/"}, "filesystem root"},
+		{[]string{"/.."}, "filesystem root"},
+		{[]string{filepath.Join(tmp, "link-to-co")}, "the checkout"},
+		{[]string{filepath.Join(tmp, "link-to-builds")}, "the checkout"},
+		{[]string{filepath.Join(tmp, "link-to-root")}, "filesystem root"},
+		{[]string{"~/.npm"}, ""},
+		{[]string{"node_modules", "node_modules/.cache"}, "overlap"},
+	} {
+		got, err := ResolvePaths(tc.paths, co, home, wd, "")
+		if tc.err == "" {
+			if err != nil || len(got) != len(tc.paths) {
+				t.Errorf("paths %q: %v, want them allowed", tc.paths, err)
+			}
+			continue
+		}
+		var ce *Error
+		if !errors.As(err, &ce) || (ce.Key != "path" && ce.Key != "paths") || !strings.Contains(err.Error(), tc.err) ||
+			!strings.Contains(err.Error(), fmt.Sprintf("%q", tc.paths[len(tc.paths)-1])) {
+			t.Errorf("paths %q: %v; want a path(s) error naming the last path and %q", tc.paths, err, tc.err)
 		}
 	}
 }
