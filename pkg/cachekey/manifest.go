@@ -24,29 +24,10 @@ import (
 // configuration error: a cache keyed on nothing would be shared by unrelated builds. Patterns
 // may overlap: a file several of them match is hashed once, so their order does not matter.
 func HashManifest(ctx context.Context, patterns []string, dir, home string) (string, error) {
-	files := map[string]string{} // name in the hash → path on disk
-	for _, p := range patterns {
-		abs, err := config.ResolvePath("manifest", p, dir, home)
-		if err != nil {
-			return "", err
-		}
-		matches, err := filepath.Glob(abs)
-		if err != nil {
-			return "", &config.Error{Key: "manifest", Msg: fmt.Sprintf("invalid pattern %q: %v", p, err)}
-		}
-		found := 0 // files this pattern matches, whether or not an earlier pattern matched them too
-		for _, m := range matches {
-			n, err := addFiles(files, m, dir)
-			if err != nil {
-				return "", fmt.Errorf("hash manifest %s: %w", p, err)
-			}
-			found += n
-		}
-		if found == 0 {
-			return "", &config.Error{Key: "manifest", Msg: fmt.Sprintf("%q matches no file (looked in %s)", p, dir)}
-		}
+	files, err := manifestFiles(patterns, dir, home)
+	if err != nil {
+		return "", err
 	}
-
 	names := make([]string, 0, len(files))
 	for name := range files {
 		names = append(names, name)
@@ -76,6 +57,34 @@ func HashManifest(ctx context.Context, patterns []string, dir, home string) (str
 		fmt.Fprintf(h, "%s\x00%x\n", filepath.ToSlash(name), sums[i])
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// manifestFiles returns the files the patterns match, by their name in the hash (relative to dir
+// when below it) → their path on disk.
+func manifestFiles(patterns []string, dir, home string) (map[string]string, error) {
+	files := map[string]string{}
+	for _, p := range patterns {
+		abs, err := config.ResolvePath("manifest", p, dir, home)
+		if err != nil {
+			return nil, err
+		}
+		matches, err := filepath.Glob(abs)
+		if err != nil {
+			return nil, &config.Error{Key: "manifest", Msg: fmt.Sprintf("invalid pattern %q: %v", p, err)}
+		}
+		found := 0 // files this pattern matches, whether or not an earlier pattern matched them too
+		for _, m := range matches {
+			n, err := addFiles(files, m, dir)
+			if err != nil {
+				return nil, fmt.Errorf("hash manifest %s: %w", p, err)
+			}
+			found += n
+		}
+		if found == 0 {
+			return nil, &config.Error{Key: "manifest", Msg: fmt.Sprintf("%q matches no file (looked in %s)", p, dir)}
+		}
+	}
+	return files, nil
 }
 
 // addFiles adds root (a file, or every regular file below a directory) to files and returns how

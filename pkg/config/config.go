@@ -176,7 +176,10 @@ var Outputs = []string{"HIT", "HIT_KEY", "HIT_LEVEL"}
 // listKeys may be given as a scalar or as a list (_0, _1, …).
 var listKeys = []string{"PATH", "PATHS", "MANIFEST", "SAVE"}
 
-var indexed = regexp.MustCompile(`^(.*)_([0-9]+)$`)
+var (
+	indexed   = regexp.MustCompile(`^(.*)_([0-9]+)$`)
+	plainName = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
+)
 
 // Load reads and validates the configuration from the process environment.
 func Load() (*Config, error) {
@@ -449,6 +452,9 @@ func checkUnknown(env map[string]string) error {
 		return nil
 	}
 	slices.Sort(unknown)
-	return &Error{Key: keyName(unknown[0]), Msg: fmt.Sprintf("unknown key (from %s%s); allowed keys: %s",
-		Prefix, unknown[0], strings.Join(Keys, ", "))}
+	key, name := keyName(unknown[0]), Prefix+unknown[0]
+	if !plainName.MatchString(unknown[0]) { // keep the error one line and the name legible
+		key, name = strconv.Quote(key), strconv.Quote(name)
+	}
+	return &Error{Key: key, Msg: fmt.Sprintf("unknown key (from %s); allowed keys: %s", name, strings.Join(Keys, ", "))}
 }

@@ -98,13 +98,16 @@ func equal(a, b Config) bool {
 		a.Bucket == b.Bucket && a.ConditionalWrites == b.ConditionalWrites
 }
 
-func TestLoadErrors(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		env  map[string]string
-		key  string // the key the error must name
-		msg  string
-	}{
+type loadErrorCase struct {
+	name string
+	env  map[string]string
+	key  string // the key the error must name
+	msg  string
+}
+
+// loadErrorCases also seed FuzzLoad.
+func loadErrorCases() []loadErrorCase {
+	return []loadErrorCase{
 		{"unknown key", with(base(), "RESTORE_KEYS", "x"), "restore-keys", "unknown key"},
 		{"invalid restore level", with(base(), "RESTORE", "everything"), "restore", `invalid level "everything": want one of file, step, branch, pipeline, all`},
 		{"invalid save level", with(base(), "SAVE_0", "file", "SAVE_1", "nope", "SAVE", "<unset>"), "save", `invalid level "nope"`},
@@ -126,7 +129,11 @@ func TestLoadErrors(t *testing.T) {
 		{"bad stall-timeout", with(base(), "STALL_TIMEOUT", "soon"), "stall-timeout", "invalid duration"},
 		{"tiny stall-timeout", with(base(), "STALL_TIMEOUT", "10ms"), "stall-timeout", "1s to 1h"},
 		{"other backend", with(base(), "BACKEND", "fs"), "backend", "S3 only"},
-	} {
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	for _, tc := range loadErrorCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			setEnv(t, tc.env)
 			_, err := Load()
@@ -286,12 +293,15 @@ func TestBareNamesAreNotConfiguration(t *testing.T) {
 
 // Agent-wide defaults and the pipeline's keys arrive in one environment. A list key set in its
 // list form replaces the scalar whole; path and paths are one key, paths' list form first.
-func TestListKeysDoNotMerge(t *testing.T) {
-	for _, tc := range []struct {
-		name                    string
-		env                     map[string]string
-		paths, manifest, levels []string
-	}{
+type listCase struct {
+	name                    string
+	env                     map[string]string
+	paths, manifest, levels []string
+}
+
+// listCases also seed FuzzLoad.
+func listCases() []listCase {
+	return []listCase{
 		{"scalars", base(), []string{"node_modules"}, []string{"package-lock.json"}, []string{"file"}},
 		{"agent save, pipeline list", with(base(), "SAVE", "pipeline", "SAVE_0", "file"), nil, nil, []string{"file"}},
 		{"agent save, pipeline two", with(base(), "SAVE", "pipeline", "SAVE_0", "file", "SAVE_1", "branch"), nil, nil, []string{"file", "branch"}},
@@ -302,7 +312,11 @@ func TestListKeysDoNotMerge(t *testing.T) {
 		{"paths list before path list", with(base(), "PATHS_0", "a", "PATH_0", "c"), []string{"a"}, nil, nil},
 		{"list stops at a gap", with(base(), "SAVE_0", "step", "SAVE_2", "branch"), nil, nil, []string{"step"}},
 		{"blank items are dropped", with(base(), "PATH", "agent", "PATHS_0", " ", "PATHS_1", "a"), []string{"a"}, nil, nil},
-	} {
+	}
+}
+
+func TestListKeysDoNotMerge(t *testing.T) {
+	for _, tc := range listCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			setEnv(t, tc.env)
 			c, err := Load()
