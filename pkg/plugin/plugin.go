@@ -1,8 +1,9 @@
 // Package plugin runs the plugin's hooks: it reads the configuration and the job, computes the
 // keys, restores in pre-command and saves in post-command, and tells the shim what to export.
 //
-// Failure policy: configuration errors (unknown keys, invalid values, a manifest that matches
-// nothing) always fail the hook with exit 1 before anything is touched. Runtime errors (an
+// Failure policy: configuration errors (unknown keys, invalid values, a path a restore would
+// destroy, a manifest that matches nothing) always fail the hook with exit 1 before anything is
+// touched. Runtime errors (an
 // unreachable endpoint, missing credentials, a failed transfer) are warnings and exit 0 unless
 // soft-fail is false: a cache must never break a build by default. A restore that fails is a
 // miss. The state file that carries keys from pre-command to post-command is written atomically
