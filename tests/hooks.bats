@@ -114,6 +114,22 @@ file_level_config() {
   [ "$(echo "$output" | wc -l)" -eq 1 ]
 }
 
+@test "a path that holds the checkout is a configuration error in both hooks" {
+  new_job
+  make_project
+  file_level_config
+  export BUILDKITE_PLUGIN_S3_CACHE_PATH=.
+  local hook
+  for hook in pre-command post-command; do
+    run_hook "$hook"
+    assert_failure 1
+    assert_output --partial 's3-cache: invalid configuration: path: "." is or contains the checkout'
+    [ "$(echo "$output" | wc -l)" -eq 1 ]
+  done
+  assert_file_exists "$CHECKOUT/package-lock.json"
+  assert_file_exists "$CHECKOUT/node_modules/pkg/index.js"
+}
+
 @test "a missing bucket is a configuration error" {
   new_job
   file_level_config

@@ -1,9 +1,11 @@
 package cachekey
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
@@ -114,5 +116,44 @@ func TestHashManifest(t *testing.T) {
 	}
 	if _, err := HashManifest(t.Context(), []string{"nothing-*.lock"}, dir, "/home"); err == nil {
 		t.Error("a pattern that matches nothing is not an error")
+	}
+}
+
+// Patterns that match the same files are no error in either order, and hash those files once.
+func TestHashManifestOverlappingPatterns(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"package-lock.json", "package.json", "apps/a/yarn.lock"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hash := func(patterns ...string) string {
+		h, err := HashManifest(t.Context(), patterns, dir, "/home")
+		if err != nil {
+			t.Fatalf("%q: %v", patterns, err)
+		}
+		return h
+	}
+	want := hash("*.json")
+	for _, patterns := range [][]string{
+		{"*.json", "package-lock.json"},
+		{"package-lock.json", "*.json"},
+		{"package.json", "*.json", "package-lock.json", "package.json"},
+		{"./*.json", dir + "/package-lock.json"},
+	} {
+		if got := hash(patterns...); got != want {
+			t.Errorf("%q hashes to %s, want %s (that of *.json)", patterns, got, want)
+		}
+	}
+	if hash("apps", "apps/a/yarn.lock") != hash("apps/a/yarn.lock", "apps") {
+		t.Error("a directory and a file in it hash differently by order")
+	}
+	_, err := HashManifest(t.Context(), []string{"*.json", "nothing.lock"}, dir, "/home")
+	var ce *config.Error
+	if !errors.As(err, &ce) || ce.Key != "manifest" || !strings.Contains(err.Error(), `"nothing.lock" matches no file`) {
+		t.Errorf("a pattern that matches nothing beside one that does: %v, want a manifest error naming it", err)
 	}
 }

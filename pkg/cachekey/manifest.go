@@ -21,26 +21,13 @@ import (
 // sorted order, its path relative to dir (or as given, when the pattern is absolute) and the
 // SHA-256 of its content. A pattern is a file, a directory (every file below it) or a glob
 // (filepath.Match syntax). Files are hashed in parallel. A pattern that matches nothing is a
-// configuration error: a cache keyed on nothing would be shared by unrelated builds.
+// configuration error: a cache keyed on nothing would be shared by unrelated builds. Patterns
+// may overlap: a file several of them match is hashed once, so their order does not matter.
 func HashManifest(ctx context.Context, patterns []string, dir, home string) (string, error) {
-	files := map[string]string{} // name in the hash → path on disk
-	for _, p := range patterns {
-		abs := config.ResolvePath(p, dir, home)
-		matches, err := filepath.Glob(abs)
-		if err != nil {
-			return "", &config.Error{Key: "manifest", Msg: fmt.Sprintf("invalid pattern %q: %v", p, err)}
-		}
-		n := len(files)
-		for _, m := range matches {
-			if err := addFiles(files, m, dir); err != nil {
-				return "", fmt.Errorf("hash manifest %s: %w", p, err)
-			}
-		}
-		if len(files) == n {
-			return "", &config.Error{Key: "manifest", Msg: fmt.Sprintf("%q matches no file (looked in %s)", p, dir)}
-		}
+	files, err := manifestFiles(patterns, dir, home)
+	if err != nil {
+		return "", err
 	}
-
 	names := make([]string, 0, len(files))
 	for name := range files {
 		names = append(names, name)
@@ -72,9 +59,39 @@ func HashManifest(ctx context.Context, patterns []string, dir, home string) (str
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// addFiles adds root (a file, or every regular file below a directory) to files.
-func addFiles(files map[string]string, root, dir string) error {
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+// manifestFiles returns the files the patterns match, by their name in the hash (relative to dir
+// when below it) → their path on disk.
+func manifestFiles(patterns []string, dir, home string) (map[string]string, error) {
+	files := map[string]string{}
+	for _, p := range patterns {
+		abs, err := config.ResolvePath("manifest", p, dir, home)
+		if err != nil {
+			return nil, err
+		}
+		matches, err := filepath.Glob(abs)
+		if err != nil {
+			return nil, &config.Error{Key: "manifest", Msg: fmt.Sprintf("invalid pattern %q: %v", p, err)}
+		}
+		found := 0 // files this pattern matches, whether or not an earlier pattern matched them too
+		for _, m := range matches {
+			n, err := addFiles(files, m, dir)
+			if err != nil {
+				return nil, fmt.Errorf("hash manifest %s: %w", p, err)
+			}
+			found += n
+		}
+		if found == 0 {
+			return nil, &config.Error{Key: "manifest", Msg: fmt.Sprintf("%q matches no file (looked in %s)", p, dir)}
+		}
+	}
+	return files, nil
+}
+
+// addFiles adds root (a file, or every regular file below a directory) to files and returns how
+// many it found. A file already in files stays there once.
+func addFiles(files map[string]string, root, dir string) (int, error) {
+	found := 0
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -87,8 +104,10 @@ func addFiles(files map[string]string, root, dir string) error {
 			name = rel
 		}
 		files[name] = p
+		found++
 		return nil
 	})
+	return found, err
 }
 
 func hashFile(p string) ([]byte, error) {

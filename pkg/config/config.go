@@ -4,14 +4,23 @@
 // Buildkite turns each key of the plugin's pipeline configuration into an environment variable
 // BUILDKITE_PLUGIN_S3_CACHE_<KEY> (upper-cased, "-" → "_", list items as _0, _1, …). The same
 // variables set in the agent's environment act as organisation-wide defaults; the job
-// environment, which carries the pipeline's keys, wins over them.
+// environment, which carries the pipeline's keys, wins over them. Only prefixed variables count:
+// a job's own BUCKET or FORCE is not configuration.
+//
+// Both arrive as one environment, so a list key (path/paths, manifest, save) is never merged
+// from several forms: the list form (KEY_0, KEY_1, …) replaces the scalar form (KEY) whole, and
+// for path and paths the first set of PATHS_n, PATH_n, PATHS, PATH is used. An agent default
+// for a list key is therefore written in the scalar form; a pipeline's list replaces it.
+//
+// Paths are resolved against the job (ResolvePaths): a path a restore could not replace whole
+// without destroying the checkout, $HOME or the root is an error, as are "~" without HOME and
+// "~user".
 //
 // Every problem is a *Error that names the key and what is allowed. Configuration errors are
 // never soft: the hooks fail loudly on them, before touching the cache or the file system.
 package config
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,8 +30,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
-
+	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/fspath"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
 )
 
@@ -121,7 +129,8 @@ func (e *Error) Error() string {
 	return e.Key + ": " + e.Msg
 }
 
-// vars holds the keys that envconfig decodes. Types with a Decode method validate themselves.
+// vars holds the scalar keys, declared with envconfig's struct tags (see decodeVars). Types with a
+// Decode method validate themselves.
 type vars struct {
 	KeyExtra          string            `envconfig:"KEY_EXTRA"`
 	Force             bool              `envconfig:"FORCE"`
@@ -167,12 +176,21 @@ var Outputs = []string{"HIT", "HIT_KEY", "HIT_LEVEL"}
 // listKeys may be given as a scalar or as a list (_0, _1, …).
 var listKeys = []string{"PATH", "PATHS", "MANIFEST", "SAVE"}
 
-var indexed = regexp.MustCompile(`^(.*)_([0-9]+)$`)
+var (
+	indexed   = regexp.MustCompile(`^(.*)_([0-9]+)$`)
+	plainName = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
+)
 
 // Load reads and validates the configuration from the process environment.
 func Load() (*Config, error) {
+	return LoadEnv(os.Environ())
+}
+
+// LoadEnv reads and validates the configuration from environ ("NAME=value" strings). Only
+// variables with the plugin's prefix count: a job's BUCKET or FORCE is not configuration.
+func LoadEnv(environ []string) (*Config, error) {
 	env := map[string]string{}
-	for _, kv := range os.Environ() {
+	for _, kv := range environ {
 		k, v, ok := strings.Cut(kv, "=")
 		if ok && strings.HasPrefix(k, Prefix) {
 			env[strings.TrimPrefix(k, Prefix)] = v
@@ -183,16 +201,13 @@ func Load() (*Config, error) {
 	}
 
 	var v vars
-	if err := envconfig.Process(strings.TrimSuffix(Prefix, "_"), &v); err != nil {
-		var pe *envconfig.ParseError
-		if errors.As(err, &pe) {
-			return nil, parseError(pe)
-		}
-		return nil, fmt.Errorf("read configuration: %w", err)
+	if err := decodeVars(env, &v); err != nil {
+		return nil, err
 	}
 
 	c := &Config{
-		Paths:             append(list(env, "PATH"), list(env, "PATHS")...),
+		// path is the official cache plugin's key, paths this plugin's own: see list.
+		Paths:             list(env, "PATHS", "PATH"),
 		Manifest:          list(env, "MANIFEST"),
 		KeyExtra:          v.KeyExtra,
 		Force:             v.Force,
@@ -283,23 +298,6 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// parseError names the key and what is allowed for a value envconfig could not decode.
-func parseError(pe *envconfig.ParseError) error {
-	key := keyName(strings.TrimPrefix(pe.KeyName, Prefix))
-	var ce *Error
-	if errors.As(pe.Err, &ce) {
-		return &Error{Key: key, Msg: ce.Msg}
-	}
-	want := "a valid " + pe.TypeName
-	switch pe.TypeName {
-	case "bool":
-		want = "true or false"
-	case "int":
-		want = "a whole number"
-	}
-	return &Error{Key: key, Msg: fmt.Sprintf("invalid value %q: want %s", pe.Value, want)}
-}
-
 // RestoreLadder lists the levels to try when restoring, narrowest first, up to c.Restore.
 // The file level is in it only when a manifest is configured.
 func (c *Config) RestoreLadder() []Level {
@@ -318,35 +316,115 @@ func (c *Config) RestoreLadder() []Level {
 	return out
 }
 
-// ResolvePath turns a configured path into an absolute one: "~" is home, a relative path is
-// relative to dir (the job's checkout).
-func ResolvePath(p, dir, home string) string {
+// ResolvePath turns a path or manifest pattern of key, as written, into a clean absolute path:
+// "~" and "~/…" are below home, a relative path is below dir (the job's checkout). "~" without a
+// home (HOME unset) and "~user" are configuration errors: expanding either would quietly cache
+// something else (".npm" in the checkout, or a file literally named "~user"). A file whose name
+// starts with "~" is written "./~name".
+func ResolvePath(key, p, dir, home string) (string, error) {
 	switch {
-	case p == "~":
-		p = home
-	case strings.HasPrefix(p, "~/"):
-		p = filepath.Join(home, p[2:])
+	case p == "~" || strings.HasPrefix(p, "~/"):
+		if home == "" {
+			return "", &Error{Key: key, Msg: fmt.Sprintf("%q: HOME is not set, so ~ has no meaning; set HOME or write an absolute path", p)}
+		}
+		p = filepath.Join(home, p[1:])
+	case strings.HasPrefix(p, "~"):
+		return "", &Error{Key: key, Msg: fmt.Sprintf("%q: ~user is not supported; write ~/… for $HOME, an absolute path, or ./%s for a file of that name", p, p)}
 	case !filepath.IsAbs(p):
 		p = filepath.Join(dir, p)
 	}
-	return filepath.Clean(p)
+	return filepath.Clean(p), nil
 }
 
-// list returns a key given either as a scalar (KEY) or a list (KEY_0, KEY_1, …).
-func list(env map[string]string, key string) []string {
-	var out []string
-	if v, ok := env[key]; ok && strings.TrimSpace(v) != "" {
-		out = append(out, v)
+// ResolvePaths resolves the cache paths (see ResolvePath) and refuses, as a configuration error,
+// every path a restore could not replace whole without destroying something else: the
+// filesystem root; a path that is or contains the checkout (dir), $HOME (home) or one of keep
+// (the job's other directories), compared as written and with symlinks followed, so that a link
+// to the checkout is caught too; two paths that overlap. Paths inside those directories, such as
+// node_modules or ~/.npm, are what a cache is for.
+func ResolvePaths(paths []string, dir, home string, keep ...string) ([]string, error) {
+	key := "path"
+	if len(paths) > 1 {
+		key = "paths"
 	}
-	for i := 0; ; i++ {
-		v, ok := env[key+"_"+strconv.Itoa(i)]
-		if !ok {
-			return out
+	type kept struct{ path, what string }
+	var keeps []kept
+	for _, k := range append([]string{home, dir}, keep...) {
+		if k == "" || !filepath.IsAbs(k) {
+			continue
 		}
+		what := "the job's directory"
+		switch k {
+		case dir:
+			what = "the checkout"
+		case home:
+			what = "$HOME"
+		}
+		keeps = append(keeps, kept{filepath.Clean(k), what})
+		if real, err := filepath.EvalSymlinks(k); err == nil && real != filepath.Clean(k) {
+			keeps = append(keeps, kept{real, what})
+		}
+	}
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		abs, err := ResolvePath(key, p, dir, home)
+		if err != nil {
+			return nil, err
+		}
+		forms := []string{abs}
+		if real, err := filepath.EvalSymlinks(abs); err == nil && real != abs {
+			forms = append(forms, real)
+		}
+		for _, f := range forms {
+			if filepath.Dir(f) == f {
+				return nil, &Error{Key: key, Msg: fmt.Sprintf("%q is the filesystem root: a restore replaces a path whole; cache a directory below it", p)}
+			}
+			for _, k := range keeps {
+				if fspath.Within(f, k.path) {
+					return nil, &Error{Key: key, Msg: fmt.Sprintf("%q is or contains %s (%s): a restore replaces a path whole; cache a directory inside it, such as node_modules or ~/.npm", p, k.what, k.path)}
+				}
+			}
+		}
+		for j := range i {
+			if fspath.Overlap(abs, out[j]) {
+				return nil, &Error{Key: "paths", Msg: fmt.Sprintf("%q and %q overlap: list each directory once", paths[j], p)}
+			}
+		}
+		out[i] = abs
+	}
+	return out, nil
+}
+
+// list returns a list key from the first of its forms that is set, in this order: the list form
+// of each name (NAME_0, NAME_1, … up to the first gap), then the scalar form of each name. Agent
+// defaults and the pipeline's keys arrive in one environment, so the forms are never merged:
+// merging would append the pipeline's list to the agent's default. Blank items are dropped.
+func list(env map[string]string, names ...string) []string {
+	var out []string
+	add := func(v string) {
 		if strings.TrimSpace(v) != "" {
 			out = append(out, v)
 		}
 	}
+	for _, name := range names {
+		if _, ok := env[name+"_0"]; !ok {
+			continue
+		}
+		for i := 0; ; i++ {
+			v, ok := env[name+"_"+strconv.Itoa(i)]
+			if !ok {
+				return out
+			}
+			add(v)
+		}
+	}
+	for _, name := range names {
+		if v, ok := env[name]; ok {
+			add(v)
+			return out
+		}
+	}
+	return nil
 }
 
 func keyName(envKey string) string {
@@ -374,6 +452,9 @@ func checkUnknown(env map[string]string) error {
 		return nil
 	}
 	slices.Sort(unknown)
-	return &Error{Key: keyName(unknown[0]), Msg: fmt.Sprintf("unknown key (from %s%s); allowed keys: %s",
-		Prefix, unknown[0], strings.Join(Keys, ", "))}
+	key, name := keyName(unknown[0]), Prefix+unknown[0]
+	if !plainName.MatchString(unknown[0]) { // keep the error one line and the name legible
+		key, name = strconv.Quote(key), strconv.Quote(name)
+	}
+	return &Error{Key: key, Msg: fmt.Sprintf("unknown key (from %s); allowed keys: %s", name, strings.Join(Keys, ", "))}
 }

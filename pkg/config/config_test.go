@@ -2,7 +2,10 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -95,13 +98,16 @@ func equal(a, b Config) bool {
 		a.Bucket == b.Bucket && a.ConditionalWrites == b.ConditionalWrites
 }
 
-func TestLoadErrors(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		env  map[string]string
-		key  string // the key the error must name
-		msg  string
-	}{
+type loadErrorCase struct {
+	name string
+	env  map[string]string
+	key  string // the key the error must name
+	msg  string
+}
+
+// loadErrorCases also seed FuzzLoad.
+func loadErrorCases() []loadErrorCase {
+	return []loadErrorCase{
 		{"unknown key", with(base(), "RESTORE_KEYS", "x"), "restore-keys", "unknown key"},
 		{"invalid restore level", with(base(), "RESTORE", "everything"), "restore", `invalid level "everything": want one of file, step, branch, pipeline, all`},
 		{"invalid save level", with(base(), "SAVE_0", "file", "SAVE_1", "nope", "SAVE", "<unset>"), "save", `invalid level "nope"`},
@@ -123,7 +129,11 @@ func TestLoadErrors(t *testing.T) {
 		{"bad stall-timeout", with(base(), "STALL_TIMEOUT", "soon"), "stall-timeout", "invalid duration"},
 		{"tiny stall-timeout", with(base(), "STALL_TIMEOUT", "10ms"), "stall-timeout", "1s to 1h"},
 		{"other backend", with(base(), "BACKEND", "fs"), "backend", "S3 only"},
-	} {
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	for _, tc := range loadErrorCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			setEnv(t, tc.env)
 			_, err := Load()
@@ -139,15 +149,89 @@ func TestLoadErrors(t *testing.T) {
 }
 
 func TestResolvePath(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"node_modules", "/work/co/node_modules"},
-		{"./a/../b", "/work/co/b"},
-		{"~", "/home/u"},
-		{"~/.npm", "/home/u/.npm"},
-		{"/abs/dir/", "/abs/dir"},
+	for _, tc := range []struct{ in, home, want, err string }{
+		{"node_modules", "/home/u", "/work/co/node_modules", ""},
+		{"./a/../b", "/home/u", "/work/co/b", ""},
+		{"~", "/home/u", "/home/u", ""},
+		{"~/.npm", "/home/u", "/home/u/.npm", ""},
+		{"/abs/dir/", "/home/u", "/abs/dir", ""},
+		{"./~x", "/home/u", "/work/co/~x", ""},
+		{"~/.npm", "", "", `"~/.npm": HOME is not set`},
+		{"~", "", "", `"~": HOME is not set`},
+		{"~root/.npm", "/home/u", "", `"~root/.npm": ~user is not supported`},
+		{"~x", "/home/u", "", "~user is not supported"},
 	} {
-		if got := ResolvePath(tc.in, "/work/co", "/home/u"); got != tc.want {
-			t.Errorf("ResolvePath(%q) = %q, want %q", tc.in, got, tc.want)
+		got, err := ResolvePath("manifest", tc.in, "/work/co", tc.home)
+		var ce *Error
+		switch {
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("ResolvePath(%q, home %q) = %q, %v; want %q", tc.in, tc.home, got, err, tc.want)
+		case tc.err != "" && (!errors.As(err, &ce) || ce.Key != "manifest" || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("ResolvePath(%q, home %q) = %q, %v; want a manifest error containing %q", tc.in, tc.home, got, err, tc.err)
+		}
+	}
+}
+
+// A restore replaces each path whole: a path that holds the checkout, $HOME or the working
+// directory, or the root, would delete them. Paths inside them are what caches are for.
+func TestResolvePathsRefusesWhatARestoreWouldDestroy(t *testing.T) {
+	tmp := t.TempDir()
+	home := filepath.Join(tmp, "home")
+	co := filepath.Join(home, "builds", "agent-1", "acme", "web") // the agent's builds dir below $HOME
+	wd := filepath.Join(tmp, "wd")
+	for _, d := range []string{co, wd, filepath.Join(tmp, "other")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, target := range map[string]string{"link-to-co": co, "link-to-builds": filepath.Dir(co), "link-to-root": "/", "link-to-other": filepath.Join(tmp, "other")} {
+		if err := os.Symlink(target, filepath.Join(tmp, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		paths []string
+		err   string // "" when allowed
+	}{
+		{[]string{"node_modules"}, ""},
+		{[]string{"~/.npm", "node_modules", "vendor/bundle"}, ""},
+		{[]string{co + "/node_modules"}, ""},
+		{[]string{filepath.Join(tmp, "other")}, ""},
+		{[]string{filepath.Join(tmp, "link-to-other")}, ""},
+		{[]string{filepath.Join(tmp, "not-yet")}, ""},
+		{[]string{"."}, "the checkout"},
+		{[]string{"./"}, "the checkout"},
+		{[]string{".."}, "the checkout"},
+		{[]string{"../.."}, "the checkout"},
+		{[]string{"node_modules/../."}, "the checkout"},
+		{[]string{co}, "the checkout"},
+		{[]string{co + "/"}, "the checkout"},
+		{[]string{filepath.Dir(co)}, "the checkout"},
+		{[]string{tmp}, "$HOME"},
+		{[]string{"~"}, "$HOME"},
+		{[]string{"~/"}, "$HOME"},
+		{[]string{"node_modules", "~/builds"}, "the checkout"},
+		{[]string{home}, "$HOME"},
+		{[]string{wd}, "the job's directory"},
+		{[]string{"/"}, "filesystem root"},
+		{[]string{"/.."}, "filesystem root"},
+		{[]string{filepath.Join(tmp, "link-to-co")}, "the checkout"},
+		{[]string{filepath.Join(tmp, "link-to-builds")}, "the checkout"},
+		{[]string{filepath.Join(tmp, "link-to-root")}, "filesystem root"},
+		{[]string{"~/.npm"}, ""},
+		{[]string{"node_modules", "node_modules/.cache"}, "overlap"},
+	} {
+		got, err := ResolvePaths(tc.paths, co, home, wd, "")
+		if tc.err == "" {
+			if err != nil || len(got) != len(tc.paths) {
+				t.Errorf("paths %q: %v, want them allowed", tc.paths, err)
+			}
+			continue
+		}
+		var ce *Error
+		if !errors.As(err, &ce) || (ce.Key != "path" && ce.Key != "paths") || !strings.Contains(err.Error(), tc.err) ||
+			!strings.Contains(err.Error(), fmt.Sprintf("%q", tc.paths[len(tc.paths)-1])) {
+			t.Errorf("paths %q: %v; want a path(s) error naming the last path and %q", tc.paths, err, tc.err)
 		}
 	}
 }
@@ -158,5 +242,100 @@ func TestSizeDecode(t *testing.T) {
 		if err := s.Decode(in); err != nil || int64(s) != want {
 			t.Errorf("Size(%q) = %d, %v; want %d", in, s, err, want)
 		}
+	}
+}
+
+// hostileBare gives every key's bare name (and its list forms) a value that would change the
+// configuration or fail it if it counted: build scripts use BUCKET, FORCE, WHEN and so on for
+// their own purposes. Derived from Keys, so a new key is covered without touching the test.
+func hostileBare() map[string]string {
+	special := map[string]string{"FORCE": "yes", "BUCKET": "evil", "WHEN": "never", "COMPRESSION": "zip",
+		"CONCURRENCY": "-1", "SOFT_FAIL": "maybe", "RESTORE": "all", "SAVE": "all", "PATH": "/", "PATHS": "/",
+		"PART_SIZE": "1", "MAX_SIZE": "1", "STALL_TIMEOUT": "0", "BACKEND": "fs", "FORCE_PATH_STYLE": "yes"}
+	out := map[string]string{}
+	for _, k := range Keys {
+		name := strings.ToUpper(strings.ReplaceAll(k, "-", "_"))
+		v, ok := special[name]
+		if !ok {
+			v = "evil-" + k
+		}
+		out[name] = v
+		out[name+"_0"] = v
+	}
+	return out
+}
+
+func TestBareNamesAreNotConfiguration(t *testing.T) {
+	for name, env := range map[string]map[string]string{
+		"base":      base(),
+		"all lists": with(base(), "PATH", "<unset>", "PATHS_0", "a", "SAVE", "<unset>", "SAVE_0", "step", "MANIFEST", "<unset>", "MANIFEST_0", "go.sum"),
+		"values":    with(base(), "FORCE", "false", "WHEN", "always", "PREFIX", "p", "CONCURRENCY", "4"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			setEnv(t, env)
+			want, err := Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range hostileBare() {
+				t.Setenv(k, v) // PATH too: Load runs nothing
+			}
+			got, err := Load()
+			if err != nil {
+				t.Fatalf("with bare names set: %v", err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("bare names changed the configuration:\n got  %+v\n want %+v", got, want)
+			}
+		})
+	}
+}
+
+// Agent-wide defaults and the pipeline's keys arrive in one environment. A list key set in its
+// list form replaces the scalar whole; path and paths are one key, paths' list form first.
+type listCase struct {
+	name                    string
+	env                     map[string]string
+	paths, manifest, levels []string
+}
+
+// listCases also seed FuzzLoad.
+func listCases() []listCase {
+	return []listCase{
+		{"scalars", base(), []string{"node_modules"}, []string{"package-lock.json"}, []string{"file"}},
+		{"agent save, pipeline list", with(base(), "SAVE", "pipeline", "SAVE_0", "file"), nil, nil, []string{"file"}},
+		{"agent save, pipeline two", with(base(), "SAVE", "pipeline", "SAVE_0", "file", "SAVE_1", "branch"), nil, nil, []string{"file", "branch"}},
+		{"agent manifest, pipeline list", with(base(), "MANIFEST", "agent.lock", "MANIFEST_0", "go.sum"), nil, []string{"go.sum"}, nil},
+		{"agent path, pipeline paths list", with(base(), "PATH", "agent", "PATHS_0", "a", "PATHS_1", "b"), []string{"a", "b"}, nil, nil},
+		{"agent path, pipeline paths scalar", with(base(), "PATH", "agent", "PATHS", "b"), []string{"b"}, nil, nil},
+		{"agent paths, pipeline path list", with(base(), "PATH", "<unset>", "PATHS", "agent", "PATH_0", "x"), []string{"x"}, nil, nil},
+		{"paths list before path list", with(base(), "PATHS_0", "a", "PATH_0", "c"), []string{"a"}, nil, nil},
+		{"list stops at a gap", with(base(), "SAVE_0", "step", "SAVE_2", "branch"), nil, nil, []string{"step"}},
+		{"blank items are dropped", with(base(), "PATH", "agent", "PATHS_0", " ", "PATHS_1", "a"), []string{"a"}, nil, nil},
+	}
+}
+
+func TestListKeysDoNotMerge(t *testing.T) {
+	for _, tc := range listCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			setEnv(t, tc.env)
+			c, err := Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var save []string
+			for _, l := range c.Save {
+				save = append(save, string(l))
+			}
+			if tc.paths != nil && !slices.Equal(c.Paths, tc.paths) {
+				t.Errorf("paths %q, want %q", c.Paths, tc.paths)
+			}
+			if tc.manifest != nil && !slices.Equal(c.Manifest, tc.manifest) {
+				t.Errorf("manifest %q, want %q", c.Manifest, tc.manifest)
+			}
+			if tc.levels != nil && !slices.Equal(save, tc.levels) {
+				t.Errorf("save %q, want %q", save, tc.levels)
+			}
+		})
 	}
 }

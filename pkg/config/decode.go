@@ -2,15 +2,67 @@ package config
 
 import (
 	"fmt"
+	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/kelseyhightower/envconfig"
+
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
 )
 
-// The types below implement envconfig.Decoder, so that envconfig rejects a bad value with the
-// message of the type's own *Error (see parseError).
+// decodeVars fills v from env, the plugin's variables without their prefix. It follows
+// envconfig's struct tags (envconfig: the variable; default: the value when it is unset) and
+// decodes through envconfig.Decoder, but reads env only: envconfig.Process falls back to the bare
+// tag name (BUCKET, FORCE, …) when the prefixed variable is unset, which would take a job's own
+// variables for the plugin's configuration.
+func decodeVars(env map[string]string, v *vars) error {
+	rv := reflect.ValueOf(v).Elem()
+	for i := range rv.NumField() {
+		name := rv.Type().Field(i).Tag.Get("envconfig")
+		s, ok := env[name]
+		if !ok {
+			if s, ok = rv.Type().Field(i).Tag.Lookup("default"); !ok {
+				continue
+			}
+		}
+		if err := decodeField(rv.Field(i), s); err != nil {
+			return &Error{Key: keyName(name), Msg: err.Error()}
+		}
+	}
+	return nil
+}
+
+// decodeField sets field from s. Its errors say what is allowed.
+func decodeField(field reflect.Value, s string) error {
+	if d, ok := field.Addr().Interface().(envconfig.Decoder); ok {
+		return d.Decode(s) // an *Error without a key: its Error() is the message
+	}
+	switch field.Kind() {
+	case reflect.String:
+		field.SetString(s)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("invalid value %q: want true or false", s)
+		}
+		field.SetBool(b)
+	case reflect.Int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("invalid value %q: want a whole number", s)
+		}
+		field.SetInt(int64(n))
+	default:
+		return fmt.Errorf("cannot decode a %s (a bug: give the type a Decode method)", field.Type())
+	}
+	return nil
+}
+
+// The types below implement envconfig.Decoder; their errors are *Error without a key, which
+// decodeVars completes.
 
 // Decode implements envconfig.Decoder.
 func (w *When) Decode(s string) error {
@@ -96,7 +148,7 @@ func (z *Size) Decode(s string) error {
 		}
 	}
 	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || f < 0 || f*mult > 1<<62 {
+	if err != nil || math.IsNaN(f) || f < 0 || f*mult > 1<<62 {
 		return &Error{Msg: fmt.Sprintf("invalid size %q: want bytes or a number with a unit, such as 512MiB or 5GB", s)}
 	}
 	*z = Size(f * mult)
@@ -110,6 +162,10 @@ type Duration time.Duration
 func (d *Duration) Decode(s string) error {
 	s = strings.TrimSpace(s)
 	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		// Out of range (NaN, ±Inf, past int64) would not convert; the range check says what is allowed.
+		if !(math.Abs(n) <= math.MaxInt64/float64(time.Second)) {
+			return &Error{Msg: fmt.Sprintf("invalid duration %q: want seconds or a duration such as 90s or 2m", s)}
+		}
 		*d = Duration(n * float64(time.Second))
 		return nil
 	}

@@ -1,8 +1,9 @@
 // Package plugin runs the plugin's hooks: it reads the configuration and the job, computes the
 // keys, restores in pre-command and saves in post-command, and tells the shim what to export.
 //
-// Failure policy: configuration errors (unknown keys, invalid values, a manifest that matches
-// nothing) always fail the hook with exit 1 before anything is touched. Runtime errors (an
+// Failure policy: configuration errors (unknown keys, invalid values, a path a restore would
+// destroy, a manifest that matches nothing) always fail the hook with exit 1 before anything is
+// touched. Runtime errors (an
 // unreachable endpoint, missing credentials, a failed transfer) are warnings and exit 0 unless
 // soft-fail is false: a cache must never break a build by default. A restore that fails is a
 // miss. The state file that carries keys from pre-command to post-command is written atomically
@@ -80,6 +81,10 @@ func Main(name string, hook Hook, args []string, stdout io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	run := &Run{Config: cfg, Job: job, Log: log, Outputs: map[string]string{}}
+	if _, err := run.cachePaths(); err != nil { // before a hook touches anything
+		log.Errorf("invalid configuration: %v", err)
+		return 1
+	}
 	err = hook(ctx, run)
 	if *envFile != "" && ctx.Err() == nil { // a cancelled job runs no command to export to
 		if werr := writeEnvFile(*envFile, run.Outputs); werr != nil {
@@ -122,18 +127,23 @@ func writeEnvFile(path string, vars map[string]string) error {
 	return atomicfile.Write(path, []byte(b.String()), 0o600)
 }
 
+// cachePaths resolves the configured paths, refusing any a restore must not replace (see
+// config.ResolvePaths): besides the checkout and $HOME, the working directory and the checkout
+// as the agent names it, in case they differ.
+func (r *Run) cachePaths() ([]string, error) {
+	keep := []string{os.Getenv("BUILDKITE_BUILD_CHECKOUT_PATH")}
+	if wd, err := os.Getwd(); err == nil {
+		keep = append(keep, wd)
+	}
+	return config.ResolvePaths(r.Config.Paths, r.Job.Dir, r.Job.Home, keep...)
+}
+
 // newCache builds the cache the configuration describes.
 func (r *Run) newCache(ctx context.Context) (*cache.Cache, error) {
 	c := r.Config
-	paths := make([]string, len(c.Paths))
-	for i, p := range c.Paths {
-		paths[i] = config.ResolvePath(p, r.Job.Dir, r.Job.Home)
-		for j := range i {
-			if a, b := paths[i], paths[j]; a == b || strings.HasPrefix(a, b+string(filepath.Separator)) ||
-				strings.HasPrefix(b, a+string(filepath.Separator)) {
-				return nil, &config.Error{Key: "paths", Msg: fmt.Sprintf("%q and %q overlap: list each directory once", c.Paths[j], p)}
-			}
-		}
+	paths, err := r.cachePaths()
+	if err != nil {
+		return nil, err
 	}
 	store, err := s3.New(ctx, s3.Options{
 		Bucket: c.Bucket, Region: c.Region, Endpoint: c.Endpoint, Profile: c.Profile,

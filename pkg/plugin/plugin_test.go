@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -78,6 +79,44 @@ func TestOverlappingPathsAreAConfigurationError(t *testing.T) {
 		var ce *config.Error
 		if !errors.As(err, &ce) || ce.Key != "paths" {
 			t.Errorf("paths %q: %v, want a configuration error", paths, err)
+		}
+	}
+}
+
+// A restore renames each path aside and deletes it: a path that holds the checkout or $HOME
+// would take them with it. Such paths, "~" without a HOME and "~user" are configuration errors
+// that name the path, before any S3 client exists.
+func TestDangerousPathsAreAConfigurationError(t *testing.T) {
+	tmp := t.TempDir()
+	home := filepath.Join(tmp, "home")
+	co := filepath.Join(home, "builds", "agent-1", "acme", "web")
+	if err := os.MkdirAll(co, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(co, filepath.Join(tmp, "link-to-checkout")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path, home, msg string
+	}{
+		{".", home, "checkout"},
+		{"./", home, "checkout"},
+		{"..", home, "checkout"},
+		{co, home, "checkout"},
+		{filepath.Dir(co), home, "checkout"},
+		{"/", home, "root"},
+		{"~", home, "HOME"},
+		{filepath.Join(tmp, "link-to-checkout"), home, "checkout"},
+		{"~/.npm", "", "HOME is not set"},
+		{"~root/.npm", home, "~user is not supported"},
+	} {
+		r := &Run{Config: &config.Config{Paths: []string{tc.path}, Bucket: "b"}, Job: buildkite.Job{Dir: co, Home: tc.home},
+			Log: buildkite.NewLog(io.Discard)}
+		_, err := r.newCache(t.Context())
+		var ce *config.Error
+		if !errors.As(err, &ce) || ce.Key != "path" || !strings.Contains(err.Error(), strconv.Quote(tc.path)) ||
+			!strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("path %q (HOME %q): %v; want a path error naming it and %q", tc.path, tc.home, err, tc.msg)
 		}
 	}
 }
