@@ -67,11 +67,21 @@ func TestCorruptStreams(t *testing.T) {
 		}
 	}
 	half := func(b []byte) []byte { return b[:len(b)/2] }
-	flip := func(b []byte) []byte {
+	flipAt := func(b []byte, i int) []byte {
 		b = bytes.Clone(b)
-		b[len(b)/2] ^= 0x55
+		b[i] ^= 0x55
 		return b
 	}
+	flip := func(b []byte) []byte { return flipAt(b, len(b)/2) }
+	// Offsets in raw: the middle byte lies in the content of b/noise.bin;
+	// the first entry, "0/", is a PAX header block, its records, then its
+	// own header block, with no content; a.txt's content follows its
+	// header blocks.
+	aTxt := bytes.Index(raw, []byte("some text that compresses well\n"))
+	aTxtPadding := aTxt + len("some text that compresses well\n")
+	// The trailer's records block (its hex digits) is the third block from
+	// the end.
+	trailerHex := bytes.Index(raw[len(raw)-3*blockSize:], []byte(trailerKey+"=")) + len(raw) - 3*blockSize + len(trailerKey+"=")
 
 	cases := []struct {
 		name string
@@ -91,6 +101,16 @@ func TestCorruptStreams(t *testing.T) {
 		{"none truncated", None, half(raw)},
 		{"none empty", None, nil},
 		{"none flipped header byte", None, flip(raw[:1024])},
+		{"none flipped content byte", None, flip(raw)},
+		{"none flipped first content byte", None, flipAt(raw, aTxt)},
+		{"none flipped padding byte", None, flipAt(raw, aTxtPadding)},
+		{"none flipped checksum digit", None, flipAt(raw, trailerHex)},
+		{"zstd flipped content byte under the frame", Zstd, compress(t, Zstd, flip(raw))},
+		{"gzip flipped content byte under the member", Gzip, compress(t, Gzip, flip(raw))},
+		{"none without trailer", None, unsealedTar(t, []tarEntry{{name: "0", typ: tar.TypeReg, body: "x"}})},
+		{"zstd without trailer", Zstd, compress(t, Zstd, unsealedTar(t, []tarEntry{{name: "0", typ: tar.TypeReg, body: "x"}}))},
+		{"none entry after trailer", None, entryAfterTrailer(t)},
+		{"none malformed trailer", None, malformedTrailer(t)},
 		{"zstd trailing garbage in tar", Zstd, compress(t, Zstd, withGarbage)},
 		{"gzip trailing garbage in tar", Gzip, compress(t, Gzip, withGarbage)},
 		{"none trailing garbage in tar", None, withGarbage},
@@ -115,6 +135,45 @@ func TestCorruptStreams(t *testing.T) {
 			assertNoLeftovers(t, parent)
 		})
 	}
+}
+
+// entryAfterTrailer returns a tar stream with a valid checksum trailer
+// followed by one more entry, which the checksum does not cover.
+func entryAfterTrailer(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	sum := newChecksumWriter(&buf)
+	tw := tar.NewWriter(sum)
+	writeEntries(t, tw, []tarEntry{{name: "0/", typ: tar.TypeDir}})
+	if err := tw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.WriteHeader(trailerHeader(sum.sum)); err != nil {
+		t.Fatal(err)
+	}
+	writeEntries(t, tw, []tarEntry{{name: "0/late", typ: tar.TypeReg, body: "x"}})
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// malformedTrailer returns a tar stream whose trailer's value is not 8 hex
+// digits.
+func malformedTrailer(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	writeEntries(t, tw, []tarEntry{{name: "0", typ: tar.TypeReg, body: "x"}})
+	hdr := trailerHeader(0)
+	hdr.PAXRecords[trailerKey] = "not hex!"
+	if err := tw.WriteHeader(hdr); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // TestZeroPaddingAccepted: zero blocks after the end-of-archive marker (GNU

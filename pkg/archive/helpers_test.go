@@ -274,11 +274,36 @@ type tarEntry struct {
 	mode int64
 }
 
-// rawTar builds a tar stream from entries, with the end-of-archive marker.
+// rawTar builds a tar stream from entries, with the checksum trailer and
+// the end-of-archive marker, as Write ends its archives.
 func rawTar(t testing.TB, entries []tarEntry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
+	sum := newChecksumWriter(&buf)
+	tw := tar.NewWriter(sum)
+	writeEntries(t, tw, entries)
+	if err := finishTar(tw, sum); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// unsealedTar builds a tar stream from entries with the end-of-archive
+// marker but without the checksum trailer.
+func unsealedTar(t testing.TB, entries []tarEntry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
+	writeEntries(t, tw, entries)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// writeEntries writes entries to tw.
+func writeEntries(t testing.TB, tw *tar.Writer, entries []tarEntry) {
+	t.Helper()
 	for _, e := range entries {
 		mode := e.mode
 		if mode == 0 {
@@ -301,10 +326,6 @@ func rawTar(t testing.TB, entries []tarEntry) []byte {
 			t.Fatal(err)
 		}
 	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 // compress compresses raw (a tar stream) with c.
