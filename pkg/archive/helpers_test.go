@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -208,24 +210,42 @@ func assertSameTree(t *testing.T, want, got string) {
 // in it changes it.
 func snapshot(t *testing.T, dir string) string {
 	t.Helper()
+	return listTree(t, dir, nil, map[string]bool{".": true})
+}
+
+// listTree describes everything under dir (names, types, modes, mtimes,
+// contents, symlink targets), except below the relative paths in skip, and
+// without the mtime of the entries in noMtime. A missing dir is "absent".
+func listTree(t *testing.T, dir string, skip, noMtime map[string]bool) string {
+	t.Helper()
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return "absent"
+	}
 	var lines []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		if skip[rel] {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
 		info, err := os.Lstat(p)
 		if err != nil {
 			return err
 		}
-		line := fmt.Sprintf("%s %v", rel, info.Mode())
-		if rel != "." {
-			line += fmt.Sprintf(" %d", info.ModTime().UnixNano())
+		line := fmt.Sprintf("%q %v", rel, info.Mode())
+		if !noMtime[rel] {
+			line += " " + strconv.FormatInt(info.ModTime().UnixNano(), 10)
 		}
 		switch {
 		case info.Mode()&fs.ModeSymlink != 0:
 			l, _ := os.Readlink(p)
-			line += " -> " + l
+			line += fmt.Sprintf(" -> %q", l)
 		case info.Mode().IsRegular():
 			b, _ := os.ReadFile(p)
 			line += fmt.Sprintf(" %q", b)

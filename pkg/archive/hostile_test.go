@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -15,6 +16,53 @@ import (
 // ErrUnsafe; the target, its neighbours and the directory hostile entries aim
 // at are left byte for byte as they were, and no staging directory remains.
 func TestHostileArchives(t *testing.T) {
+	for _, c := range allCompressions {
+		for _, tc := range hostileCases() {
+			t.Run(fmt.Sprintf("%s/%s", c, tc.name), func(t *testing.T) {
+				parent, target := newTargetParent(t)
+				outside := filepath.Join(parent, "outside")
+				if err := os.Mkdir(filepath.Join(outside, "file"), 0o755); err != nil { // for "0/s/file"
+					t.Fatal(err)
+				}
+				entries := make([]tarEntry, len(tc.entries))
+				for i, e := range tc.entries {
+					e.name = replaceOutside(e.name, outside)
+					e.link = replaceOutside(e.link, outside)
+					entries[i] = e
+				}
+				targets := []string{target}
+				if tc.targets == 2 {
+					targets = append(targets, filepath.Join(parent, "second"))
+				}
+				before := snapshot(t, parent)
+
+				data := compress(t, c, rawTar(t, entries))
+				_, err := Extract(context.Background(), bytes.NewReader(data), targets, c, nil)
+				if !errors.Is(err, ErrUnsafe) {
+					t.Fatalf("err = %v, want ErrUnsafe", err)
+				}
+				if errors.Is(err, ErrCorrupt) {
+					t.Errorf("err %v is also ErrCorrupt", err)
+				}
+				if after := snapshot(t, parent); after != before {
+					t.Errorf("directory changed:\n%s\nwant:\n%s", after, before)
+				}
+				assertNoLeftovers(t, parent)
+			})
+		}
+	}
+}
+
+// hostileCase is a hostile archive. Its entries may use the placeholder
+// "OUTSIDE" for the absolute path of a directory next to the target.
+type hostileCase struct {
+	name    string
+	targets int
+	entries []tarEntry
+}
+
+// hostileCases are archives Extract must refuse as a whole.
+func hostileCases() []hostileCase {
 	reg := func(name string) tarEntry { return tarEntry{name: name, typ: tar.TypeReg, body: "pwned"} }
 	dir := func(name string) tarEntry { return tarEntry{name: name, typ: tar.TypeDir, mode: 0o755} }
 	symlink := func(name, to string) tarEntry { return tarEntry{name: name, typ: tar.TypeSymlink, link: to} }
@@ -26,13 +74,7 @@ func TestHostileArchives(t *testing.T) {
 		manyValid = append(manyValid, reg(fmt.Sprintf("0/file%03d", i)))
 	}
 
-	cases := []struct {
-		name    string
-		targets int
-		// entries may use the placeholder "OUTSIDE" for the absolute path of
-		// a directory next to the target.
-		entries []tarEntry
-	}{
+	return []hostileCase{
 		{"dotdot", 1, []tarEntry{reg("../escape")}},
 		{"index dotdot", 1, []tarEntry{dir("0/"), reg("0/../../escape")}},
 		{"inner dotdot", 1, []tarEntry{dir("0/"), dir("0/a/"), reg("0/a/../../b")}},
@@ -68,41 +110,8 @@ func TestHostileArchives(t *testing.T) {
 		{"unknown type", 1, []tarEntry{dir("0/"), {name: "0/x", typ: 'Z'}}},
 		{"hostile after many valid", 1, append(manyValid[:len(manyValid):len(manyValid)], reg("../escape"))},
 		{"dotdot after many valid", 1, append(manyValid[:len(manyValid):len(manyValid)], reg("0/../../escape"))},
-	}
-	for _, c := range allCompressions {
-		for _, tc := range cases {
-			t.Run(fmt.Sprintf("%s/%s", c, tc.name), func(t *testing.T) {
-				parent, target := newTargetParent(t)
-				outside := filepath.Join(parent, "outside")
-				if err := os.Mkdir(filepath.Join(outside, "file"), 0o755); err != nil { // for "0/s/file"
-					t.Fatal(err)
-				}
-				entries := make([]tarEntry, len(tc.entries))
-				for i, e := range tc.entries {
-					e.name = replaceOutside(e.name, outside)
-					e.link = replaceOutside(e.link, outside)
-					entries[i] = e
-				}
-				targets := []string{target}
-				if tc.targets == 2 {
-					targets = append(targets, filepath.Join(parent, "second"))
-				}
-				before := snapshot(t, parent)
-
-				data := compress(t, c, rawTar(t, entries))
-				_, err := Extract(context.Background(), bytes.NewReader(data), targets, c, nil)
-				if !errors.Is(err, ErrUnsafe) {
-					t.Fatalf("err = %v, want ErrUnsafe", err)
-				}
-				if errors.Is(err, ErrCorrupt) {
-					t.Errorf("err %v is also ErrCorrupt", err)
-				}
-				if after := snapshot(t, parent); after != before {
-					t.Errorf("directory changed:\n%s\nwant:\n%s", after, before)
-				}
-				assertNoLeftovers(t, parent)
-			})
-		}
+		{"file under unrepresentable file", 1, []tarEntry{dir("0/"), reg("0/" + strings.Repeat("x", 256)), reg("0/" + strings.Repeat("x", 256) + "/y")}},
+		{"hard link to unrepresentable dir", 1, []tarEntry{dir("0/"), dir("0/" + strings.Repeat("x", 256) + "/"), hardlink("0/h", "0/"+strings.Repeat("x", 256))}},
 	}
 }
 
