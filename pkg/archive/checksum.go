@@ -64,6 +64,22 @@ func trailerSum(hdr *tar.Header) (uint32, bool, error) {
 	return uint32(sum), true, nil
 }
 
+// checkTrailer reports whether hdr, just read from stream, is the checksum
+// trailer, and whether it matches the bytes before it (stream was marked
+// before the header was read). A mismatch or a malformed trailer wraps
+// ErrCorrupt.
+func checkTrailer(hdr *tar.Header, stream *checksumReader) (bool, error) {
+	want, isTrailer, err := trailerSum(hdr)
+	if err != nil || !isTrailer {
+		return false, err
+	}
+	// A header was read, so the stream is past the mark.
+	if got := stream.markedSum(); got != want {
+		return false, fmt.Errorf("%w: checksum mismatch: the archive records %08x, its content has %08x", ErrCorrupt, want, got)
+	}
+	return true, nil
+}
+
 // checksumWriter computes the checksum of the bytes written through it.
 type checksumWriter struct {
 	w     io.Writer

@@ -193,28 +193,52 @@ func TestZeroPaddingAccepted(t *testing.T) {
 
 // TestDamageThatLooksHostile: a damaged stream whose damage produces a
 // hostile-looking entry is reported as ErrCorrupt (so the download is
-// retried), not ErrUnsafe.
+// retried), not ErrUnsafe: the rest of the stream is read, and the checksum
+// trailer (or the decompressor's checksum) gives the damage away. The same
+// hostile name in an intact archive is ErrUnsafe.
 func TestDamageThatLooksHostile(t *testing.T) {
 	// A name longer than 100 bytes is stored in a PAX record, which (unlike
 	// the tar header block) has no checksum of its own.
 	long := "0/" + strings.Repeat("a", 120)
-	raw := rawTar(t, []tarEntry{{name: "0/", typ: tar.TypeDir}, {name: long, typ: tar.TypeReg, body: "x"}})
-	damaged := bytes.Replace(raw, []byte(long), []byte("../"+long[3:]), 1)
+	hostile := "../" + long[3:]
+	entries := func(name string) []tarEntry {
+		return []tarEntry{{name: "0/", typ: tar.TypeDir}, {name: name, typ: tar.TypeReg, body: "x"}, {name: "0/z", typ: tar.TypeReg, body: "z"}}
+	}
+	damaged := bytes.Replace(rawTar(t, entries(long)), []byte(long), []byte(hostile), 1)
+	zstdDamaged := compress(t, Zstd, damaged)
+	zstdDamagedFrame := compress(t, Zstd, rawTar(t, entries(hostile)))
+	zstdDamagedFrame[len(zstdDamagedFrame)-1] ^= 0xff // the frame checksum, as if damaged after compression
 
-	parent, target := newTargetParent(t)
-	data := compress(t, Zstd, damaged)
-	_, err := Extract(context.Background(), bytes.NewReader(data), []string{target}, Zstd, nil)
-	if !errors.Is(err, ErrUnsafe) {
-		t.Fatalf("intact stream with a hostile name: err = %v, want ErrUnsafe", err)
+	cases := []struct {
+		name string
+		c    Compression
+		data []byte
+		want error
+	}{
+		{"intact, hostile", None, rawTar(t, entries(hostile)), ErrUnsafe},
+		{"intact, hostile, zstd", Zstd, compress(t, Zstd, rawTar(t, entries(hostile))), ErrUnsafe},
+		{"damaged tar", None, damaged, ErrCorrupt},
+		{"damaged tar under zstd", Zstd, zstdDamaged, ErrCorrupt},
+		{"damaged zstd frame", Zstd, zstdDamagedFrame, ErrCorrupt},
 	}
-	// The same damage, but the frame checksum is wrong, as it would be if
-	// the bytes had been damaged after compression.
-	data[len(data)-1] ^= 0xff
-	_, err = Extract(context.Background(), bytes.NewReader(data), []string{target}, Zstd, nil)
-	if !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrUnsafe) {
-		t.Fatalf("err = %v, want ErrCorrupt only", err)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			parent, target := newTargetParent(t)
+			before := snapshot(t, parent)
+			_, err := Extract(context.Background(), bytes.NewReader(tc.data), []string{target}, tc.c, nil)
+			other := ErrCorrupt
+			if tc.want == ErrCorrupt {
+				other = ErrUnsafe
+			}
+			if !errors.Is(err, tc.want) || errors.Is(err, other) {
+				t.Fatalf("err = %v, want %v only", err, tc.want)
+			}
+			if after := snapshot(t, parent); after != before {
+				t.Errorf("directory changed:\n%s", after)
+			}
+			assertNoLeftovers(t, parent)
+		})
 	}
-	assertNoLeftovers(t, parent)
 }
 
 // TestSourceErrors: a failing reader is reported as itself, not as a corrupt

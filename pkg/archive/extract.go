@@ -186,8 +186,15 @@ func (x *extraction) readArchive(ctx context.Context, stream io.Reader) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("extract: %w", err)
 		}
+		// Read what an entry left of its content (a skipped one, a directory
+		// with a size), so that the next header starts at the next block
+		// boundary: that is where the checksum of a trailer ends and where
+		// verifyEnd counts from.
+		if err := x.skipContent(tr); err != nil {
+			return err
+		}
 		before := counted.n
-		counted.mark() // the next header starts at the next block boundary
+		counted.mark()
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			if err := x.verifyEnd(counted, before); err != nil {
@@ -206,21 +213,15 @@ func (x *extraction) readArchive(ctx context.Context, stream io.Reader) error {
 		if sealed {
 			return fmt.Errorf("%w: entry %q after the checksum trailer", ErrCorrupt, hdr.Name)
 		}
-		want, isTrailer, err := trailerSum(hdr)
-		if err != nil {
+		if sealed, err = checkTrailer(hdr, counted); err != nil {
 			return err
 		}
-		if isTrailer {
-			// A header was read, so the stream is past the mark.
-			if got := counted.markedSum(); got != want {
-				return fmt.Errorf("%w: checksum mismatch: the archive records %08x, its content has %08x", ErrCorrupt, want, got)
-			}
-			sealed = true
+		if sealed {
 			continue
 		}
 		if err := x.extractEntry(hdr, tr); err != nil {
 			if errors.Is(err, ErrUnsafe) {
-				return x.refuse(counted, err)
+				return x.refuse(tr, counted, err)
 			}
 			return err
 		}
@@ -513,6 +514,15 @@ func (x *extraction) copyContent(dst io.Writer, src io.Reader) (int64, error) {
 	}
 }
 
+// skipContent reads and discards what is left of the current entry's
+// content.
+func (x *extraction) skipContent(tr *tar.Reader) error {
+	if _, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, tr, x.buf); err != nil {
+		return x.streamError("read content", err)
+	}
+	return nil
+}
+
 // verifyEnd is called when the tar reader reports the end of the archive. It
 // checks that the archive really ended and reads the stream to its end, so
 // that the decompressor verifies its checksum.
@@ -545,10 +555,28 @@ func (x *extraction) verifyEnd(stream *checksumReader, before int64) error {
 
 // refuse returns unsafeErr, the refusal of a hostile entry, unless the stream
 // turns out to be damaged. A damaged stream can produce entries that look
-// hostile, so the rest of the stream is read (which verifies its checksum),
+// hostile, so the rest of the stream is read (which verifies the checksum
+// trailer, if the tar stream still leads to one, then the decompressor's),
 // and a damaged one is reported as ErrCorrupt: a fresh download may then
 // succeed, while a hostile archive will not improve.
-func (x *extraction) refuse(stream io.Reader, unsafeErr error) error {
+func (x *extraction) refuse(tr *tar.Reader, stream *checksumReader, unsafeErr error) error {
+	for {
+		if err := x.skipContent(tr); err != nil {
+			break // drained below
+		}
+		stream.mark()
+		hdr, err := tr.Next()
+		if err != nil {
+			break // the end, or a stream too damaged to tell: drained below
+		}
+		sealed, err := checkTrailer(hdr, stream)
+		if err != nil {
+			return fmt.Errorf("%w (after refusing it: %v)", err, unsafeErr)
+		}
+		if sealed {
+			break
+		}
+	}
 	if _, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, stream, x.buf); err != nil {
 		return x.streamError(fmt.Sprintf("read stream after refusing it (%v)", unsafeErr), err)
 	}
