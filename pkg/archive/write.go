@@ -14,10 +14,10 @@ import (
 
 // Write walks every source path in order and writes one tar stream, ending
 // with the checksum trailer and compressed with c at level (0 = the
-// compressor's default), to w. Source i is stored
-// under the top-level entry name strconv.Itoa(i): a directory source becomes
-// entry "i/" plus "i/<rel>" for its contents; a regular-file source becomes a
-// single regular entry "i". A source that does not exist is skipped with a
+// compressor's default), to w. Source i is stored under the top-level entry
+// name strconv.Itoa(i): a directory source becomes entry "i/" plus "i/<rel>"
+// for its contents; a regular-file source becomes a single regular entry "i".
+// Names are kept byte for byte. A source that does not exist is skipped with a
 // warning (the entry is simply absent). Returns the number of uncompressed
 // content bytes and entries written. level is ignored for None.
 //
