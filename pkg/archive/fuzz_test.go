@@ -50,16 +50,18 @@ func FuzzExtract(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	// One sandbox serves every input this process runs, and is only made
-	// again after an input changed it: most inputs are refused, and
-	// creating files is most of the cost of an input.
+	// One sandbox serves every input this process runs: most inputs are
+	// refused, and creating files is most of the cost of an input. An input
+	// that may have changed it remakes it before it returns, so that what
+	// an input covers does not depend on the input before it.
 	sb := &fuzzSandbox{root: tempDir(f)} // the archive may hold read-only directories
+	sb.make(f)
 	f.Fuzz(func(t *testing.T, data []byte, mode byte) {
 		c, stream, tarBytes := fuzzStream(t, enc, data, mode)
-		sb.prepare(t)
 		targets := sb.targets()
 
 		sb.dirty = true // until proven otherwise
+		defer sb.remakeIfDirty(t)
 		_, err := Extract(context.Background(), bytes.NewReader(stream), targets, c,
 			func(format string, args ...any) { _ = fmt.Sprintf(format, args...) })
 
@@ -243,8 +245,7 @@ func zstdDecoded(t *testing.T, stream []byte) []byte {
 // and root/neighbour must never change.
 type fuzzSandbox struct {
 	root          string
-	made          bool
-	dirty         bool // the last input may have changed the sandbox
+	dirty         bool // the current input may have changed the sandbox
 	outsideBefore string
 	targetsBefore []string
 }
@@ -254,12 +255,18 @@ func (sb *fuzzSandbox) targets() []string {
 	return []string{filepath.Join(parent, "t0"), filepath.Join(parent, "t1")}
 }
 
-// prepare (re)makes the sandbox if needed and records its listings.
-func (sb *fuzzSandbox) prepare(t *testing.T) {
+// remakeIfDirty makes the sandbox again if the current input may have
+// changed it.
+func (sb *fuzzSandbox) remakeIfDirty(t testing.TB) {
 	t.Helper()
-	if sb.made && !sb.dirty {
-		return
+	if sb.dirty {
+		sb.make(t)
 	}
+}
+
+// make (re)creates the sandbox and records its listings.
+func (sb *fuzzSandbox) make(t testing.TB) {
+	t.Helper()
 	if err := removeTree(sb.root); err != nil {
 		t.Fatal(err)
 	}
@@ -275,13 +282,13 @@ func (sb *fuzzSandbox) prepare(t *testing.T) {
 	for _, target := range sb.targets() {
 		sb.targetsBefore = append(sb.targetsBefore, listTree(t, target, nil, nil))
 	}
-	sb.made, sb.dirty = true, false
+	sb.dirty = false
 }
 
 // outsideListing lists the sandbox but the targets; the mtimes of root and
 // parent are left out (creating and removing staging directories changes
 // them).
-func (sb *fuzzSandbox) outsideListing(t *testing.T) string {
+func (sb *fuzzSandbox) outsideListing(t testing.TB) string {
 	t.Helper()
 	return listTree(t, sb.root, map[string]bool{"parent/t0": true, "parent/t1": true}, map[string]bool{".": true, "parent": true})
 }

@@ -216,7 +216,7 @@ func snapshot(t *testing.T, dir string) string {
 // listTree describes everything under dir (names, types, modes, mtimes,
 // contents, symlink targets), except below the relative paths in skip, and
 // without the mtime of the entries in noMtime. A missing dir is "absent".
-func listTree(t *testing.T, dir string, skip, noMtime map[string]bool) string {
+func listTree(t testing.TB, dir string, skip, noMtime map[string]bool) string {
 	t.Helper()
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
 		return "absent"
