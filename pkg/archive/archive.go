@@ -14,8 +14,9 @@ import (
 // an archive is applied. Test with errors.Is.
 var ErrUnsafe = errors.New("unsafe archive")
 
-// ErrCorrupt marks a damaged stream: a checksum mismatch, a truncated stream,
-// a bad tar header, or data after the end of the archive. A fresh download of
+// ErrCorrupt marks a damaged stream: a checksum mismatch (the archive's
+// trailer or the compressor's), a missing trailer, a truncated stream, a bad
+// tar header, or data after the end of the archive. A fresh download of
 // the same object may succeed. Test with errors.Is.
 var ErrCorrupt = errors.New("corrupt archive")
 
@@ -107,16 +108,4 @@ func (s *sourceReader) failure() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err
-}
-
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }

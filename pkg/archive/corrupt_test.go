@@ -67,11 +67,21 @@ func TestCorruptStreams(t *testing.T) {
 		}
 	}
 	half := func(b []byte) []byte { return b[:len(b)/2] }
-	flip := func(b []byte) []byte {
+	flipAt := func(b []byte, i int) []byte {
 		b = bytes.Clone(b)
-		b[len(b)/2] ^= 0x55
+		b[i] ^= 0x55
 		return b
 	}
+	flip := func(b []byte) []byte { return flipAt(b, len(b)/2) }
+	// Offsets in raw: the middle byte lies in the content of b/noise.bin;
+	// the first entry, "0/", is a PAX header block, its records, then its
+	// own header block, with no content; a.txt's content follows its
+	// header blocks.
+	aTxt := bytes.Index(raw, []byte("some text that compresses well\n"))
+	aTxtPadding := aTxt + len("some text that compresses well\n")
+	// The trailer's records block (its hex digits) is the third block from
+	// the end.
+	trailerHex := bytes.Index(raw[len(raw)-3*blockSize:], []byte(trailerKey+"=")) + len(raw) - 3*blockSize + len(trailerKey+"=")
 
 	cases := []struct {
 		name string
@@ -91,6 +101,16 @@ func TestCorruptStreams(t *testing.T) {
 		{"none truncated", None, half(raw)},
 		{"none empty", None, nil},
 		{"none flipped header byte", None, flip(raw[:1024])},
+		{"none flipped content byte", None, flip(raw)},
+		{"none flipped first content byte", None, flipAt(raw, aTxt)},
+		{"none flipped padding byte", None, flipAt(raw, aTxtPadding)},
+		{"none flipped checksum digit", None, flipAt(raw, trailerHex)},
+		{"zstd flipped content byte under the frame", Zstd, compress(t, Zstd, flip(raw))},
+		{"gzip flipped content byte under the member", Gzip, compress(t, Gzip, flip(raw))},
+		{"none without trailer", None, unsealedTar(t, []tarEntry{{name: "0", typ: tar.TypeReg, body: "x"}})},
+		{"zstd without trailer", Zstd, compress(t, Zstd, unsealedTar(t, []tarEntry{{name: "0", typ: tar.TypeReg, body: "x"}}))},
+		{"none entry after trailer", None, entryAfterTrailer(t)},
+		{"none malformed trailer", None, malformedTrailer(t)},
 		{"zstd trailing garbage in tar", Zstd, compress(t, Zstd, withGarbage)},
 		{"gzip trailing garbage in tar", Gzip, compress(t, Gzip, withGarbage)},
 		{"none trailing garbage in tar", None, withGarbage},
@@ -117,6 +137,45 @@ func TestCorruptStreams(t *testing.T) {
 	}
 }
 
+// entryAfterTrailer returns a tar stream with a valid checksum trailer
+// followed by one more entry, which the checksum does not cover.
+func entryAfterTrailer(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	sum := newChecksumWriter(&buf)
+	tw := tar.NewWriter(sum)
+	writeEntries(t, tw, []tarEntry{{name: "0/", typ: tar.TypeDir}})
+	if err := tw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.WriteHeader(trailerHeader(sum.sum)); err != nil {
+		t.Fatal(err)
+	}
+	writeEntries(t, tw, []tarEntry{{name: "0/late", typ: tar.TypeReg, body: "x"}})
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// malformedTrailer returns a tar stream whose trailer's value is not 8 hex
+// digits.
+func malformedTrailer(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	writeEntries(t, tw, []tarEntry{{name: "0", typ: tar.TypeReg, body: "x"}})
+	hdr := trailerHeader(0)
+	hdr.PAXRecords[trailerKey] = "not hex!"
+	if err := tw.WriteHeader(hdr); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
 // TestZeroPaddingAccepted: zero blocks after the end-of-archive marker (GNU
 // tar pads to 10 KiB records) are fine.
 func TestZeroPaddingAccepted(t *testing.T) {
@@ -134,28 +193,52 @@ func TestZeroPaddingAccepted(t *testing.T) {
 
 // TestDamageThatLooksHostile: a damaged stream whose damage produces a
 // hostile-looking entry is reported as ErrCorrupt (so the download is
-// retried), not ErrUnsafe.
+// retried), not ErrUnsafe: the rest of the stream is read, and the checksum
+// trailer (or the decompressor's checksum) gives the damage away. The same
+// hostile name in an intact archive is ErrUnsafe.
 func TestDamageThatLooksHostile(t *testing.T) {
 	// A name longer than 100 bytes is stored in a PAX record, which (unlike
 	// the tar header block) has no checksum of its own.
 	long := "0/" + strings.Repeat("a", 120)
-	raw := rawTar(t, []tarEntry{{name: "0/", typ: tar.TypeDir}, {name: long, typ: tar.TypeReg, body: "x"}})
-	damaged := bytes.Replace(raw, []byte(long), []byte("../"+long[3:]), 1)
+	hostile := "../" + long[3:]
+	entries := func(name string) []tarEntry {
+		return []tarEntry{{name: "0/", typ: tar.TypeDir}, {name: name, typ: tar.TypeReg, body: "x"}, {name: "0/z", typ: tar.TypeReg, body: "z"}}
+	}
+	damaged := bytes.Replace(rawTar(t, entries(long)), []byte(long), []byte(hostile), 1)
+	zstdDamaged := compress(t, Zstd, damaged)
+	zstdDamagedFrame := compress(t, Zstd, rawTar(t, entries(hostile)))
+	zstdDamagedFrame[len(zstdDamagedFrame)-1] ^= 0xff // the frame checksum, as if damaged after compression
 
-	parent, target := newTargetParent(t)
-	data := compress(t, Zstd, damaged)
-	_, err := Extract(context.Background(), bytes.NewReader(data), []string{target}, Zstd, nil)
-	if !errors.Is(err, ErrUnsafe) {
-		t.Fatalf("intact stream with a hostile name: err = %v, want ErrUnsafe", err)
+	cases := []struct {
+		name string
+		c    Compression
+		data []byte
+		want error
+	}{
+		{"intact, hostile", None, rawTar(t, entries(hostile)), ErrUnsafe},
+		{"intact, hostile, zstd", Zstd, compress(t, Zstd, rawTar(t, entries(hostile))), ErrUnsafe},
+		{"damaged tar", None, damaged, ErrCorrupt},
+		{"damaged tar under zstd", Zstd, zstdDamaged, ErrCorrupt},
+		{"damaged zstd frame", Zstd, zstdDamagedFrame, ErrCorrupt},
 	}
-	// The same damage, but the frame checksum is wrong, as it would be if
-	// the bytes had been damaged after compression.
-	data[len(data)-1] ^= 0xff
-	_, err = Extract(context.Background(), bytes.NewReader(data), []string{target}, Zstd, nil)
-	if !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrUnsafe) {
-		t.Fatalf("err = %v, want ErrCorrupt only", err)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			parent, target := newTargetParent(t)
+			before := snapshot(t, parent)
+			_, err := Extract(context.Background(), bytes.NewReader(tc.data), []string{target}, tc.c, nil)
+			other := ErrCorrupt
+			if tc.want == ErrCorrupt {
+				other = ErrUnsafe
+			}
+			if !errors.Is(err, tc.want) || errors.Is(err, other) {
+				t.Fatalf("err = %v, want %v only", err, tc.want)
+			}
+			if after := snapshot(t, parent); after != before {
+				t.Errorf("directory changed:\n%s", after)
+			}
+			assertNoLeftovers(t, parent)
+		})
 	}
-	assertNoLeftovers(t, parent)
 }
 
 // TestSourceErrors: a failing reader is reported as itself, not as a corrupt

@@ -129,7 +129,7 @@ const (
 	kindDir     entryKind = iota + 1 // a directory we created
 	kindFile                         // a regular file (also from a hard link entry)
 	kindSymlink                      // a symlink we created
-	kindSkipped                      // a device node or FIFO entry, not created
+	kindSkipped                      // a device node or FIFO entry, never created
 )
 
 // seenEntry records an entry name already met in the archive.
@@ -140,6 +140,9 @@ type seenEntry struct {
 	implicit bool
 	// dir is the index in extraction.dirs of a directory's metadata.
 	dir int
+	// unrepresentable: skipped because this system cannot hold its name
+	// (kind is then what it would have been). Nothing exists on disk.
+	unrepresentable bool
 }
 
 // dirMeta is a staged directory whose mode and mtime are applied once the
@@ -182,27 +185,51 @@ type extraction struct {
 }
 
 // readArchive extracts every entry of the tar stream into the staging
-// directories, then verifies the end of the stream.
+// directories, then verifies the checksum trailer and the end of the stream.
 func (x *extraction) readArchive(ctx context.Context, stream io.Reader) error {
-	counted := &countingReader{r: stream}
+	counted := newChecksumReader(stream)
 	tr := tar.NewReader(counted)
+	sealed := false // the checksum trailer was met, and matched
 	for {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("extract: %w", err)
 		}
+		// Read what an entry left of its content (a skipped one, a directory
+		// with a size), so that the next header starts at the next block
+		// boundary: that is where the checksum of a trailer ends and where
+		// verifyEnd counts from.
+		if err := x.skipContent(tr); err != nil {
+			return err
+		}
 		before := counted.n
+		counted.mark()
 		hdr, err := tr.Next()
 		if err == io.EOF {
-			return x.verifyEnd(counted, before)
+			if err := x.verifyEnd(counted, before); err != nil {
+				return err
+			}
+			if !sealed {
+				return fmt.Errorf("%w: the archive has no checksum trailer", ErrCorrupt)
+			}
+			return nil
 		}
 		// tar.ErrInsecurePath (only with GODEBUG=tarinsecurepath=0) comes with
 		// a valid header; extractEntry's own checks refuse such names.
 		if err != nil && !errors.Is(err, tar.ErrInsecurePath) {
 			return x.streamError("read tar header", err)
 		}
+		if sealed {
+			return fmt.Errorf("%w: entry %q after the checksum trailer", ErrCorrupt, hdr.Name)
+		}
+		if sealed, err = checkTrailer(hdr, counted); err != nil {
+			return err
+		}
+		if sealed {
+			continue
+		}
 		if err := x.extractEntry(hdr, tr); err != nil {
 			if errors.Is(err, ErrUnsafe) {
-				return x.refuse(counted, err)
+				return x.refuse(tr, counted, err)
 			}
 			return err
 		}
@@ -247,10 +274,6 @@ func (x *extraction) extractEntry(hdr *tar.Header, content io.Reader) error {
 	// 4. Type-specific checks.
 	var linkTarget entryName
 	switch hdr.Typeflag {
-	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		x.warn("skipping %s: device nodes and FIFOs are not restored", hdr.Name)
-		x.seen[e.name] = seenEntry{kind: kindSkipped}
-		return nil
 	case tar.TypeSymlink:
 		// Any target is allowed (virtualenvs have absolute ones): the link is
 		// created as is and never followed by this package.
@@ -263,14 +286,32 @@ func (x *extraction) extractEntry(hdr *tar.Header, content io.Reader) error {
 		}
 	}
 
-	// Everything is checked: create the entry (and its missing parents).
+	// 5. The entry is acceptable. Skip what this system cannot hold and what
+	// this package does not restore.
+	kind := kindOf(hdr.Typeflag)
+	if prefix, reason := unrepresentable(e); reason != nil {
+		x.skipUnrepresentable(e, kind, prefix, reason)
+		return nil
+	}
+	switch {
+	case hdr.Typeflag == tar.TypeLink && x.seen[linkTarget.name].unrepresentable:
+		x.warn("skipping %q: it is a hard link to %q, which was skipped", hdr.Name, hdr.Linkname)
+		x.seen[e.name] = seenEntry{kind: kind, unrepresentable: true}
+		return nil
+	case kind == kindSkipped:
+		x.warn("skipping %q: device nodes and FIFOs are not restored", hdr.Name)
+		x.seen[e.name] = seenEntry{kind: kindSkipped}
+		return nil
+	}
+
+	// 6. Create the entry (and its missing parents).
 	s, err := x.stage(e.index)
 	if err != nil {
-		return fmt.Errorf("extract %s: %w", hdr.Name, err)
+		return fmt.Errorf("extract %q: %w", hdr.Name, err)
 	}
 	for i := len(missing) - 1; i >= 0; i-- { // outermost first
 		if err := x.makeDir(s, e.index, missing[i], implicitDirMode, time.Time{}, true); err != nil {
-			return fmt.Errorf("extract %s: create parent %s: %w", hdr.Name, missing[i], err)
+			return fmt.Errorf("extract %q: create parent %q: %w", hdr.Name, missing[i], err)
 		}
 	}
 	mode := fs.FileMode(hdr.Mode) & fs.ModePerm // no setuid, setgid, sticky
@@ -281,46 +322,77 @@ func (x *extraction) extractEntry(hdr *tar.Header, content io.Reader) error {
 			x.dirs[prev.dir].mtime = hdr.ModTime
 			x.seen[e.name] = seenEntry{kind: kindDir, dir: prev.dir}
 		} else if err := x.makeDir(s, e.index, e.name, mode, hdr.ModTime, false); err != nil {
-			return fmt.Errorf("extract %s: %w", hdr.Name, err)
+			return fmt.Errorf("extract %q: %w", hdr.Name, err)
 		}
 	case tar.TypeReg:
 		dst, err := s.path(e.rel)
 		if err != nil {
-			return fmt.Errorf("extract %s: %w", hdr.Name, err)
+			return fmt.Errorf("extract %q: %w", hdr.Name, err)
 		}
 		n, err := x.writeFile(dst, content, mode, hdr.ModTime)
 		x.stats.Bytes += n
 		if err != nil {
-			return fmt.Errorf("extract %s: %w", hdr.Name, err)
+			return fmt.Errorf("extract %q: %w", hdr.Name, err)
 		}
 		x.seen[e.name] = seenEntry{kind: kindFile}
 	case tar.TypeSymlink:
 		dst, err := s.path(e.rel)
 		if err != nil {
-			return fmt.Errorf("extract %s: %w", hdr.Name, err)
+			return fmt.Errorf("extract %q: %w", hdr.Name, err)
 		}
 		if err := os.Symlink(hdr.Linkname, dst); err != nil {
-			return fmt.Errorf("extract %s: %w", hdr.Name, err)
+			return fmt.Errorf("extract %q: %w", hdr.Name, err)
 		}
 		x.seen[e.name] = seenEntry{kind: kindSymlink}
 	case tar.TypeLink:
 		dst, err := s.path(e.rel)
 		if err != nil {
-			return fmt.Errorf("extract %s: %w", hdr.Name, err)
+			return fmt.Errorf("extract %q: %w", hdr.Name, err)
 		}
 		existing, err := s.path(linkTarget.rel)
 		if err != nil {
-			return fmt.Errorf("extract %s: %w", hdr.Name, err)
+			return fmt.Errorf("extract %q: %w", hdr.Name, err)
 		}
 		// The new name shares the inode, hence the mode and mtime, of the
 		// file it links to, which were applied when that file was written.
 		if err := os.Link(existing, dst); err != nil {
-			return fmt.Errorf("extract %s: %w", hdr.Name, err)
+			return fmt.Errorf("extract %q: %w", hdr.Name, err)
 		}
 		x.seen[e.name] = seenEntry{kind: kindFile}
 	}
 	x.stats.Entries++
 	return nil
+}
+
+// kindOf returns what an entry of type typ is extracted as.
+func kindOf(typ byte) entryKind {
+	switch typ {
+	case tar.TypeDir:
+		return kindDir
+	case tar.TypeSymlink:
+		return kindSymlink
+	case tar.TypeReg, tar.TypeLink:
+		return kindFile
+	}
+	return kindSkipped
+}
+
+// skipUnrepresentable records the entry e (of kind kind), whose name this
+// system cannot hold from prefix on, as skipped. It warns once per prefix:
+// the entries below a skipped directory are skipped silently. Nothing is
+// created, not even the missing parents of e.
+func (x *extraction) skipUnrepresentable(e entryName, kind entryKind, prefix string, reason error) {
+	if prev, ok := x.seen[prefix]; !ok || !prev.unrepresentable {
+		if prefix == e.name {
+			x.warn("skipping %q: this system cannot hold its name (%v)", prefix, reason)
+		} else {
+			x.warn("skipping %q and everything below it: this system cannot hold its name (%v)", prefix, reason)
+			// Remember the directory, so that what else is below it is
+			// skipped silently.
+			x.seen[prefix] = seenEntry{kind: kindDir, implicit: true, unrepresentable: true}
+		}
+	}
+	x.seen[e.name] = seenEntry{kind: kind, unrepresentable: true}
 }
 
 // isSparse reports whether hdr describes a sparse file (PAX GNU.sparse.*
@@ -450,6 +522,15 @@ func (x *extraction) copyContent(dst io.Writer, src io.Reader) (int64, error) {
 	}
 }
 
+// skipContent reads and discards what is left of the current entry's
+// content.
+func (x *extraction) skipContent(tr *tar.Reader) error {
+	if _, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, tr, x.buf); err != nil {
+		return x.streamError("read content", err)
+	}
+	return nil
+}
+
 // verifyEnd is called when the tar reader reports the end of the archive. It
 // checks that the archive really ended and reads the stream to its end, so
 // that the decompressor verifies its checksum.
@@ -459,7 +540,7 @@ func (x *extraction) copyContent(dst io.Writer, src io.Reader) (int64, error) {
 // call, which started at offset before, must have consumed the previous
 // entry's padding plus the two zero blocks of the end-of-archive marker.
 // After them, only zero bytes (padding some tar writers add) may follow.
-func (x *extraction) verifyEnd(stream *countingReader, before int64) error {
+func (x *extraction) verifyEnd(stream *checksumReader, before int64) error {
 	padding := (blockSize - before%blockSize) % blockSize
 	if got := stream.n - before - padding; got != 2*blockSize {
 		return fmt.Errorf("%w: the stream ends without the tar end-of-archive marker (truncated)", ErrCorrupt)
@@ -482,10 +563,28 @@ func (x *extraction) verifyEnd(stream *countingReader, before int64) error {
 
 // refuse returns unsafeErr, the refusal of a hostile entry, unless the stream
 // turns out to be damaged. A damaged stream can produce entries that look
-// hostile, so the rest of the stream is read (which verifies its checksum),
+// hostile, so the rest of the stream is read (which verifies the checksum
+// trailer, if the tar stream still leads to one, then the decompressor's),
 // and a damaged one is reported as ErrCorrupt: a fresh download may then
 // succeed, while a hostile archive will not improve.
-func (x *extraction) refuse(stream io.Reader, unsafeErr error) error {
+func (x *extraction) refuse(tr *tar.Reader, stream *checksumReader, unsafeErr error) error {
+	for {
+		if err := x.skipContent(tr); err != nil {
+			break // drained below
+		}
+		stream.mark()
+		hdr, err := tr.Next()
+		if err != nil {
+			break // the end, or a stream too damaged to tell: drained below
+		}
+		sealed, err := checkTrailer(hdr, stream)
+		if err != nil {
+			return fmt.Errorf("%w (after refusing it: %v)", err, unsafeErr)
+		}
+		if sealed {
+			break
+		}
+	}
 	if _, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, stream, x.buf); err != nil {
 		return x.streamError(fmt.Sprintf("read stream after refusing it (%v)", unsafeErr), err)
 	}

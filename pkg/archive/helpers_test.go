@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -208,24 +210,42 @@ func assertSameTree(t *testing.T, want, got string) {
 // in it changes it.
 func snapshot(t *testing.T, dir string) string {
 	t.Helper()
+	return listTree(t, dir, nil, map[string]bool{".": true})
+}
+
+// listTree describes everything under dir (names, types, modes, mtimes,
+// contents, symlink targets), except below the relative paths in skip, and
+// without the mtime of the entries in noMtime. A missing dir is "absent".
+func listTree(t testing.TB, dir string, skip, noMtime map[string]bool) string {
+	t.Helper()
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return "absent"
+	}
 	var lines []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		if skip[rel] {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
 		info, err := os.Lstat(p)
 		if err != nil {
 			return err
 		}
-		line := fmt.Sprintf("%s %v", rel, info.Mode())
-		if rel != "." {
-			line += fmt.Sprintf(" %d", info.ModTime().UnixNano())
+		line := fmt.Sprintf("%q %v", rel, info.Mode())
+		if !noMtime[rel] {
+			line += " " + strconv.FormatInt(info.ModTime().UnixNano(), 10)
 		}
 		switch {
 		case info.Mode()&fs.ModeSymlink != 0:
 			l, _ := os.Readlink(p)
-			line += " -> " + l
+			line += fmt.Sprintf(" -> %q", l)
 		case info.Mode().IsRegular():
 			b, _ := os.ReadFile(p)
 			line += fmt.Sprintf(" %q", b)
@@ -274,11 +294,36 @@ type tarEntry struct {
 	mode int64
 }
 
-// rawTar builds a tar stream from entries, with the end-of-archive marker.
+// rawTar builds a tar stream from entries, with the checksum trailer and
+// the end-of-archive marker, as Write ends its archives.
 func rawTar(t testing.TB, entries []tarEntry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
+	sum := newChecksumWriter(&buf)
+	tw := tar.NewWriter(sum)
+	writeEntries(t, tw, entries)
+	if err := finishTar(tw, sum); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// unsealedTar builds a tar stream from entries with the end-of-archive
+// marker but without the checksum trailer.
+func unsealedTar(t testing.TB, entries []tarEntry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
+	writeEntries(t, tw, entries)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// writeEntries writes entries to tw.
+func writeEntries(t testing.TB, tw *tar.Writer, entries []tarEntry) {
+	t.Helper()
 	for _, e := range entries {
 		mode := e.mode
 		if mode == 0 {
@@ -301,10 +346,6 @@ func rawTar(t testing.TB, entries []tarEntry) []byte {
 			t.Fatal(err)
 		}
 	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 // compress compresses raw (a tar stream) with c.

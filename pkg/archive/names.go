@@ -26,12 +26,14 @@ func parseEntryName(raw string, isDir bool, ntargets int) (entryName, error) {
 }
 
 // checkName checks an entry name (or a hard link's target name) and returns
-// it parsed, or why it is refused. isDir allows one trailing "/".
+// it parsed, or why it is refused as hostile. isDir allows one trailing "/".
 //
 // A valid name is relative, canonical (path.Clean returns it unchanged), has
-// no ".." component, NUL or backslash, starts with a target index written as
-// strconv.Itoa does ("3", not "03" or "+3") below ntargets, and is a valid
-// local path on this operating system.
+// no ".." component and no NUL, and starts with a target index written as
+// strconv.Itoa does ("3", not "03" or "+3") below ntargets. Any other byte is
+// allowed, as it is in a Linux file name: invalid UTF-8, newlines,
+// backslashes. The rules do not depend on the operating system; whether this
+// system can hold the name is unrepresentable's business.
 func checkName(raw string, isDir bool, ntargets int) (e entryName, reason string) {
 	name := raw
 	if isDir {
@@ -42,8 +44,6 @@ func checkName(raw string, isDir bool, ntargets int) (e entryName, reason string
 		return entryName{}, "empty name"
 	case strings.ContainsRune(name, 0):
 		return entryName{}, "name contains a NUL byte"
-	case strings.Contains(name, `\`):
-		return entryName{}, "name contains a backslash"
 	case strings.HasPrefix(name, "/"):
 		return entryName{}, "absolute name"
 	case hasVolumeName(name):
@@ -62,14 +62,37 @@ func checkName(raw string, isDir bool, ntargets int) (e entryName, reason string
 		}
 		return entryName{}, fmt.Sprintf("name does not start with a target index from 0 to %d", ntargets-1)
 	}
-	if rel != "" {
-		// Catches names that are not valid paths on this OS (for example
-		// reserved names on Windows).
-		if _, err := filepath.Localize(rel); err != nil {
-			return entryName{}, fmt.Sprintf("not a valid local path: %v", err)
+	return entryName{name: name, index: index, rel: rel}, ""
+}
+
+// unrepresentable returns the shortest leading part of e's name that this
+// system cannot hold as a file name (a name longer than NAME_MAX, invalid
+// UTF-8 on macOS, a reserved name or a backslash on Windows), and why; or ""
+// if the whole name can be created. Such an entry, and everything below
+// that part, is skipped: the archive is fine, this system just cannot hold it.
+func unrepresentable(e entryName) (prefix string, reason error) {
+	if e.rel == "" {
+		return "", nil // the target itself: its path comes from the configuration
+	}
+	end := len(e.name) - len(e.rel) - 1 // the "/" after the index
+	for _, component := range strings.Split(e.rel, "/") {
+		end += 1 + len(component)
+		if err := checkComponent(component); err != nil {
+			return e.name[:end], err
 		}
 	}
-	return entryName{name: name, index: index, rel: rel}, ""
+	return "", nil
+}
+
+// localize returns the local form of rel, a path inside a target whose entry
+// passed checkName and unrepresentable.
+func localize(rel string) (string, error) {
+	for _, component := range strings.Split(rel, "/") {
+		if err := checkComponent(component); err != nil {
+			return "", fmt.Errorf("%q: %w", rel, err)
+		}
+	}
+	return filepath.FromSlash(rel), nil
 }
 
 // hasDotDot reports whether the slash-separated name has a ".." component.

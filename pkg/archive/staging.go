@@ -179,7 +179,7 @@ func (s *stagedTarget) path(rel string) (string, error) {
 	if rel == "" {
 		return s.root, nil
 	}
-	local, err := filepath.Localize(rel)
+	local, err := localize(rel)
 	if err != nil {
 		return "", err
 	}

@@ -10,14 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 )
 
-// Write walks every source path in order and writes one tar stream, compressed
-// with c at level (0 = the compressor's default), to w. Source i is stored
-// under the top-level entry name strconv.Itoa(i): a directory source becomes
-// entry "i/" plus "i/<rel>" for its contents; a regular-file source becomes a
-// single regular entry "i". A source that does not exist is skipped with a
+// Write walks every source path in order and writes one tar stream, ending
+// with the checksum trailer and compressed with c at level (0 = the
+// compressor's default), to w. Source i is stored under the top-level entry
+// name strconv.Itoa(i): a directory source becomes entry "i/" plus "i/<rel>"
+// for its contents; a regular-file source becomes a single regular entry "i".
+// Names are kept byte for byte. A source that does not exist is skipped with a
 // warning (the entry is simply absent). Returns the number of uncompressed
 // content bytes and entries written. level is ignored for None.
 //
@@ -38,9 +38,10 @@ func Write(ctx context.Context, w io.Writer, sources []string, c Compression, le
 	if err != nil {
 		return Stats{}, err
 	}
+	sum := newChecksumWriter(cw)
 	aw := &archiveWriter{
 		ctx:  ctx,
-		tw:   tar.NewWriter(cw),
+		tw:   tar.NewWriter(sum),
 		warn: warnOrDiscard(warn),
 		buf:  make([]byte, copyBufferSize),
 	}
@@ -50,11 +51,12 @@ func Write(ctx context.Context, w io.Writer, sources []string, c Compression, le
 			return aw.stats, err
 		}
 	}
-	// Close the tar writer first (end-of-archive marker), then the compressor
-	// (flushes and writes the checksum).
-	if err := aw.tw.Close(); err != nil {
+	// Pad the last entry, so that the checksum covers every byte before the
+	// trailer; write the trailer, then close the tar writer (end-of-archive
+	// marker) and the compressor (flushes and writes its own checksum).
+	if err := finishTar(aw.tw, sum); err != nil {
 		_ = cw.Close()
-		return aw.stats, fmt.Errorf("finish tar stream: %w", err)
+		return aw.stats, err
 	}
 	if err := cw.Close(); err != nil {
 		return aw.stats, fmt.Errorf("finish %s stream: %w", c, err)
@@ -123,19 +125,12 @@ func (aw *archiveWriter) addTree(top, root string) error {
 		if err != nil {
 			return fmt.Errorf("archive %s: %w", p, err)
 		}
+		// Names are stored as the bytes the system gave (not necessarily
+		// UTF-8); the tar writer puts what does not fit the header in PAX
+		// records, which keep bytes as they are.
 		name := top
 		if rel != "." {
-			slashRel := filepath.ToSlash(rel)
-			// Extract refuses backslashes in names (they are separators on
-			// Windows), so such a file could never be restored: skip it.
-			if strings.Contains(slashRel, `\`) {
-				aw.warn("%s has a backslash in its name and cannot be cached; skipping it", p)
-				if d.IsDir() {
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			name = top + "/" + slashRel
+			name = top + "/" + filepath.ToSlash(rel)
 		}
 		return aw.addEntry(name, p, d)
 	})

@@ -34,7 +34,9 @@ import (
 
 // FormatVersion is mixed into every key. Bump it when the archive layout changes, so that old
 // objects are never restored by a binary that would read them differently.
-const FormatVersion = 1
+//
+// 2: archives end with a checksum trailer, which Extract requires (version 1 archives have none).
+const FormatVersion = 2
 
 // Build describes the Buildkite job, from its BUILDKITE_* variables.
 type Build struct {
