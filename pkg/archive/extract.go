@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/fspath"
 )
 
 // implicitDirMode is the mode of a parent directory that has no entry of its
@@ -113,9 +115,9 @@ func checkTargets(targets []string) ([]string, error) {
 		abs[i] = a
 	}
 	for i, a := range abs {
-		for j, b := range abs {
-			if i != j && (a == b || strings.HasPrefix(b, a+string(filepath.Separator))) {
-				return nil, fmt.Errorf("extract: targets %s and %s overlap", targets[i], targets[j])
+		for j, b := range abs[:i] {
+			if fspath.Overlap(a, b) {
+				return nil, fmt.Errorf("extract: targets %s and %s overlap", targets[j], targets[i])
 			}
 		}
 	}

@@ -125,6 +125,14 @@ func (aw *archiveWriter) addTree(top, root string) error {
 		if err != nil {
 			return fmt.Errorf("archive %s: %w", p, err)
 		}
+		// A restore into a mount point stages inside it: a helper left there by a
+		// killed restore is not part of the cache.
+		if filepath.Dir(p) == root && isLeftover(d.Name(), nameStem(filepath.Base(root))) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
 		// Names are stored as the bytes the system gave (not necessarily
 		// UTF-8); the tar writer puts what does not fit the header in PAX
 		// records, which keep bytes as they are.
