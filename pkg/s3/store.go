@@ -14,6 +14,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 )
 
 // Errors a caller acts on. They are wrapped: test with errors.Is.
@@ -114,6 +115,9 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	// many S3-compatible servers reject the SDK's default trailing checksums. Integrity is the
 	// archive's own checksum, verified on restore.
 	loads = append(loads,
+		// The SDK's own log lines (a response body left unread when a ranged GET is cancelled)
+		// would land in the build log; every failure that matters reaches the caller as an error.
+		awsconfig.WithLogger(logging.Nop{}),
 		awsconfig.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
 		awsconfig.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
 		awsconfig.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
