@@ -23,6 +23,9 @@ const (
 // PreCommand restores the cache and records the keys post-command will save under: they are
 // computed now, before the command can change the manifest.
 func PreCommand(ctx context.Context, r *Run) error {
+	if err := r.checkBinaryCache(); err != nil {
+		return err
+	}
 	c := r.Config
 	saveKeys, err := r.keys(ctx, c.Save)
 	if err != nil {
@@ -64,6 +67,9 @@ func (r *Run) restore(ctx context.Context) (cache.Restored, error) {
 
 // PostCommand saves the cache under every save level, when the command's outcome asks for it.
 func PostCommand(ctx context.Context, r *Run) error {
+	if err := r.checkBinaryCache(); err != nil {
+		return err
+	}
 	c := r.Config
 	if len(c.Save) == 0 {
 		return nil
