@@ -6,7 +6,7 @@
 #   1. $S3_CACHE_BIN_DIR/<hook>             an override directory (air-gapped agents, tests)
 #   2. the binary cached on this agent for this plugin version and download source
 #      ($S3_CACHE_BINARY_CACHE, default ${XDG_CACHE_HOME:-~/.cache}/s3-cache/bin, then
-#      <source>/<version>/<os>_<arch>/ where <source> is a short hash of the download base URL, so
+#      <source>/<version>/<os>_<arch>/ where <source> is the download base URL, escaped, so
 #      a fork's build of the same tag is never run for the real plugin), if its SHA-256 still is
 #      the one checksums.txt gave when it was downloaded (kept beside it, checked before each run)
 #   3. a download of this version's release asset, verified against the release's checksums.txt
@@ -96,10 +96,22 @@ s3_cache_binary_root() {
 }
 
 # Prints the cache directory of release binaries downloaded from base for a version and platform.
+# Base is in the name, so that a fork's build of a version is never run for another source's:
+# bytes other than letters, digits, . and - are written _<hex>, which keeps names apart (and
+# readable) without running a hash program on every hook.
 s3_cache_binary_dir() {
-  local root="$1" base="$2" version="$3" platform="$4" source
-  source=$(printf '%s' "$base" | s3_cache_sha256 -) || return 1
-  echo "$root/${source:0:16}/$version/$platform"
+  local root="$1" base="$2" version="$3" platform="$4" source="" c i LC_ALL=C
+  for ((i = 0; i < ${#base}; i++)); do
+    c=${base:i:1}
+    case "$c" in
+      [A-Za-z0-9.-]) source+=$c ;;
+      *) printf -v c '_%02x' "'$c" && source+=$c ;;
+    esac
+  done
+  if [[ ${#source} -gt 200 ]]; then # too long for a file name: its digest (still one per source)
+    source=sha256-$(printf '%s' "$base" | s3_cache_sha256) || return 1
+  fi
+  echo "$root/$source/$version/$platform"
 }
 
 # Prints the path of the cached binary if its SHA-256 is the one recorded beside it at download.
@@ -108,7 +120,7 @@ s3_cache_cached() {
   local bin="$1" want="" got
   [[ -e "$bin" ]] || return 1
   [[ -f "$bin.sha256" ]] && read -r want <"$bin.sha256"
-  got=$(s3_cache_sha256 "$bin")
+  got=$(s3_cache_sha256 <"$bin")
   if [[ -n "$want" && "$got" == "$want" && -x "$bin" ]]; then
     echo "$bin"
     return 0
@@ -118,13 +130,20 @@ s3_cache_cached() {
   return 1
 }
 
-# Prints the SHA-256 of a file, or of stdin with -.
+# Prints the SHA-256 of stdin, with the fastest tool at hand: OpenSSL uses the CPU's SHA
+# instructions (several times faster than coreutils here), which keeps the check of the cached
+# binary before each run cheap. Its output format varies by version: take the digest from it.
 s3_cache_sha256() {
-  if command -v sha256sum >/dev/null 2>&1; then
-    sha256sum "$1" | cut -d' ' -f1
+  local out
+  if command -v openssl >/dev/null 2>&1; then
+    out=$(openssl dgst -sha256)
+  elif command -v sha256sum >/dev/null 2>&1; then
+    out=$(sha256sum)
   else
-    shasum -a 256 "$1" | cut -d' ' -f1
+    out=$(shasum -a 256)
   fi
+  [[ "$out" =~ ([0-9a-f]{64}) ]] || return 1
+  echo "${BASH_REMATCH[1]}"
 }
 
 s3_cache_fetch() {
@@ -168,7 +187,7 @@ s3_cache_download() {
     echo "s3-cache: refusing to run $asset: checksums.txt of $version has no entry for it" >&2
     return 2
   fi
-  got=$(s3_cache_sha256 "$tmp/$asset")
+  got=$(s3_cache_sha256 <"$tmp/$asset")
   if [[ "$got" != "$want" ]]; then
     rm -rf "$tmp"
     echo "s3-cache: refusing to run $asset: its SHA-256 is $got but checksums.txt of $version says $want" >&2

@@ -143,13 +143,13 @@ SOFT_FAIL_CASES=(
   mkdir -p "$dir"
   printf '#!/bin/sh\necho released\n' >"$dir/pre-command"
   chmod 755 "$dir/pre-command"
-  s3_cache_sha256 "$dir/pre-command" >"$dir/pre-command.sha256"
+  s3_cache_sha256 <"$dir/pre-command" >"$dir/pre-command.sha256"
   run s3_cache_cached "$dir/pre-command"
   assert_success
   assert_output "$dir/pre-command"
 
   printf '#!/bin/sh\necho tampered\n' >"$dir/pre-command"
-  tampered=$(s3_cache_sha256 "$dir/pre-command")
+  tampered=$(s3_cache_sha256 <"$dir/pre-command")
   run s3_cache_cached "$dir/pre-command"
   assert_failure
   assert_output --partial "s3-cache: the cached $dir/pre-command has SHA-256 $tampered but was $(cat "$dir/pre-command.sha256")"
@@ -207,4 +207,18 @@ BIN
   assert_output --partial "ignoring"
   assert_line "bucket="
   assert_file_exist "$BATS_TEST_TMPDIR/theirs"
+}
+
+@test "every SHA-256 tool the shim may use gives the same digest" {
+  local tools=0
+  for tool in openssl sha256sum shasum; do
+    command -v "$tool" >/dev/null || continue
+    mkdir -p "$BATS_TEST_TMPDIR/$tool"
+    ln -s "$(command -v "$tool")" "$BATS_TEST_TMPDIR/$tool/$tool"
+    PATH="$BATS_TEST_TMPDIR/$tool" run s3_cache_sha256 <<<"abc"
+    assert_success
+    assert_output edeaaff3f1774ad2888673770c6d64097e391bc362d7d6fb34982ddf0efd18cb
+    tools=$((tools + 1))
+  done
+  [ "$tools" -ge 2 ] || fail "only $tools SHA-256 tools found: install openssl and coreutils"
 }
