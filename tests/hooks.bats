@@ -271,6 +271,23 @@ file_level_config() {
   [ -z "$(find "${TMPDIR:-/tmp}" -maxdepth 2 -name "s3-cache-${BUILDKITE_JOB_ID}-*" 2>/dev/null)" ]
 }
 
+@test "a state directory planted by another user is refused, and the job still saves" {
+  [ "$(id -u)" -eq 0 ] || fail "this test plants a directory of another user: run it as root"
+  new_job
+  make_project
+  file_level_config
+  export TMPDIR="$BATS_TEST_TMPDIR/tmp"
+  mkdir -p "$TMPDIR/s3-cache-0"
+  chown 65534:65534 "$TMPDIR/s3-cache-0"
+  run_hook pre-command
+  assert_success
+  assert_output --partial "refusing $TMPDIR/s3-cache-0: it is owned by uid 65534, not by this user (uid 0); remove it"
+  [ -z "$(find "$TMPDIR/s3-cache-0" -mindepth 1)" ]
+  run_hook post-command
+  assert_success
+  assert_output --partial "Saved t"
+}
+
 @test "the shim builds the binary with go when no override is set, and reuses it" {
   # A clean, unreleased checkout of the plugin as it is in this working tree.
   local copy="$BATS_TEST_TMPDIR/plugin"
