@@ -222,3 +222,36 @@ BIN
   done
   [ "$tools" -ge 2 ] || fail "only $tools SHA-256 tools found: install openssl and coreutils"
 }
+
+@test "a cached binary unchanged since its last check is not hashed again; a changed one is" {
+  dir="$BATS_TEST_TMPDIR/cache"
+  mkdir -p "$dir"
+  printf '#!/bin/sh\necho released\n' >"$dir/pre-command"
+  chmod 755 "$dir/pre-command"
+  s3_cache_sha256 <"$dir/pre-command" >"$dir/pre-command.sha256"
+  run s3_cache_cached "$dir/pre-command"
+  assert_success
+  # Changed too recently to note: a change within the same second would not show in its times.
+  assert_not_exist "$dir/pre-command.verified"
+  sleep 2
+  run s3_cache_cached "$dir/pre-command"
+  assert_success
+  assert_file_exist "$dir/pre-command.verified"
+
+  # Unchanged: trusted without hashing.
+  s3_cache_sha256() { echo "hashed" >>"$BATS_TEST_TMPDIR/hashed"; echo 0; }
+  run s3_cache_cached "$dir/pre-command"
+  assert_success
+  assert_output "$dir/pre-command"
+  assert_not_exist "$BATS_TEST_TMPDIR/hashed"
+
+  # The same size, the same mtime, other bytes: hashed, and refused.
+  mtime=$(stat -c %Y "$dir/pre-command")
+  printf '#!/bin/sh\necho tampered\n' >"$dir/pre-command"
+  touch -d "@$mtime" "$dir/pre-command"
+  run s3_cache_cached "$dir/pre-command"
+  assert_failure
+  assert_file_exist "$BATS_TEST_TMPDIR/hashed"
+  assert_output --partial "removing it to download it again"
+  assert_not_exist "$dir/pre-command"
+}
