@@ -347,7 +347,17 @@ func TestATamperedCachedBinaryIsDownloadedAgain(t *testing.T) {
 	if out, code := releaseJob(t, a, srv, plugin, path, binCache, rel, "first").run("pre-command"); code != 0 {
 		t.Fatalf("first job: %d\n%s", code, out)
 	}
-	cached := cachedBinary(binCache, rel, "pre-command")
+	var found []string // wherever the shim keeps it
+	_ = filepath.WalkDir(binCache, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "pre-command" && !d.IsDir() {
+			found = append(found, p)
+		}
+		return nil
+	})
+	if len(found) != 1 {
+		t.Fatalf("cached binaries %q, want one", found)
+	}
+	cached := found[0]
 	must(t, os.WriteFile(cached, []byte("#!/bin/sh\necho tampered binary ran\n"), 0o755))
 	tampered := sha(t, cached)
 
