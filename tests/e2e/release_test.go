@@ -315,7 +315,7 @@ func (rel *release) fork(t *testing.T) {
 
 // A fork's build of the same version, downloaded from its own base, is never run for the plugin
 // released elsewhere: the cache is keyed by the download base as well as the version.
-func TestBuildsOfOneVersionFromTwoSourcesAreCachedApart(t *testing.T) {
+func TestReleaseBuildsOfOneVersionFromTwoSourcesAreCachedApart(t *testing.T) {
 	srv := s3test.StartT(t, s3test.Versitygw)
 	forked, real := serveRelease(t), serveRelease(t)
 	forked.fork(t)
@@ -339,7 +339,7 @@ func TestBuildsOfOneVersionFromTwoSourcesAreCachedApart(t *testing.T) {
 }
 
 // A cached binary whose bytes changed after it was verified is not run: it is downloaded again.
-func TestATamperedCachedBinaryIsDownloadedAgain(t *testing.T) {
+func TestReleaseBinaryTamperedInTheCacheIsDownloadedAgain(t *testing.T) {
 	srv := s3test.StartT(t, s3test.Versitygw)
 	rel := serveRelease(t)
 	plugin, path, binCache := releasedPlugin(t), pathWithoutGo(t), t.TempDir()
@@ -378,7 +378,7 @@ func TestATamperedCachedBinaryIsDownloadedAgain(t *testing.T) {
 
 // With no home directory there is nowhere to cache a binary: nothing is downloaded (or written
 // relative to wherever the hook runs), and the hook says why.
-func TestNoBinaryCacheWithoutAHome(t *testing.T) {
+func TestReleaseBinaryIsNotCachedWithoutAHome(t *testing.T) {
 	srv := s3test.StartT(t, s3test.Versitygw)
 	rel := serveRelease(t)
 	plugin, path := releasedPlugin(t), pathWithoutGo(t)
@@ -401,7 +401,7 @@ func TestNoBinaryCacheWithoutAHome(t *testing.T) {
 
 // A restore into the directory where the agent keeps the plugin's binaries (or one holding it)
 // would replace them: the path is refused as a configuration error.
-func TestACachePathOverTheBinaryCacheIsRefused(t *testing.T) {
+func TestReleaseBinaryCacheIsRefusedAsACachePath(t *testing.T) {
 	srv := s3test.StartT(t, s3test.Versitygw)
 	rel := serveRelease(t)
 	plugin, path := releasedPlugin(t), pathWithoutGo(t)
