@@ -4,19 +4,26 @@
 #
 # Resolution order (DESIGN §8):
 #   1. $S3_CACHE_BIN_DIR/<hook>             an override directory (air-gapped agents, tests)
-#   2. the binary cached on this agent for this plugin version
-#      ($S3_CACHE_BINARY_CACHE, default ${XDG_CACHE_HOME:-~/.cache}/s3-cache/bin/<version>/<os>_<arch>/)
+#   2. the binary cached on this agent for this plugin version and download source
+#      ($S3_CACHE_BINARY_CACHE, default ${XDG_CACHE_HOME:-~/.cache}/s3-cache/bin, then
+#      <source>/<version>/<os>_<arch>/ where <source> is the download base URL, escaped, so
+#      a fork's build of the same tag is never run for the real plugin), if its SHA-256 still is
+#      the one checksums.txt gave when it was downloaded (kept beside it, checked before each run)
 #   3. a download of this version's release asset, verified against the release's checksums.txt
 #      (SHA-256), then cached; the version is the checkout's VERSION file or its tag, the
-#      repository its git remote, the base URL $S3_CACHE_DOWNLOAD_URL for mirrors
+#      repository its git remote, the base URL $S3_CACHE_DOWNLOAD_URL for mirrors. With no
+#      absolute directory to cache it in (HOME and XDG_CACHE_HOME unset), nothing is downloaded.
 #   4. a go build from the plugin checkout when it is not a released version and Go is installed,
 #      cached inside the checkout per git revision
 #   5. otherwise a clear error that says what to do
 # A binary that fails verification is never run, and that fails the hook whatever soft-fail says.
 # These functions are sourced by the agent's hook wrapper: they declare their variables local.
 
+# (Every hook runs this file: it runs as few programs as it can.)
 s3_cache_plugin_dir() {
-  (cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  local lib="${BASH_SOURCE[0]%/*}"
+  [[ "$lib" == "${BASH_SOURCE[0]}" ]] && lib=.
+  (cd "$lib/.." && pwd)
 }
 
 # Prints <os>_<arch> as goreleaser names them, or fails for a platform without a release.
@@ -44,9 +51,10 @@ s3_cache_platform() {
 
 # Prints the released version of the checkout (VERSION file, else an exact tag), or nothing.
 s3_cache_version() {
-  local dir="$1"
+  local dir="$1" version=""
   if [[ -f "$dir/VERSION" ]]; then
-    tr -d ' \t\r\n' <"$dir/VERSION"
+    read -r version <"$dir/VERSION" || true
+    echo "${version//[$' \t\r']/}"
   else
     git -C "$dir" describe --tags --exact-match HEAD 2>/dev/null || true
   fi
@@ -73,17 +81,86 @@ s3_cache_download_base() {
   echo "$remote/releases/download"
 }
 
-# Prints the agent's cache directory of release binaries for a version and platform.
-s3_cache_binary_dir() {
-  echo "${S3_CACHE_BINARY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/s3-cache/bin}/$1/$2"
+# Prints the root of the agent's cache of release binaries, or fails saying why there is none:
+# it is never a relative path, which would put binaries wherever the hook happens to run.
+s3_cache_binary_root() {
+  local root="${S3_CACHE_BINARY_CACHE:-}"
+  if [[ -n "$root" && "$root" != /* ]]; then
+    echo "s3-cache: S3_CACHE_BINARY_CACHE=$root is not an absolute path; the plugin's binaries are not cached in a relative directory" >&2
+    return 1
+  elif [[ -z "$root" && "${XDG_CACHE_HOME:-}" == /* ]]; then
+    root="${XDG_CACHE_HOME%/}/s3-cache/bin"
+  elif [[ -z "$root" && "${HOME:-}" == /* ]]; then
+    root="$HOME/.cache/s3-cache/bin"
+  elif [[ -z "$root" ]]; then
+    echo "s3-cache: no directory to cache the plugin's binary in: HOME and XDG_CACHE_HOME are unset (or not absolute paths); set HOME, or S3_CACHE_BINARY_CACHE to an absolute directory" >&2
+    return 1
+  fi
+  echo "${root%/}"
 }
 
-s3_cache_sha256() {
-  if command -v sha256sum >/dev/null 2>&1; then
-    sha256sum "$1" | cut -d' ' -f1
-  else
-    shasum -a 256 "$1" | cut -d' ' -f1
+# Prints the cache directory of release binaries downloaded from base for a version and platform.
+# Base is in the name, so that a fork's build of a version is never run for another source's:
+# bytes other than letters, digits, . and - are written _<hex>, which keeps names apart (and
+# readable) without running a hash program on every hook.
+s3_cache_binary_dir() {
+  local root="$1" base="$2" version="$3" platform="$4" source="" c i LC_ALL=C
+  for ((i = 0; i < ${#base}; i++)); do
+    c=${base:i:1}
+    case "$c" in
+      [A-Za-z0-9.-]) source+=$c ;;
+      *) printf -v c '_%02x' "'$c" && source+=$c ;;
+    esac
+  done
+  if [[ ${#source} -gt 200 ]]; then # too long for a file name: its digest (still one per source)
+    source=sha256-$(printf '%s' "$base" | s3_cache_sha256) || return 1
   fi
+  echo "$root/$source/$version/$platform"
+}
+
+# Prints the path of the cached binary if its SHA-256 is the one recorded beside it at download.
+# A binary whose bytes changed since is removed, with a warning, so that it is downloaded again.
+# Hashing an 11 MB binary on every hook costs 15-70 ms of CPU, so a binary that passed is noted
+# with its identity, size and times (<hook>.verified), and while those are unchanged it is not
+# hashed again: any change to the file moves its ctime on, which only root can set back. The note
+# is taken only once the ctime is 2 s in the past, so that a change in the same second shows.
+s3_cache_cached() {
+  local bin="$1" want="" stamp="" verified="" got
+  [[ -e "$bin" ]] || return 1
+  [[ -f "$bin.sha256" ]] && read -r want <"$bin.sha256"
+  stamp=$(stat -c '%d %i %s %Y %Z' "$bin" 2>/dev/null || stat -f '%d %i %z %m %c' "$bin" 2>/dev/null) || stamp=""
+  [[ -f "$bin.verified" ]] && read -r verified <"$bin.verified"
+  if [[ -n "$want" && -n "$stamp" && -x "$bin" && "$verified" == "$want $stamp" ]]; then
+    echo "$bin"
+    return 0
+  fi
+  got=$(s3_cache_sha256 <"$bin")
+  if [[ -n "$want" && "$got" == "$want" && -x "$bin" ]]; then
+    if [[ -n "$stamp" && "${stamp##* }" -le $((${EPOCHSECONDS:-$(date +%s)} - 2)) ]]; then
+      { echo "$want $stamp" >"$bin.verified.$$" && mv -f "$bin.verified.$$" "$bin.verified"; } 2>/dev/null || true
+    fi
+    echo "$bin"
+    return 0
+  fi
+  echo "s3-cache: the cached $bin has SHA-256 $got but was ${want:-(no record)} when it was downloaded and verified; removing it to download it again" >&2
+  rm -f "$bin"
+  return 1
+}
+
+# Prints the SHA-256 of stdin, with the fastest tool at hand: OpenSSL uses the CPU's SHA
+# instructions (several times faster than coreutils here), which keeps the check of the cached
+# binary before each run cheap. Its output format varies by version: take the digest from it.
+s3_cache_sha256() {
+  local out
+  if command -v openssl >/dev/null 2>&1; then
+    out=$(openssl dgst -sha256)
+  elif command -v sha256sum >/dev/null 2>&1; then
+    out=$(sha256sum)
+  else
+    out=$(shasum -a 256)
+  fi
+  [[ "$out" =~ ([0-9a-f]{64}) ]] || return 1
+  echo "${BASH_REMATCH[1]}"
 }
 
 s3_cache_fetch() {
@@ -98,18 +175,19 @@ s3_cache_fetch() {
 # Downloads and verifies the release asset into the agent's cache; prints its path.
 # Returns 1 when the release cannot be reached, 2 when verification fails (never run it).
 s3_cache_download() {
-  local hook="$1" platform="$2" exe="$3" version="$4" dir="$5" cache base asset tmp want got out
-  cache=$(s3_cache_binary_dir "$version" "$platform")
+  local hook="$1" platform="$2" exe="$3" version="$4" base="$5" cache="$6" asset tmp want got out
   asset="${hook}_${platform}${exe}"
   out="$cache/$hook$exe"
-  if ! base=$(s3_cache_download_base "$dir"); then
-    echo "s3-cache: cannot tell where $version is released: the plugin checkout has no https or git@ remote; set S3_CACHE_DOWNLOAD_URL" >&2
+  if ! mkdir -p "$cache"; then
+    echo "s3-cache: cannot create the binary cache directory $cache" >&2
     return 1
   fi
-  mkdir -p "$cache"
   # A private temp dir beside the cache entry: concurrent jobs never see each other's partial
   # files, and the final rename is atomic.
-  tmp=$(mktemp -d "$cache/.download.XXXXXX")
+  if ! tmp=$(mktemp -d "$cache/.download.XXXXXX") || [[ ! -d "$tmp" ]]; then
+    echo "s3-cache: cannot create a temporary directory in the binary cache directory $cache" >&2
+    return 1
+  fi
   if ! s3_cache_fetch "$base/$version/$asset" "$tmp/$asset"; then
     rm -rf "$tmp"
     echo "s3-cache: cannot download $base/$version/$asset" >&2
@@ -126,14 +204,19 @@ s3_cache_download() {
     echo "s3-cache: refusing to run $asset: checksums.txt of $version has no entry for it" >&2
     return 2
   fi
-  got=$(s3_cache_sha256 "$tmp/$asset")
+  got=$(s3_cache_sha256 <"$tmp/$asset")
   if [[ "$got" != "$want" ]]; then
     rm -rf "$tmp"
     echo "s3-cache: refusing to run $asset: its SHA-256 is $got but checksums.txt of $version says $want" >&2
     return 2
   fi
-  chmod 755 "$tmp/$asset"
-  mv -f "$tmp/$asset" "$out"
+  # The expected digest first: a job that finds the binary finds its record too.
+  echo "$want" >"$tmp/sha256"
+  if ! chmod 755 "$tmp/$asset" || ! mv -f "$tmp/sha256" "$out.sha256" || ! mv -f "$tmp/$asset" "$out"; then
+    rm -rf "$tmp"
+    echo "s3-cache: cannot put the verified $asset into the binary cache directory $cache" >&2
+    return 1
+  fi
   rm -rf "$tmp"
   echo "$out"
 }
@@ -151,7 +234,10 @@ s3_cache_go_build() {
     return 0
   fi
   version=$(git -C "$dir" describe --tags --always --dirty 2>/dev/null || echo dev)
-  mkdir -p "$(dirname "$out")"
+  if ! mkdir -p "$(dirname "$out")"; then
+    echo "s3-cache: cannot create $(dirname "$out") to build $hook into" >&2
+    return 1
+  fi
   # Build to a temp name and rename: jobs starting at once never run a half-written binary.
   tmp="$out.tmp.$$"
   if ! (cd "$dir" && CGO_ENABLED=0 GOOS="${platform%_*}" GOARCH="${platform#*_}" go build -trimpath \
@@ -168,7 +254,7 @@ s3_cache_go_build() {
 # Prints the path of the binary for hook. Returns 1 when there is none, 2 when a download
 # failed verification.
 s3_cache_resolve() {
-  local hook="$1" dir platform exe="" version cached
+  local hook="$1" dir platform exe="" version root base cache
   platform=$(s3_cache_platform) || return 1
   [[ "$platform" == windows_* ]] && exe=.exe
   if [[ -n "${S3_CACHE_BIN_DIR:-}" ]]; then
@@ -182,12 +268,14 @@ s3_cache_resolve() {
   dir=$(s3_cache_plugin_dir)
   version=$(s3_cache_version "$dir")
   if [[ -n "$version" ]]; then
-    cached="$(s3_cache_binary_dir "$version" "$platform")/$hook$exe"
-    if [[ -x "$cached" ]]; then
-      echo "$cached"
-      return 0
+    root=$(s3_cache_binary_root) || return 1
+    if ! base=$(s3_cache_download_base "$dir"); then
+      echo "s3-cache: cannot tell where $version is released: the plugin checkout has no https or git@ remote; set S3_CACHE_DOWNLOAD_URL" >&2
+      return 1
     fi
-    s3_cache_download "$hook" "$platform" "$exe" "$version" "$dir"
+    cache=$(s3_cache_binary_dir "$root" "$base" "$version" "$platform") || return 1
+    s3_cache_cached "$cache/$hook$exe" ||
+      s3_cache_download "$hook" "$platform" "$exe" "$version" "$base" "$cache"
     return
   fi
   if command -v go >/dev/null 2>&1 && [[ -f "$dir/go.mod" ]]; then
@@ -198,32 +286,66 @@ s3_cache_resolve() {
   return 1
 }
 
+# Prints true or false: soft-fail as the binary reads it (Go's strconv.ParseBool; true when unset).
+# Any other value is a configuration error, as it is for the binary.
+s3_cache_soft_fail() {
+  case "${BUILDKITE_PLUGIN_S3_CACHE_SOFT_FAIL-true}" in
+    1 | t | T | TRUE | true | True) echo true ;;
+    0 | f | F | FALSE | false | False) echo false ;;
+    *)
+      echo "s3-cache: invalid configuration: soft-fail: invalid value \"$BUILDKITE_PLUGIN_S3_CACHE_SOFT_FAIL\": want true or false" >&2
+      return 1
+      ;;
+  esac
+}
+
+# Says that the hook's binary cannot run; fails unless soft-fail is on.
+s3_cache_cannot_run() {
+  local hook="$1" soft_fail
+  if ! soft_fail=$(s3_cache_soft_fail 2>&1); then
+    echo "+++ :rotating_light: $soft_fail"
+    return 1
+  elif [[ "$soft_fail" == false ]]; then
+    echo "+++ :rotating_light: s3-cache: cannot run the $hook hook"
+    return 1
+  fi
+  echo "^^^ +++"
+  echo ":warning: s3-cache: cannot run the $hook hook; the build goes on without the cache (soft-fail is on)"
+  [[ "$hook" == pre-command ]] && export BUILDKITE_PLUGIN_S3_CACHE_HIT=miss
+  return 0
+}
+
 # Runs the hook's binary and exports the variables it reports (BUILDKITE_PLUGIN_S3_CACHE_HIT, …).
 s3_cache_run() {
-  local hook="$1" bin env_file pid saved_traps status=0 name value
+  local hook="$1" bin bin_cache="" env_dir env_file pid saved_traps status=0 name value
   bin=$(s3_cache_resolve "$hook") || status=$?
   if [[ "$status" -eq 2 ]]; then
     echo "+++ :rotating_light: s3-cache: the $hook binary failed verification and was not run"
     return 1
   elif [[ "$status" -ne 0 ]]; then
-    if [[ "${BUILDKITE_PLUGIN_S3_CACHE_SOFT_FAIL:-true}" == false ]]; then
-      echo "+++ :rotating_light: s3-cache: cannot run the $hook hook"
-      return 1
-    fi
-    echo "^^^ +++"
-    echo ":warning: s3-cache: cannot run the $hook hook; the build goes on without the cache (soft-fail is on)"
-    [[ "$hook" == pre-command ]] && export BUILDKITE_PLUGIN_S3_CACHE_HIT=miss
-    return 0
+    s3_cache_cannot_run "$hook"
+    return
+  fi
+  # The binary refuses a cache path over the directory it was cached in: a restore there would
+  # replace the binaries later hooks run.
+  if bin_cache=$(s3_cache_binary_root 2>/dev/null) && [[ "$bin" != "$bin_cache"/* ]]; then
+    bin_cache=""
   fi
 
-  # The binary creates this file (atomically) only when it has something to export, so a job
-  # cancelled mid-hook leaves nothing behind.
-  env_file="${TMPDIR:-/tmp}/s3-cache-env.$$.$RANDOM$RANDOM"
+  # The binary creates the env file (atomically) only when it has something to export, so a job
+  # cancelled mid-hook leaves nothing behind. It goes in a directory of this user's that no one
+  # else can write to: a name in a shared temp directory can be taken first by another user.
+  if ! env_dir=$(mktemp -d "${TMPDIR:-/tmp}/s3-cache-env.XXXXXX") || [[ ! -d "$env_dir" ]]; then
+    echo "s3-cache: cannot create a temporary directory in ${TMPDIR:-/tmp}" >&2
+    s3_cache_cannot_run "$hook"
+    return
+  fi
+  env_file="$env_dir/env"
   # Run it in the background and wait, so that a SIGTERM (a cancelled job) reaches the binary and
   # the hook returns only once the binary has cleaned up (aborted its upload, removed staging).
   # The agent's wrapper sources this file: put its own traps back afterwards.
   saved_traps=$(trap -p TERM INT)
-  "$bin" --env-file "$env_file" &
+  S3_CACHE_BINARY_CACHE_DIR="$bin_cache" "$bin" --env-file "$env_file" &
   pid=$!
   trap 'kill -TERM "$pid" 2>/dev/null' TERM INT
   while :; do
@@ -232,13 +354,15 @@ s3_cache_run() {
   done
   trap - TERM INT
   eval "$saved_traps"
-  if [[ -f "$env_file" ]]; then
+  if [[ -L "$env_file" || (-e "$env_file" && (! -f "$env_file" || ! -O "$env_file")) ]]; then
+    echo ":warning: s3-cache: ignoring $env_file: it is not a regular file of this user's"
+  elif [[ -f "$env_file" ]]; then
     while IFS='=' read -r name value; do
       if [[ "$name" =~ ^BUILDKITE_PLUGIN_S3_CACHE_[A-Z0-9_]+$ ]]; then
         export "$name=$value"
       fi
     done <"$env_file"
-    rm -f "$env_file"
   fi
+  rm -rf "$env_dir"
   return "$status"
 }

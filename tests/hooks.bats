@@ -161,6 +161,27 @@ file_level_config() {
   assert_failure 1
 }
 
+@test "the shim reads soft-fail as the binary does" {
+  new_job
+  make_project
+  file_level_config
+  export BUILDKITE_PLUGIN_S3_CACHE_ENDPOINT=http://127.0.0.1:9 # discard: nothing listens
+  mkdir -p "$BATS_TEST_TMPDIR/no-binaries"
+  for value in 1 t T TRUE true True 0 f F FALSE false False "" maybe no; do
+    export BUILDKITE_PLUGIN_S3_CACHE_SOFT_FAIL="$value"
+    # The binary runs and cannot reach the endpoint...
+    run_hook pre-command
+    binary="$status"
+    if [[ "$output" == *"invalid configuration"* ]]; then binary="$status config"; fi
+    # ...and the shim cannot find the binary: each says whether the build goes on.
+    S3_CACHE_BIN_DIR="$BATS_TEST_TMPDIR/no-binaries" run_hook pre-command
+    assert_output --partial "S3_CACHE_BIN_DIR is set but $BATS_TEST_TMPDIR/no-binaries/pre-command is not an executable file"
+    shim="$status"
+    if [[ "$output" == *"invalid configuration: soft-fail: invalid value \"$value\": want true or false"* ]]; then shim="$status config"; fi
+    [ "$shim" = "$binary" ] || fail "soft-fail '$value': the shim says '$shim', the binary '$binary'"
+  done
+}
+
 @test "two post-commands saving one key at the same moment both succeed and store one object" {
   new_job first
   make_project
@@ -263,7 +284,24 @@ file_level_config() {
   [ "$(objects | grep -c /file/)" -eq 1 ]
   [ "$(objects | grep -c /step/npm-install/)" -eq 1 ]
   # Both state files were consumed.
-  [ -z "$(find "${TMPDIR:-/tmp}" -maxdepth 1 -name "s3-cache-${BUILDKITE_JOB_ID}-*" 2>/dev/null)" ]
+  [ -z "$(find "${TMPDIR:-/tmp}" -maxdepth 2 -name "s3-cache-${BUILDKITE_JOB_ID}-*" 2>/dev/null)" ]
+}
+
+@test "a state directory planted by another user is refused, and the job still saves" {
+  [ "$(id -u)" -eq 0 ] || fail "this test plants a directory of another user: run it as root"
+  new_job
+  make_project
+  file_level_config
+  export TMPDIR="$BATS_TEST_TMPDIR/tmp"
+  mkdir -p "$TMPDIR/s3-cache-0"
+  chown 65534:65534 "$TMPDIR/s3-cache-0"
+  run_hook pre-command
+  assert_success
+  assert_output --partial "refusing $TMPDIR/s3-cache-0: it is owned by uid 65534, not by this user (uid 0); remove it"
+  [ -z "$(find "$TMPDIR/s3-cache-0" -mindepth 1)" ]
+  run_hook post-command
+  assert_success
+  assert_output --partial "Saved t"
 }
 
 @test "the shim builds the binary with go when no override is set, and reuses it" {

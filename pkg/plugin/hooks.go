@@ -23,6 +23,9 @@ const (
 // PreCommand restores the cache and records the keys post-command will save under: they are
 // computed now, before the command can change the manifest.
 func PreCommand(ctx context.Context, r *Run) error {
+	if err := r.checkBinaryCache(); err != nil {
+		return err
+	}
 	c := r.Config
 	saveKeys, err := r.keys(ctx, c.Save)
 	if err != nil {
@@ -64,11 +67,14 @@ func (r *Run) restore(ctx context.Context) (cache.Restored, error) {
 
 // PostCommand saves the cache under every save level, when the command's outcome asks for it.
 func PostCommand(ctx context.Context, r *Run) error {
+	if err := r.checkBinaryCache(); err != nil {
+		return err
+	}
 	c := r.Config
 	if len(c.Save) == 0 {
 		return nil
 	}
-	defer os.Remove(r.statePath())
+	defer r.removeState()
 	defer removeStaleStates(time.Now().Add(-staleState))
 	if reason := r.skipForExitStatus(); reason != "" {
 		r.Log.Group("Not saving cache")
@@ -120,12 +126,17 @@ func (r *Run) skipForExitStatus() string {
 // pre-command, so no post-command consumed it.
 const staleState = 24 * time.Hour
 
-// removeStaleStates removes orphaned state files older than before.
+// removeStaleStates removes orphaned state files (and temporary files of writers that were
+// killed) older than before from this user's state directory, if it is private.
 func removeStaleStates(before time.Time) {
-	old, _ := filepath.Glob(filepath.Join(os.TempDir(), "s3-cache-*.json"))
-	for _, p := range old {
-		if fi, err := os.Stat(p); err == nil && fi.ModTime().Before(before) {
-			_ = os.Remove(p)
+	dir := stateDir()
+	if privateDir(dir, false) != nil {
+		return
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.ModTime().Before(before) {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
 }

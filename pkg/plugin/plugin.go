@@ -7,7 +7,8 @@
 // unreachable endpoint, missing credentials, a failed transfer) are warnings and exit 0 unless
 // soft-fail is false: a cache must never break a build by default. A restore that fails is a
 // miss. The state file that carries keys from pre-command to post-command is written atomically
-// and removed by post-command.
+// in a directory private to the job's user (<TMPDIR>/s3-cache-<uid>, 0700; anything else there is
+// refused, and a state file this user does not own is ignored) and removed by post-command.
 package plugin
 
 import (
@@ -19,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -203,12 +205,13 @@ type state struct {
 }
 
 // statePath is scoped to the job and to this plugin instance: a step may use the plugin twice.
+// It lies in this user's private state directory.
 func (r *Run) statePath() string {
 	c := r.Config
 	doc, _ := json.Marshal([]any{c.Paths, c.Manifest, c.Restore, c.Save, c.KeyExtra, c.Compression, c.Prefix, c.Bucket})
 	sum := sha256.Sum256(doc)
 	job := unsafeInName.ReplaceAllString(r.Job.ID, "_")
-	return filepath.Join(os.TempDir(), fmt.Sprintf("s3-cache-%s-%s.json", job, hex.EncodeToString(sum[:8])))
+	return filepath.Join(stateDir(), fmt.Sprintf("s3-cache-%s-%s.json", job, hex.EncodeToString(sum[:8])))
 }
 
 func (r *Run) writeState(st state) error {
@@ -216,14 +219,41 @@ func (r *Run) writeState(st state) error {
 	if err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
+	if err := privateDir(stateDir(), true); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
 	return atomicfile.Write(r.statePath(), doc, 0o600)
 }
 
+// readState reads what pre-command left, if this user wrote it: a file in a directory someone
+// else controls, or that someone else owns, is ignored with a warning.
 func (r *Run) readState() (state, bool) {
+	p := r.statePath()
+	fi, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return state{}, false
+	}
+	if err == nil {
+		err = privateDir(filepath.Dir(p), false)
+	}
+	if err == nil {
+		err = checkPrivate(p, fi, false)
+	}
+	if err != nil {
+		r.Log.Warnf("ignoring the state from pre-command: %v", err)
+		return state{}, false
+	}
 	var st state
-	doc, err := os.ReadFile(r.statePath())
+	doc, err := os.ReadFile(p)
 	if err != nil || json.Unmarshal(doc, &st) != nil {
 		return state{}, false
 	}
 	return st, true
+}
+
+// removeState removes the state file, unless its directory is not this user's private one.
+func (r *Run) removeState() {
+	if privateDir(stateDir(), false) == nil {
+		_ = os.Remove(r.statePath())
+	}
 }

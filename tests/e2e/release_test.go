@@ -96,7 +96,7 @@ func pathWithoutGo(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, tool := range []string{"bash", "curl", "sha256sum", "awk", "mkdir", "mktemp", "mv", "rm", "chmod",
-		"cat", "tr", "git", "uname", "dirname", "cut", "env", "kill"} {
+		"cat", "tr", "git", "uname", "dirname", "cut", "env", "kill", "stat"} {
 		p, err := exec.LookPath(tool)
 		if err != nil {
 			if tool == "kill" {
@@ -121,6 +121,20 @@ func releaseJob(t *testing.T, a *agent, srv *s3test.Server, plugin, path, binCac
 	j.env["S3_CACHE_BINARY_CACHE"] = binCache
 	j.plugin = plugin
 	return j
+}
+
+// cachedBinary is where the shim caches hook's binary downloaded from rel: below the download
+// base (bytes other than letters, digits, . and - escaped as _<hex>), the version and platform.
+func cachedBinary(binCache string, rel *release, hook string) string {
+	var source strings.Builder
+	for _, b := range []byte(rel.URL) {
+		if b == '.' || b == '-' || (b >= '0' && b <= '9') || (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') {
+			source.WriteByte(b)
+		} else {
+			fmt.Fprintf(&source, "_%02x", b)
+		}
+	}
+	return filepath.Join(binCache, source.String(), releaseVersion, runtime.GOOS+"_"+runtime.GOARCH, hook)
 }
 
 func sha(t *testing.T, path string) string {
@@ -150,8 +164,7 @@ func TestReleasedBinaryIsDownloadedVerifiedAndCached(t *testing.T) {
 		t.Fatalf("%d requests to the release server, want 4 (two binaries and their checksums)", n)
 	}
 	for _, hook := range []string{"pre-command", "post-command"} {
-		cached := filepath.Join(binCache, releaseVersion, runtime.GOOS+"_"+runtime.GOARCH, hook)
-		if sha(t, cached) != sha(t, filepath.Join(rel.dir, asset(hook))) {
+		if sha(t, cachedBinary(binCache, rel, hook)) != sha(t, filepath.Join(rel.dir, asset(hook))) {
 			t.Fatalf("the cached %s is not the released one", hook)
 		}
 	}
@@ -265,14 +278,145 @@ func TestSixteenJobsResolveTheBinaryAtOnce(t *testing.T) {
 			t.Fatalf("job %d: %d\n%s", i, codes[i], outs[i])
 		}
 	}
-	dir := filepath.Join(binCache, releaseVersion, runtime.GOOS+"_"+runtime.GOARCH)
+	dir := filepath.Dir(cachedBinary(binCache, rel, "pre-command"))
 	entries, err := os.ReadDir(dir)
 	must(t, err)
-	if len(entries) != 1 || entries[0].Name() != "pre-command" {
-		t.Fatalf("cache holds %v, want exactly one pre-command", entries)
+	var names []string
+	for _, e := range entries {
+		if e.Name() != "pre-command.verified" { // the note of a check, if a job was late enough
+			names = append(names, e.Name())
+		}
+	}
+	if strings.Join(names, " ") != "pre-command pre-command.sha256" {
+		t.Fatalf("cache holds %q, want exactly one pre-command and its SHA-256", names)
 	}
 	if sha(t, filepath.Join(dir, "pre-command")) != sha(t, filepath.Join(rel.dir, asset("pre-command"))) {
 		t.Fatal("the cached binary is not intact")
+	}
+}
+
+// fork turns rel into another build of the same tag, as a fork would publish with its own download
+// base: its pre-command is a script that says it ran, listed in its checksums.txt.
+func (rel *release) fork(t *testing.T) {
+	t.Helper()
+	script := []byte("#!/bin/sh\necho fork binary ran\n")
+	must(t, os.WriteFile(filepath.Join(rel.dir, asset("pre-command")), script, 0o644))
+	p := filepath.Join(rel.dir, "checksums.txt")
+	data, err := os.ReadFile(p)
+	must(t, err)
+	lines := strings.Split(string(data), "\n")
+	for i, l := range lines {
+		if strings.HasSuffix(l, "  "+asset("pre-command")) {
+			lines[i] = fmt.Sprintf("%x  %s", sha256.Sum256(script), asset("pre-command"))
+		}
+	}
+	must(t, os.WriteFile(p, []byte(strings.Join(lines, "\n")), 0o644))
+}
+
+// A fork's build of the same version, downloaded from its own base, is never run for the plugin
+// released elsewhere: the cache is keyed by the download base as well as the version.
+func TestReleaseBuildsOfOneVersionFromTwoSourcesAreCachedApart(t *testing.T) {
+	srv := s3test.StartT(t, s3test.Versitygw)
+	forked, real := serveRelease(t), serveRelease(t)
+	forked.fork(t)
+	plugin, path, binCache := releasedPlugin(t), pathWithoutGo(t), t.TempDir()
+	a := newAgent(t)
+
+	out, code := releaseJob(t, a, srv, plugin, path, binCache, forked, "fork").run("pre-command")
+	if code != 0 || !strings.Contains(out, "fork binary ran") {
+		t.Fatalf("the fork's job: %d\n%s", code, out)
+	}
+	out, code = releaseJob(t, a, srv, plugin, path, binCache, real, "real").run("pre-command")
+	if code != 0 || strings.Contains(out, "fork binary ran") || !strings.Contains(out, "Cache miss") {
+		t.Fatalf("the real plugin's job ran the fork's binary, or failed: %d\n%s", code, out)
+	}
+	if n := real.requests.Load(); n != 2 {
+		t.Fatalf("%d requests to the real release server, want 2 (the binary and its checksums)", n)
+	}
+	if sha(t, cachedBinary(binCache, real, "pre-command")) != sha(t, filepath.Join(real.dir, asset("pre-command"))) {
+		t.Fatal("the real plugin's cached binary is not its release")
+	}
+}
+
+// A cached binary whose bytes changed after it was verified is not run: it is downloaded again.
+func TestReleaseBinaryTamperedInTheCacheIsDownloadedAgain(t *testing.T) {
+	srv := s3test.StartT(t, s3test.Versitygw)
+	rel := serveRelease(t)
+	plugin, path, binCache := releasedPlugin(t), pathWithoutGo(t), t.TempDir()
+	a := newAgent(t)
+	if out, code := releaseJob(t, a, srv, plugin, path, binCache, rel, "first").run("pre-command"); code != 0 {
+		t.Fatalf("first job: %d\n%s", code, out)
+	}
+	var found []string // wherever the shim keeps it
+	_ = filepath.WalkDir(binCache, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "pre-command" && !d.IsDir() {
+			found = append(found, p)
+		}
+		return nil
+	})
+	if len(found) != 1 {
+		t.Fatalf("cached binaries %q, want one", found)
+	}
+	cached := found[0]
+	must(t, os.WriteFile(cached, []byte("#!/bin/sh\necho tampered binary ran\n"), 0o755))
+	tampered := sha(t, cached)
+
+	out, code := releaseJob(t, a, srv, plugin, path, binCache, rel, "second").run("pre-command")
+	if code != 0 || strings.Contains(out, "tampered binary ran") || !strings.Contains(out, "Cache miss") {
+		t.Fatalf("second job ran the tampered binary, or failed: %d\n%s", code, out)
+	}
+	if want := "the cached " + cached + " has SHA-256 " + tampered + " but was " + sha(t, filepath.Join(rel.dir, asset("pre-command"))); !strings.Contains(out, want) {
+		t.Fatalf("no warning %q:\n%s", want, out)
+	}
+	if n := rel.requests.Load(); n != 4 {
+		t.Fatalf("%d requests to the release server, want 4 (a download for each job)", n)
+	}
+	if sha(t, cached) != sha(t, filepath.Join(rel.dir, asset("pre-command"))) {
+		t.Fatal("the binary downloaded again is not the release")
+	}
+}
+
+// With no home directory there is nowhere to cache a binary: nothing is downloaded (or written
+// relative to wherever the hook runs), and the hook says why.
+func TestReleaseBinaryIsNotCachedWithoutAHome(t *testing.T) {
+	srv := s3test.StartT(t, s3test.Versitygw)
+	rel := serveRelease(t)
+	plugin, path := releasedPlugin(t), pathWithoutGo(t)
+	for _, soft := range []string{"true", "false"} {
+		j := releaseJob(t, newAgent(t), srv, plugin, path, "", rel, "job").set("SOFT_FAIL", soft)
+		j.env["HOME"], j.env["XDG_CACHE_HOME"] = "", ""
+		out, code := j.run("pre-command")
+		if want := map[string]int{"true": 0, "false": 1}[soft]; code != want ||
+			!strings.Contains(out, "no directory to cache the plugin's binary in: HOME and XDG_CACHE_HOME are unset") {
+			t.Fatalf("soft-fail %s: exit %d, want %d and a message saying there is no binary cache:\n%s", soft, code, want, out)
+		}
+		if entries, err := os.ReadDir(j.checkout); err != nil || len(entries) != 1 {
+			t.Fatalf("the hook wrote into the checkout: %v %v", entries, err)
+		}
+	}
+	if n := rel.requests.Load(); n != 0 {
+		t.Fatalf("%d requests to the release server, want none", n)
+	}
+}
+
+// A restore into the directory where the agent keeps the plugin's binaries (or one holding it)
+// would replace them: the path is refused as a configuration error.
+func TestReleaseBinaryCacheIsRefusedAsACachePath(t *testing.T) {
+	srv := s3test.StartT(t, s3test.Versitygw)
+	rel := serveRelease(t)
+	plugin, path := releasedPlugin(t), pathWithoutGo(t)
+	home := t.TempDir()
+	binCache := filepath.Join(home, ".cache", "s3-cache", "bin")
+	for _, cached := range []string{"~/.cache", "~/.cache/s3-cache/bin", filepath.Dir(cachedBinary(binCache, rel, ""))} {
+		for _, hook := range []string{"pre-command", "post-command"} {
+			j := releaseJob(t, newAgent(t), srv, plugin, path, "", rel, "job").set("PATH", cached)
+			j.env["HOME"], j.env["XDG_CACHE_HOME"] = home, ""
+			out, code := j.run(hook)
+			if code != 1 || !strings.Contains(out, "invalid configuration: path: ") ||
+				!strings.Contains(out, "overlaps "+binCache+", where the agent keeps this plugin's binaries") {
+				t.Fatalf("%s with path %s: exit %d, want 1 and a configuration error:\n%s", hook, cached, code, out)
+			}
+		}
 	}
 }
 
