@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
+	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/fspath"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
 )
 
@@ -23,9 +23,13 @@ func (r *Run) checkBinaryCache() error {
 	}
 	bins := resolved(filepath.Clean(bin))
 	for _, p := range r.Config.Paths {
-		for _, a := range resolved(config.ResolvePath(p, r.Job.Dir, r.Job.Home)) {
+		abs, err := config.ResolvePath("path", p, r.Job.Dir, r.Job.Home)
+		if err != nil {
+			return err
+		}
+		for _, a := range resolved(abs) {
 			for _, b := range bins {
-				if within(a, b) || within(b, a) {
+				if fspath.Overlap(a, b) {
 					return &config.Error{Key: "path", Msg: fmt.Sprintf("%q overlaps %s, where the agent keeps this plugin's binaries: a restore there would replace them; cache another directory", p, bin)}
 				}
 			}
@@ -40,9 +44,4 @@ func resolved(p string) []string {
 		return []string{p, real}
 	}
 	return []string{p}
-}
-
-// within reports whether p is dir or below it.
-func within(p, dir string) bool {
-	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, string(filepath.Separator))+string(filepath.Separator))
 }
