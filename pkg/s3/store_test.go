@@ -400,6 +400,32 @@ func TestLostResponseOfACreateIsStillStored(t *testing.T) {
 	})
 }
 
+// A Complete whose 200 answer is cut short (the SDK cannot read it and does not retry) created
+// the object all the same: the upload is reported as stored, and nothing is left behind.
+func TestCutAnswerOfACompleteIsStillStored(t *testing.T) {
+	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
+		store, p, _ := proxied(t, srv, s3.ConditionalOn)
+		p.InjectFaults(func(r *http.Request) s3test.Fault {
+			if isComplete(r) {
+				return s3test.Truncate
+			}
+			return s3test.NoFault
+		}, 0)
+		key, body := "cut/complete", random(t, 2*partSize+1)
+		res, err := store.Upload(t.Context(), key, bytes.NewReader(body), s3.PutOptions{})
+		if n := p.FaultCounts()[s3test.Truncate]; n == 0 {
+			t.Fatal("no answer was cut: the test needs one")
+		}
+		if err != nil || !res.Stored {
+			t.Fatalf("upload whose Complete answer was cut: %+v, %v; want stored", res, err)
+		}
+		if got := download(t, store, key); !bytes.Equal(got, body) {
+			t.Fatal("the object is not the upload's")
+		}
+		noUploadsLeft(t, srv)
+	})
+}
+
 // With the README's policy (no s3:GetObjectVersion) a GET of a version is denied with 403. A
 // download on a versioned bucket goes on pinned by ETag alone, and says so once.
 func TestDeniedVersionGetsFallBackToETagPinning(t *testing.T) {

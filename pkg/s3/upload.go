@@ -37,6 +37,9 @@ type Result struct {
 // caller's context is cancelled.
 const abortTimeout = 30 * time.Second
 
+// abortAttempts bounds the calls of one abort (see abort).
+const abortAttempts = 5
+
 // Upload streams r to key. See the package documentation for the algorithm.
 func (s *Store) Upload(ctx context.Context, key string, r io.Reader, o PutOptions) (Result, error) {
 	res, errs := s.UploadEach(ctx, []string{key}, r, o)
@@ -116,6 +119,12 @@ func (s *Store) putObject(ctx context.Context, key string, body []byte, o PutOpt
 		return s.putObject(ctx, key, body, o)
 	case isConflict(err):
 		return res, fmt.Errorf("upload %s: %w: %w", key, ErrConflict, err)
+	}
+	// An answer cut short (a 200 whose body broke) or retries that ran out may follow a write
+	// that landed: report what is there, not what the client heard.
+	if sum := md5.Sum(body); s.landed(ctx, key, hex.EncodeToString(sum[:])) {
+		res.Stored = true
+		return res, nil
 	}
 	return res, fmt.Errorf("upload %s: %w", key, err)
 }
@@ -225,8 +234,9 @@ func (s *Store) multipart(ctx context.Context, keys []string, first []byte, r io
 }
 
 // abort aborts a multipart upload that will not be completed, so that no parts are left behind.
-// It runs even when ctx is cancelled (SIGTERM), and keeps trying for up to abortTimeout, since
-// the SDK's few attempts can all fail on a bad link; a refusal (4xx) is final. NoSuchUpload
+// It runs even when ctx is cancelled (SIGTERM), and makes up to abortAttempts calls (each with
+// the SDK's own retries) within abortTimeout, since the SDK's few tries can all fail on a bad
+// link; a refusal (4xx) is final. The bound keeps a job whose endpoint died from waiting long. NoSuchUpload
 // means the upload is gone already: an earlier attempt whose answer was lost aborted it.
 func (s *Store) abort(ctx context.Context, key string, uploadID *string) error {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
@@ -240,6 +250,9 @@ func (s *Store) abort(ctx context.Context, key string, uploadID *string) error {
 		}
 		if st := status(err); st >= 400 && st < 500 && st != http.StatusRequestTimeout && st != http.StatusTooManyRequests {
 			return fmt.Errorf("abort multipart upload of %s: %w", key, err) // refused: trying again will not help
+		}
+		if attempt == abortAttempts {
+			return fmt.Errorf("abort multipart upload of %s: %w", key, err)
 		}
 		select {
 		case <-actx.Done():
@@ -376,6 +389,11 @@ func (s *Store) complete(ctx context.Context, key string, uploadID *string, part
 		return s.complete(ctx, key, uploadID, parts, o)
 	case isConflict(err):
 		return false, false, fmt.Errorf("upload %s: %w: %w", key, ErrConflict, err)
+	}
+	// An answer cut short (a 200 whose body broke, which the SDK does not retry) or retries
+	// that ran out may follow a Complete that landed: report what is there.
+	if s.landed(ctx, key, multipartETag(parts)) {
+		return true, true, nil
 	}
 	return false, false, fmt.Errorf("upload %s: complete multipart upload: %w", key, err)
 }
