@@ -238,131 +238,224 @@ func (x *extraction) readArchive(ctx context.Context, stream io.Reader) error {
 	}
 }
 
-// extractEntry validates one entry and, only if it is acceptable, creates it
-// in the staging directory of its target.
+// extractEntry handles one entry in three stages. checkEntry refuses a
+// hostile entry and planEntry decides whether an acceptable one is skipped;
+// both only read the extraction's state, so a refused entry changes nothing.
+// Then skipEntry records and warns about a skipped entry, or createEntry
+// creates it in the staging directory of its target.
 func (x *extraction) extractEntry(hdr *tar.Header, content io.Reader) error {
-	// 1. The entry type.
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil // PAX global header: metadata for tar tools, creates nothing
+	}
+	c, err := x.checkEntry(hdr)
+	if err != nil {
+		return err
+	}
+	p := x.planEntry(c)
+	if p.skip != notSkipped {
+		x.skipEntry(p)
+		return nil
+	}
+	return x.createEntry(p, content)
+}
+
+// checkedEntry is an entry that passed checkEntry, with what the checks
+// found out that the later stages need.
+type checkedEntry struct {
+	entryName   // the parsed hdr.Name
+	hdr         *tar.Header
+	missing     []string  // parents that do not exist yet, nearest first
+	link        entryName // for a hard link: the file it links to
+	implicitDir int       // index in x.dirs, see checkNewName; or -1
+}
+
+// checkEntry applies the rules of step 2 of the package documentation to one
+// entry, in this order: its type, its name, its parents, then what a link
+// points to. A broken rule is an error wrapping ErrUnsafe.
+func (x *extraction) checkEntry(hdr *tar.Header) (checkedEntry, error) {
+	if err := checkType(hdr); err != nil {
+		return checkedEntry{}, err
+	}
+	c := checkedEntry{hdr: hdr}
+	var err error
+	if c.entryName, c.implicitDir, err = x.checkNewName(hdr); err != nil {
+		return checkedEntry{}, err
+	}
+	if c.missing, err = x.missingParents(c.entryName); err != nil {
+		return checkedEntry{}, err
+	}
+	if c.link, err = x.checkLink(c.entryName, hdr); err != nil {
+		return checkedEntry{}, err
+	}
+	return c, nil
+}
+
+// checkType refuses an entry of a type this package does not handle, and a
+// sparse file. (A PAX global header never gets here: extractEntry ignores
+// it.)
+func checkType(hdr *tar.Header) error {
 	switch hdr.Typeflag {
 	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		// Handled below. (archive/tar turns the legacy TypeRegA into TypeReg or
+		// Handled. (archive/tar turns the legacy TypeRegA into TypeReg or
 		// TypeDir, and consumes PAX and GNU long-name headers itself.)
-	case tar.TypeXGlobalHeader:
-		return nil // PAX global header: metadata for tar tools, creates nothing
 	default:
 		return unsafeEntry(hdr.Name, "unsupported entry type %q", hdr.Typeflag)
 	}
 	if isSparse(hdr) {
 		return unsafeEntry(hdr.Name, "sparse files are not supported")
 	}
+	return nil
+}
 
-	// 2. The name, which must be new (a directory may give its metadata to a
-	// directory created implicitly as a parent before).
-	e, err := parseEntryName(hdr.Name, hdr.Typeflag == tar.TypeDir, len(x.targets))
-	if err != nil {
-		return err
+// checkNewName parses the entry's name, which must not have been met before.
+// The one exception is a directory entry for a directory created earlier as
+// a missing parent: it gives that directory its mode and mtime, and
+// implicitDir is the directory's index in x.dirs (otherwise -1).
+func (x *extraction) checkNewName(hdr *tar.Header) (e entryName, implicitDir int, err error) {
+	isDir := hdr.Typeflag == tar.TypeDir
+	if e, err = parseEntryName(hdr.Name, isDir, len(x.targets)); err != nil {
+		return entryName{}, -1, err
 	}
 	prev, exists := x.seen[e.name]
-	completesImplicitDir := exists && prev.kind == kindDir && prev.implicit && hdr.Typeflag == tar.TypeDir
-	if exists && !completesImplicitDir {
-		return unsafeEntry(hdr.Name, "appears more than once")
+	switch {
+	case !exists:
+		return e, -1, nil
+	case isDir && prev.kind == kindDir && prev.implicit:
+		return e, prev.dir, nil
 	}
+	return entryName{}, -1, unsafeEntry(hdr.Name, "appears more than once")
+}
 
-	// 3. The parents: all directories created by this extraction, or missing.
-	missing, err := x.missingParents(e)
-	if err != nil {
-		return err
-	}
-
-	// 4. Type-specific checks.
-	var linkTarget entryName
+// checkLink checks what a symlink or hard link entry e points to, and
+// returns a hard link's parsed target.
+func (x *extraction) checkLink(e entryName, hdr *tar.Header) (entryName, error) {
 	switch hdr.Typeflag {
 	case tar.TypeSymlink:
 		// Any target is allowed (virtualenvs have absolute ones): the link is
 		// created as is and never followed by this package.
 		if hdr.Linkname == "" || strings.ContainsRune(hdr.Linkname, 0) {
-			return unsafeEntry(hdr.Name, "symlink target is empty or contains NUL")
+			return entryName{}, unsafeEntry(hdr.Name, "symlink target is empty or contains NUL")
 		}
 	case tar.TypeLink:
-		if linkTarget, err = x.checkHardLink(e, hdr.Linkname); err != nil {
-			return err
-		}
+		return x.checkHardLink(e, hdr.Linkname)
 	}
+	return entryName{}, nil
+}
 
-	// 5. The entry is acceptable. Skip what this system cannot hold and what
-	// this package does not restore.
-	kind := kindOf(hdr.Typeflag)
-	if prefix, reason := unrepresentable(e); reason != nil {
-		x.skipUnrepresentable(e, kind, prefix, reason)
-		return nil
-	}
+// skipReason says why an acceptable entry is not created.
+type skipReason uint8
+
+const (
+	notSkipped          skipReason = iota
+	unrepresentableName            // this system cannot hold its name
+	linkToSkipped                  // a hard link to a file skipped for its name
+	deviceOrFIFO                   // not restored by this package
+)
+
+// entryPlan is what will be done with a checked entry.
+type entryPlan struct {
+	checkedEntry
+	kind entryKind // what it is extracted as
+	skip skipReason
+	// For unrepresentableName: the leading part of the name this system
+	// cannot hold, and why (see unrepresentable).
+	prefix string
+	reason error
+}
+
+// planEntry decides whether the checked entry c is created or skipped: what
+// this system cannot hold and what this package does not restore is
+// skipped.
+func (x *extraction) planEntry(c checkedEntry) entryPlan {
+	p := entryPlan{checkedEntry: c, kind: kindOf(c.hdr.Typeflag)}
+	prefix, reason := unrepresentable(c.entryName)
 	switch {
-	case hdr.Typeflag == tar.TypeLink && x.seen[linkTarget.name].unrepresentable:
-		x.warn("skipping %q: it is a hard link to %q, which was skipped", hdr.Name, hdr.Linkname)
-		x.seen[e.name] = seenEntry{kind: kind, unrepresentable: true}
-		return nil
-	case kind == kindSkipped:
-		x.warn("skipping %q: device nodes and FIFOs are not restored", hdr.Name)
-		x.seen[e.name] = seenEntry{kind: kindSkipped}
-		return nil
+	case reason != nil:
+		p.skip, p.prefix, p.reason = unrepresentableName, prefix, reason
+	case c.hdr.Typeflag == tar.TypeLink && x.seen[c.link.name].unrepresentable:
+		p.skip = linkToSkipped
+	case p.kind == kindSkipped:
+		p.skip = deviceOrFIFO
 	}
+	return p
+}
 
-	// 6. Create the entry (and its missing parents).
-	s, err := x.stage(e.index)
+// skipEntry records a skipped entry, so that the rules still apply to the
+// entries after it, and warns about it. Nothing is created, not even the
+// entry's missing parents.
+func (x *extraction) skipEntry(p entryPlan) {
+	switch p.skip {
+	case unrepresentableName:
+		x.skipUnrepresentable(p.entryName, p.kind, p.prefix, p.reason)
+	case linkToSkipped:
+		x.warn("skipping %q: it is a hard link to %q, which was skipped", p.hdr.Name, p.hdr.Linkname)
+		x.seen[p.name] = seenEntry{kind: p.kind, unrepresentable: true}
+	case deviceOrFIFO:
+		x.warn("skipping %q: device nodes and FIFOs are not restored", p.hdr.Name)
+		x.seen[p.name] = seenEntry{kind: kindSkipped}
+	}
+}
+
+// createEntry creates the planned entry p in the staging directory of its
+// target, which is created on first use: first the entry's missing parents,
+// outermost first, then the entry itself.
+func (x *extraction) createEntry(p entryPlan, content io.Reader) error {
+	s, err := x.stage(p.index)
 	if err != nil {
-		return fmt.Errorf("extract %q: %w", hdr.Name, err)
+		return fmt.Errorf("extract %q: %w", p.hdr.Name, err)
 	}
-	for i := len(missing) - 1; i >= 0; i-- { // outermost first
-		if err := x.makeDir(s, e.index, missing[i], implicitDirMode, time.Time{}, true); err != nil {
-			return fmt.Errorf("extract %q: create parent %q: %w", hdr.Name, missing[i], err)
+	for i := len(p.missing) - 1; i >= 0; i-- {
+		if err := x.makeDir(s, p.index, p.missing[i], implicitDirMode, time.Time{}, true); err != nil {
+			return fmt.Errorf("extract %q: create parent %q: %w", p.hdr.Name, p.missing[i], err)
 		}
 	}
-	mode := fs.FileMode(hdr.Mode) & fs.ModePerm // no setuid, setgid, sticky
-	switch hdr.Typeflag {
-	case tar.TypeDir:
-		if completesImplicitDir {
-			x.dirs[prev.dir].mode = mode
-			x.dirs[prev.dir].mtime = hdr.ModTime
-			x.seen[e.name] = seenEntry{kind: kindDir, dir: prev.dir}
-		} else if err := x.makeDir(s, e.index, e.name, mode, hdr.ModTime, false); err != nil {
-			return fmt.Errorf("extract %q: %w", hdr.Name, err)
+	if err := x.makeEntry(s, p, content); err != nil {
+		return fmt.Errorf("extract %q: %w", p.hdr.Name, err)
+	}
+	x.stats.Entries++
+	return nil
+}
+
+// makeEntry creates the entry p itself in the staging area s, its parents
+// existing, and records it.
+func (x *extraction) makeEntry(s *stagedTarget, p entryPlan, content io.Reader) error {
+	mode := fs.FileMode(p.hdr.Mode) & fs.ModePerm // no setuid, setgid, sticky
+	if p.hdr.Typeflag == tar.TypeDir {
+		if p.implicitDir < 0 {
+			return x.makeDir(s, p.index, p.name, mode, p.hdr.ModTime, false)
 		}
+		x.dirs[p.implicitDir].mode = mode
+		x.dirs[p.implicitDir].mtime = p.hdr.ModTime
+		x.seen[p.name] = seenEntry{kind: kindDir, dir: p.implicitDir}
+		return nil
+	}
+	dst, err := s.path(p.rel)
+	if err != nil {
+		return err
+	}
+	switch p.hdr.Typeflag {
 	case tar.TypeReg:
-		dst, err := s.path(e.rel)
-		if err != nil {
-			return fmt.Errorf("extract %q: %w", hdr.Name, err)
-		}
-		n, err := x.writeFile(dst, content, mode, hdr.ModTime)
+		n, err := x.writeFile(dst, content, mode, p.hdr.ModTime)
 		x.stats.Bytes += n
 		if err != nil {
-			return fmt.Errorf("extract %q: %w", hdr.Name, err)
+			return err
 		}
-		x.seen[e.name] = seenEntry{kind: kindFile}
 	case tar.TypeSymlink:
-		dst, err := s.path(e.rel)
-		if err != nil {
-			return fmt.Errorf("extract %q: %w", hdr.Name, err)
+		if err := os.Symlink(p.hdr.Linkname, dst); err != nil {
+			return err
 		}
-		if err := os.Symlink(hdr.Linkname, dst); err != nil {
-			return fmt.Errorf("extract %q: %w", hdr.Name, err)
-		}
-		x.seen[e.name] = seenEntry{kind: kindSymlink}
 	case tar.TypeLink:
-		dst, err := s.path(e.rel)
+		existing, err := s.path(p.link.rel)
 		if err != nil {
-			return fmt.Errorf("extract %q: %w", hdr.Name, err)
-		}
-		existing, err := s.path(linkTarget.rel)
-		if err != nil {
-			return fmt.Errorf("extract %q: %w", hdr.Name, err)
+			return err
 		}
 		// The new name shares the inode, hence the mode and mtime, of the
 		// file it links to, which were applied when that file was written.
 		if err := os.Link(existing, dst); err != nil {
-			return fmt.Errorf("extract %q: %w", hdr.Name, err)
+			return err
 		}
-		x.seen[e.name] = seenEntry{kind: kindFile}
 	}
-	x.stats.Entries++
+	x.seen[p.name] = seenEntry{kind: p.kind}
 	return nil
 }
 
