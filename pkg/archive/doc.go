@@ -64,6 +64,7 @@
 //     grow with file or archive size. (Extract does keep a table of the entry
 //     names it has seen, roughly 100 bytes per entry, to enforce the rules
 //     below.)
+//     Code: Extract, newDecompressor, readArchive, extractEntry, copyContent.
 //  2. Validate, then create. Before anything is created for an entry, its
 //     name is checked: relative, canonical (path.Clean), no ".." and no NUL,
 //     first component a canonical target index ("3", not "03"), not seen
@@ -77,6 +78,7 @@
 //     directories with Mkdir, so nothing existing is ever reused. Any
 //     violation refuses the whole archive with ErrUnsafe. Device nodes and
 //     FIFOs are skipped with a warning; any other entry type is refused.
+//     Code: checkEntry, then planEntry, then skipEntry or createEntry.
 //  3. Stage. The content of target T is extracted into
 //     <dir(T)>/.<base(T)>.s3-cache-staging-<pid>-<random>/root, on the same
 //     filesystem as T; if T is a mount point (a Docker volume, a tmpfs, a
@@ -88,11 +90,13 @@
 //     (Go's module cache is 0o555) can be filled; each file gets its mode
 //     and mtime once written; directory modes and mtimes are applied at the
 //     end, deepest first.
+//     Code: sweepTarget, stage, makeDir, writeFile, applyDirMetadata.
 //  4. Verify. The CRC-32C of the tar bytes read is compared with the
 //     trailer's; a missing trailer, a mismatch, or any entry after the
 //     trailer is ErrCorrupt. After the tar end-of-archive marker the rest of
 //     the stream is read to its end, which makes the decompressor check its
 //     own checksum. Only zero bytes (tar padding) may follow the marker.
+//     Code: checkTrailer, verifyEnd, and refuse after a hostile entry.
 //  5. Swap. Only then, for each target with content in the archive: on Linux
 //     (renameat2 RENAME_EXCHANGE) and macOS (renamex_np RENAME_SWAP) the
 //     staged root and T are exchanged in one step, so T exists at every
@@ -105,6 +109,7 @@
 //     .<base(T)>.s3-cache-trash-<pid>-<random> and removed. If a swap fails,
 //     the swaps already made are undone. A target whose index has no entry in
 //     the archive is not touched.
+//     Code: swapAll (stagedTarget.swapIn, swapOut to undo), then finish.
 //
 // # Several processes
 //
