@@ -2,7 +2,7 @@
 # Shared by hooks/pre-command and hooks/post-command: find the s3-cache binary for this platform
 # and plugin version, run it, and export what it reports to the job's command.
 #
-# Resolution order (DESIGN §8):
+# Resolution order (docs/design.md#shim-resolution-and-trust):
 #   1. $S3_CACHE_BIN_DIR/<hook>             an override directory (air-gapped agents, tests)
 #   2. the binary cached on this agent for this plugin version and download source
 #      ($S3_CACHE_BINARY_CACHE, default ${XDG_CACHE_HOME:-~/.cache}/s3-cache/bin, then
