@@ -282,7 +282,7 @@ s3_cache_resolve() {
     s3_cache_go_build "$hook" "$dir" "$platform" "$exe"
     return
   fi
-  echo "s3-cache: no $hook binary for $platform: this plugin checkout is not a released version (no VERSION file or tag) and Go is not installed; use a released version (s3-cache#vX.Y.Z), install Go, or put the binaries in a directory named by S3_CACHE_BIN_DIR" >&2
+  echo "s3-cache: no $hook binary for $platform: this plugin checkout is not a released version (no VERSION file or tag) and Go is not installed; use a released version (s3-cache/s3-cache#vX.Y.Z), install Go, or put the binaries in a directory named by S3_CACHE_BIN_DIR" >&2
   return 1
 }
 
