@@ -20,6 +20,9 @@ const root = "../.."
 // designPointer matches a pointer into the design document, as code comments write it.
 var designPointer = regexp.MustCompile(`docs/design\.md#([\p{L}\p{N}_-]+)`)
 
+// localLink matches a Markdown link to a section of the same document: [text](#anchor).
+var localLink = regexp.MustCompile(`\]\(#([^)\s]+)\)`)
+
 // oldCitation is how comments cited the design before it was in the repository. It is spelled
 // in two parts so that this file does not match itself.
 var oldCitation = "DESIGN " + "§"
@@ -47,6 +50,11 @@ func TestDesignPointersResolve(t *testing.T) {
 	anchors := headingAnchors(string(doc))
 	if len(anchors) < 10 {
 		t.Fatalf("docs/design.md has %d headings (%v), want its sections", len(anchors), anchors)
+	}
+	for _, m := range localLink.FindAllStringSubmatch(string(doc), -1) {
+		if !anchors[m[1]] {
+			t.Errorf("docs/design.md links to #%s, which is not one of its headings", m[1])
+		}
 	}
 
 	pointers := 0
