@@ -2,7 +2,7 @@
 # Shared by hooks/pre-command and hooks/post-command: find the s3-cache binary for this platform
 # and plugin version, run it, and export what it reports to the job's command.
 #
-# Resolution order (DESIGN §8):
+# Resolution order (docs/design.md#shim-resolution-and-trust):
 #   1. $S3_CACHE_BIN_DIR/<hook>             an override directory (air-gapped agents, tests)
 #   2. the binary cached on this agent for this plugin version and download source
 #      ($S3_CACHE_BINARY_CACHE, default ${XDG_CACHE_HOME:-~/.cache}/s3-cache/bin, then
@@ -282,7 +282,7 @@ s3_cache_resolve() {
     s3_cache_go_build "$hook" "$dir" "$platform" "$exe"
     return
   fi
-  echo "s3-cache: no $hook binary for $platform: this plugin checkout is not a released version (no VERSION file or tag) and Go is not installed; use a released version (s3-cache#vX.Y.Z), install Go, or put the binaries in a directory named by S3_CACHE_BIN_DIR" >&2
+  echo "s3-cache: no $hook binary for $platform: this plugin checkout is not a released version (no VERSION file or tag) and Go is not installed; use a released version (s3-cache/s3-cache#vX.Y.Z), install Go, or put the binaries in a directory named by S3_CACHE_BIN_DIR" >&2
   return 1
 }
 

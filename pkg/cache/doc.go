@@ -1,6 +1,6 @@
 // Package cache restores and saves one cache: a set of paths stored as one archive at a
-// content-addressed key (DESIGN §5, §6). It joins pkg/archive and pkg/s3, which know nothing of
-// each other.
+// content-addressed key (docs/design.md#save, docs/design.md#restore). It joins pkg/archive and
+// pkg/s3, which know nothing of each other.
 //
 // Restore walks the candidate keys narrowest first; the first that exists wins. Its archive is
 // streamed from pinned ranged GETs straight into decompress and untar, into staging directories

@@ -1,5 +1,5 @@
 // Package cachekey computes the content-addressed object keys a cache is restored from and saved
-// under (DESIGN §4).
+// under (docs/design.md#keys).
 //
 // A key is a pure function of its inputs: the level's base (the manifest's content hash for
 // file; the step for step; the branch for branch; the pipeline for pipeline; the organisation

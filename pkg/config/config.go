@@ -70,7 +70,7 @@ const (
 	WhenAlways    When = "always"
 )
 
-// ConditionalWrites says whether saves send If-None-Match: * (see DESIGN §5).
+// ConditionalWrites says whether saves send If-None-Match: * (see docs/design.md#conditional-writes-and-the-probe).
 type ConditionalWrites string
 
 // The values of the conditional-writes key.

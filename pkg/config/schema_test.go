@@ -178,8 +178,11 @@ func TestSchemaAndConfigAgree(t *testing.T) {
 
 var yamlBlock = regexp.MustCompile("(?s)```ya?ml\n(.*?)```")
 
+// TestReadmeExamplesValidate holds every plugin of the README's examples to plugin.yml and
+// pkg/config, and its reference to this module's repository (see reference_test.go).
 func TestReadmeExamplesValidate(t *testing.T) {
 	_, schema := loadPlugin(t)
+	repo := moduleRepository(t)
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -197,9 +200,7 @@ func TestReadmeExamplesValidate(t *testing.T) {
 		for _, step := range doc.Steps {
 			for _, plugin := range step.Plugins {
 				for name, conf := range plugin {
-					if !strings.HasPrefix(name, "s3-cache#") {
-						continue
-					}
+					checkReference(t, "README example", name, repo)
 					examples++
 					if err := schema.Validate(jsonValue(conf)); err != nil {
 						t.Errorf("README example %v does not validate against plugin.yml: %v", conf, err)

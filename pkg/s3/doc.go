@@ -1,5 +1,5 @@
 // Package s3 stores cache archives in an S3 bucket so that concurrent jobs never corrupt or
-// abort each other (DESIGN §5, §6).
+// abort each other (docs/design.md#save, docs/design.md#restore).
 //
 // Saves are first-writer-wins. An archive is streamed from an io.Reader to one or more keys
 // (UploadEach: one per cache level): the first part is buffered in memory, and a stream that

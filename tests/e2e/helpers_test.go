@@ -1,6 +1,6 @@
 // Package e2e runs the hooks end to end, through the bash shims as buildkite-agent runs them,
-// against real S3 servers: the race-proofing scenarios of DESIGN §5–6 that need several jobs,
-// signals, slow links or a server that dies.
+// against real S3 servers: the race-proofing scenarios of docs/design.md#failure-model that need
+// several jobs, signals, slow links or a server that dies.
 package e2e
 
 import (

@@ -20,9 +20,10 @@ import (
 	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/s3test"
 )
 
-// The release path of DESIGN §8: an agent with no Go toolchain runs s3-cache#vX.Y.Z; the hook
-// downloads the release binary for its platform, verifies it against checksums.txt, caches it,
-// and runs it. These tests serve goreleaser's snapshot build (dist/) from a loopback server.
+// The release path of docs/design.md#shim-resolution-and-trust: an agent with no Go toolchain
+// runs s3-cache/s3-cache#vX.Y.Z; the hook downloads the release binary for its platform,
+// verifies it against checksums.txt, caches it, and runs it. These tests serve goreleaser's
+// snapshot build (dist/) from a loopback server.
 
 const releaseVersion = "v9.9.9-test"
 
