@@ -96,7 +96,7 @@ func PostCommand(ctx context.Context, r *Run) error {
 	}
 	var keys []cachekey.Key
 	for _, k := range st.SaveKeys {
-		if st.Hit == cache.Exact && st.HitKey == k.Name && !c.Force {
+		if st.Hit == cache.Exact && st.HitKey == k.Name && !c.Cache.Force {
 			r.Log.Group("Saving cache (%s level)", k.Level)
 			r.Log.Infof("Restored an exact hit of %s: nothing to save", k.Name)
 			continue

@@ -142,31 +142,17 @@ func (r *Run) cachePaths() ([]string, error) {
 
 // newCache builds the cache the configuration describes.
 func (r *Run) newCache(ctx context.Context) (*cache.Cache, error) {
-	c := r.Config
 	paths, err := r.cachePaths()
 	if err != nil {
 		return nil, err
 	}
-	store, err := s3.New(ctx, s3.Options{
-		Bucket: c.Bucket, Region: c.Region, Endpoint: c.Endpoint, Profile: c.Profile,
-		ForcePathStyle: c.ForcePathStyle, Retries: c.Retries,
-		Concurrency: c.Concurrency, PartSize: c.PartSize,
-		StorageClass: c.StorageClass, SSE: c.SSE, SSEKMSKeyID: c.SSEKMSKeyID,
-		ConditionalWrites: s3.Conditional(c.ConditionalWrites), ProbePrefix: probePrefix(c.Prefix),
-		StallTimeout: c.StallTimeout, Warn: r.Log.Warnf, Info: r.Log.Infof,
-	})
+	o := r.Config.Store
+	o.Warn, o.Info = r.Log.Warnf, r.Log.Infof
+	store, err := s3.New(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	return &cache.Cache{Store: store, Log: r.Log, Paths: paths, Compression: c.Compression,
-		Level: c.CompressionLevel, Restarts: c.DownloadRetries, MaxSize: c.MaxSize, Force: c.Force}, nil
-}
-
-func probePrefix(prefix string) string {
-	if prefix == "" {
-		return ""
-	}
-	return prefix + "/"
+	return cache.New(store, r.Log, paths, r.Config.Cache), nil
 }
 
 // keys computes the object keys of levels. The manifest is hashed only when needed.
@@ -175,7 +161,7 @@ func (r *Run) keys(ctx context.Context, levels []config.Level) ([]cachekey.Key, 
 	in := cachekey.Inputs{
 		Build: cachekey.Build{Organization: r.Job.Organization, Pipeline: r.Job.Pipeline,
 			Branch: r.Job.Branch, Step: r.Job.Step},
-		Paths: c.Paths, Compression: c.Compression, KeyExtra: c.KeyExtra,
+		Paths: c.Paths, Compression: c.Cache.Compression, KeyExtra: c.KeyExtra,
 		OS: runtime.GOOS, Arch: runtime.GOARCH,
 	}
 	var out []cachekey.Key
@@ -208,7 +194,7 @@ type state struct {
 // It lies in this user's private state directory.
 func (r *Run) statePath() string {
 	c := r.Config
-	doc, _ := json.Marshal([]any{c.Paths, c.Manifest, c.Restore, c.Save, c.KeyExtra, c.Compression, c.Prefix, c.Bucket})
+	doc, _ := json.Marshal([]any{c.Paths, c.Manifest, c.Restore, c.Save, c.KeyExtra, c.Cache.Compression, c.Prefix, c.Store.Bucket})
 	sum := sha256.Sum256(doc)
 	job := unsafeInName.ReplaceAllString(r.Job.ID, "_")
 	return filepath.Join(stateDir(), fmt.Sprintf("s3-cache-%s-%s.json", job, hex.EncodeToString(sum[:8])))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/buildkite"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
 )
 
 func TestSkipForExitStatus(t *testing.T) {
@@ -73,7 +74,7 @@ func TestStatePathIsScopedToJobAndInstance(t *testing.T) {
 
 func TestOverlappingPathsAreAConfigurationError(t *testing.T) {
 	for _, paths := range [][]string{{"node_modules", "node_modules/.cache"}, {"a", "./a"}, {"~/.npm", "~"}} {
-		r := &Run{Config: &config.Config{Paths: paths, Bucket: "b"}, Job: buildkite.Job{Dir: "/co", Home: "/home/u"},
+		r := &Run{Config: &config.Config{Paths: paths, Store: s3.Options{Bucket: "b"}}, Job: buildkite.Job{Dir: "/co", Home: "/home/u"},
 			Log: buildkite.NewLog(io.Discard)}
 		_, err := r.newCache(t.Context())
 		var ce *config.Error
@@ -110,7 +111,7 @@ func TestDangerousPathsAreAConfigurationError(t *testing.T) {
 		{"~/.npm", "", "HOME is not set"},
 		{"~root/.npm", home, "~user is not supported"},
 	} {
-		r := &Run{Config: &config.Config{Paths: []string{tc.path}, Bucket: "b"}, Job: buildkite.Job{Dir: co, Home: tc.home},
+		r := &Run{Config: &config.Config{Paths: []string{tc.path}, Store: s3.Options{Bucket: "b"}}, Job: buildkite.Job{Dir: co, Home: tc.home},
 			Log: buildkite.NewLog(io.Discard)}
 		_, err := r.newCache(t.Context())
 		var ce *config.Error

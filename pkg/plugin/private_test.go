@@ -12,6 +12,7 @@ import (
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cache"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
 )
 
 const nobody = 65534 // another local user
@@ -22,7 +23,7 @@ func stateRun(t *testing.T, log *bytes.Buffer) *Run {
 	if err := os.MkdirAll(os.TempDir(), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return &Run{Config: &config.Config{Paths: []string{"node_modules"}, Bucket: "b"},
+	return &Run{Config: &config.Config{Paths: []string{"node_modules"}, Store: s3.Options{Bucket: "b"}},
 		Job: buildkite.Job{ID: "job-1"}, Log: buildkite.NewLog(log)}
 }
 
