@@ -364,9 +364,8 @@ func ResolvePaths(paths []string, dir, home string, keep ...string) ([]string, e
 		case home:
 			what = "$HOME"
 		}
-		keeps = append(keeps, kept{filepath.Clean(k), what})
-		if real, err := filepath.EvalSymlinks(k); err == nil && real != filepath.Clean(k) {
-			keeps = append(keeps, kept{real, what})
+		for _, f := range fspath.Forms(k) {
+			keeps = append(keeps, kept{f, what})
 		}
 	}
 	out := make([]string, len(paths))
@@ -375,11 +374,7 @@ func ResolvePaths(paths []string, dir, home string, keep ...string) ([]string, e
 		if err != nil {
 			return nil, err
 		}
-		forms := []string{abs}
-		if real, err := filepath.EvalSymlinks(abs); err == nil && real != abs {
-			forms = append(forms, real)
-		}
-		for _, f := range forms {
+		for _, f := range fspath.Forms(abs) {
 			if filepath.Dir(f) == f {
 				return nil, &Error{Key: key, Msg: fmt.Sprintf("%q is the filesystem root: a restore replaces a path whole; cache a directory below it", p)}
 			}

@@ -23,13 +23,13 @@ func (inv *Invocation) checkBinaryCache() error {
 	if bin == "" {
 		return nil
 	}
-	bins := resolved(filepath.Clean(bin))
+	bins := fspath.Forms(filepath.Clean(bin))
 	for _, p := range inv.Config.Paths {
 		abs, err := config.ResolvePath("path", p, inv.Job.Dir, inv.Job.Home)
 		if err != nil {
 			return err
 		}
-		for _, a := range resolved(abs) {
+		for _, a := range fspath.Forms(abs) {
 			for _, b := range bins {
 				if fspath.Overlap(a, b) {
 					return &config.Error{Key: "path", Msg: fmt.Sprintf("%q overlaps %s, where the agent keeps this plugin's binaries: a restore there would replace them; cache another directory", p, bin)}
@@ -38,12 +38,4 @@ func (inv *Invocation) checkBinaryCache() error {
 		}
 	}
 	return nil
-}
-
-// resolved is p, and p with its symlinks resolved when that differs.
-func resolved(p string) []string {
-	if real, err := filepath.EvalSymlinks(p); err == nil && real != p {
-		return []string{p, real}
-	}
-	return []string{p}
 }
