@@ -232,7 +232,7 @@ func (c *Cache) Save(ctx context.Context, keys []cachekey.Key) ([]Saved, error) 
 
 	start := time.Now()
 	var errs []error
-	for attempt := 0; len(pending) > 0; attempt++ {
+	for restarts := 0; len(pending) > 0; restarts++ {
 		results, stats, err := c.uploadAll(ctx, keys, pending)
 		if errors.Is(err, errTooLarge) {
 			for _, i := range pending {
@@ -250,7 +250,7 @@ func (c *Cache) Save(ctx context.Context, keys []cachekey.Key) ([]Saved, error) 
 			s := &saved[i]
 			s.Size, s.Stats, s.Duration = r.res.Size, stats, time.Since(start)
 			switch {
-			case errors.Is(r.err, s3.ErrConflict) && attempt < conflictRestarts:
+			case errors.Is(r.err, s3.ErrConflict) && restarts < conflictRestarts:
 				c.Log.Infof("Conflicting concurrent write to %s; starting the upload again", k.Name)
 				retry = append(retry, i)
 			case r.err != nil:
