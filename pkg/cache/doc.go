@@ -23,9 +23,9 @@
 // it gives up with an error wrapping archive.ErrLockTimeout. Cancellation ends the wait.
 //
 // Vocabulary: a restart runs a whole restore or save again (a restore whose object changed or
-// broke, up to CacheOptions.Restarts, the download-retries key; a save answered 409, up to
+// broke, up to config.CacheOptions.Restarts, the download-retries key; a save answered 409, up to
 // conflictRestarts); an attempt is one S3 request tried again, inside pkg/s3 (the retries key,
-// s3.Options.Retries). The compression level is CacheOptions.CompressionLevel; "level" alone is
+// s3.Options.Retries). The compression level is config.CacheOptions.CompressionLevel; "level" alone is
 // a cache level (config.Level).
 //
 // On failure or cancellation a restore leaves every target exactly as it was and no staging
