@@ -19,3 +19,13 @@ func Within(root, p string) bool {
 func Overlap(a, b string) bool {
 	return Within(a, b) || Within(b, a)
 }
+
+// Forms lists the names a check must compare for p: p cleaned and, when it exists and the two
+// differ, p with its symlinks resolved. A link to the checkout is the checkout.
+func Forms(p string) []string {
+	c := filepath.Clean(p)
+	if real, err := filepath.EvalSymlinks(p); err == nil && real != c {
+		return []string{c, real}
+	}
+	return []string{c}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/buildkite"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
 )
 
@@ -24,26 +25,25 @@ type Store interface {
 	UploadEach(ctx context.Context, keys []string, r io.Reader, o s3.PutOptions) ([]s3.Result, []error)
 }
 
-// Cache is one cache as configured: what is archived and how.
+// Cache is one cache as configured: what is archived and how. Build it with New.
 type Cache struct {
-	Store       Store
-	Log         *buildkite.Log
-	Paths       []string // absolute paths; archive entry i restores to Paths[i]
-	Compression archive.Compression
-	Level       int   // compression level, 0 for the default
-	Restarts    int   // download-retries: whole-restore restarts
-	MaxSize     int64 // 0: no limit
-	Force       bool  // overwrite existing objects
-	// LockTimeout bounds the wait for other jobs on this host using the same
-	// paths (archive.LockTargets); 0 means archive.DefaultLockTimeout.
-	LockTimeout time.Duration
+	Store   Store
+	Log     *buildkite.Log
+	Paths   []string            // absolute paths; archive entry i restores to Paths[i]
+	Options config.CacheOptions // as pkg/config decoded them
+}
+
+// New returns the cache of paths in store, configured by o. Zero options mean their documented
+// defaults, applied once where they are used (the compressor's level, archive.DefaultLockTimeout).
+func New(store Store, log *buildkite.Log, paths []string, o config.CacheOptions) *Cache {
+	return &Cache{Store: store, Log: log, Paths: paths, Options: o}
 }
 
 // lock takes the host locks of c.Paths: exclusive to restore, shared to save.
 func (c *Cache) lock(ctx context.Context, exclusive bool) (*archive.Locks, error) {
 	return archive.LockTargets(ctx, c.Paths, archive.LockOptions{
 		Exclusive: exclusive,
-		Timeout:   c.LockTimeout,
+		Timeout:   c.Options.LockTimeout,
 		Waiting: func(p string) {
 			c.Log.Infof("Waiting for another job on this host to finish with %s…", p)
 		},
@@ -137,11 +137,11 @@ func (c *Cache) restoreKey(ctx context.Context, k cachekey.Key) (Restored, error
 		if ctx.Err() != nil || !restartable(err) {
 			return r, err
 		}
-		if r.Restarts >= c.Restarts {
+		if r.Restarts >= c.Options.Restarts {
 			return r, fmt.Errorf("gave up after %d restart(s) (download-retries): %w", r.Restarts, err)
 		}
 		r.Restarts++
-		c.Log.Infof("Restarting restore of %s (%d/%d): %v", k.Name, r.Restarts, c.Restarts, err)
+		c.Log.Infof("Restarting restore of %s (%d/%d): %v", k.Name, r.Restarts, c.Options.Restarts, err)
 	}
 }
 
@@ -159,7 +159,7 @@ func (c *Cache) download(ctx context.Context, obj s3.Object) (archive.Stats, int
 	defer body.Close()
 	cr := &countingReader{r: body}
 	stop := c.Log.Progress("Downloaded", cr.count, obj.Size, progressEvery)
-	stats, err := archive.Extract(ctx, cr, c.Paths, c.Compression, c.Log.Warnf)
+	stats, err := archive.Extract(ctx, cr, c.Paths, c.Options.Compression, c.Log.Warnf)
 	stop()
 	return stats, cr.count(), err
 }
@@ -174,8 +174,8 @@ type Saved struct {
 	Duration time.Duration
 }
 
-// conflictRetries bounds restarts after 409 ConditionalRequestConflict.
-const conflictRetries = 3
+// conflictRestarts bounds the restarts of a whole save after 409 ConditionalRequestConflict.
+const conflictRestarts = 3
 
 var (
 	// errTooLarge stops an upload whose archive passed max-size.
@@ -199,7 +199,7 @@ func (c *Cache) Save(ctx context.Context, keys []cachekey.Key) ([]Saved, error) 
 		c.Log.Group("Saving cache (%s levels)", strings.Join(levels, ", "))
 	}
 	for i, k := range keys {
-		if !c.Force {
+		if !c.Options.Force {
 			_, err := c.Store.Head(ctx, k.Name)
 			switch {
 			case err == nil:
@@ -232,13 +232,13 @@ func (c *Cache) Save(ctx context.Context, keys []cachekey.Key) ([]Saved, error) 
 
 	start := time.Now()
 	var errs []error
-	for attempt := 0; len(pending) > 0; attempt++ {
+	for restarts := 0; len(pending) > 0; restarts++ {
 		results, stats, err := c.uploadAll(ctx, keys, pending)
 		if errors.Is(err, errTooLarge) {
 			for _, i := range pending {
 				saved[i].Skipped = "archive larger than max-size"
 			}
-			c.Log.Warnf("Not saving: the archive is larger than max-size (%s)", buildkite.Bytes(c.MaxSize))
+			c.Log.Warnf("Not saving: the archive is larger than max-size (%s)", buildkite.Bytes(c.Options.MaxSize))
 			return saved, nil
 		}
 		if err != nil {
@@ -250,7 +250,7 @@ func (c *Cache) Save(ctx context.Context, keys []cachekey.Key) ([]Saved, error) 
 			s := &saved[i]
 			s.Size, s.Stats, s.Duration = r.res.Size, stats, time.Since(start)
 			switch {
-			case errors.Is(r.err, s3.ErrConflict) && attempt < conflictRetries:
+			case errors.Is(r.err, s3.ErrConflict) && restarts < conflictRestarts:
 				c.Log.Infof("Conflicting concurrent write to %s; starting the upload again", k.Name)
 				retry = append(retry, i)
 			case r.err != nil:
@@ -281,13 +281,13 @@ func (c *Cache) uploadAll(ctx context.Context, keys []cachekey.Key, pending []in
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pr, pw := io.Pipe()
-	out := &countingWriter{w: pw, limit: c.MaxSize}
+	out := &countingWriter{w: pw, limit: c.Options.MaxSize}
 
 	var stats archive.Stats
 	writeErr := make(chan error, 1)
 	go func() {
 		var err error
-		stats, err = archive.Write(ctx, out, c.Paths, c.Compression, c.Level, c.Log.Warnf)
+		stats, err = archive.Write(ctx, out, c.Paths, c.Options.Compression, c.Options.CompressionLevel, c.Log.Warnf)
 		pw.CloseWithError(err) // at its end (nil) or with the archive's error
 		writeErr <- err
 	}()
@@ -296,7 +296,7 @@ func (c *Cache) uploadAll(ctx context.Context, keys []cachekey.Key, pending []in
 	for j, i := range pending {
 		names[j] = keys[i].Name
 	}
-	res, errs := c.Store.UploadEach(ctx, names, pr, s3.PutOptions{Overwrite: c.Force})
+	res, errs := c.Store.UploadEach(ctx, names, pr, s3.PutOptions{Overwrite: c.Options.Force})
 	pr.CloseWithError(errUploadEnded)
 	stop()
 	results := make([]uploaded, len(pending))

@@ -22,6 +22,12 @@
 // another job on this host to finish with <path>…"; after LockTimeout (10 minutes by default)
 // it gives up with an error wrapping archive.ErrLockTimeout. Cancellation ends the wait.
 //
+// Vocabulary: a restart runs a whole restore or save again (a restore whose object changed or
+// broke, up to config.CacheOptions.Restarts, the download-retries key; a save answered 409, up to
+// conflictRestarts); an attempt is one S3 request tried again, inside pkg/s3 (the retries key,
+// s3.Options.Retries). The compression level is config.CacheOptions.CompressionLevel; "level" alone is
+// a cache level (config.Level).
+//
 // On failure or cancellation a restore leaves every target exactly as it was and no staging
 // behind (pkg/archive), and a save leaves no object and no multipart upload behind (pkg/s3).
 package cache

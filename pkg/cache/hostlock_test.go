@@ -19,6 +19,7 @@ import (
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/buildkite"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cache"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
 )
 
@@ -132,7 +133,7 @@ func TestJobsOnOneHost(t *testing.T) {
 		newJob := func(t *testing.T, paths []string, log io.Writer, wrap func(cache.Store) cache.Store) *cache.Cache {
 			store, err := srv.Store(t.Context(), 2, partSize)
 			must(t, err)
-			return &cache.Cache{Store: wrap(store), Log: buildkite.NewLog(log), Paths: paths, Compression: archive.Zstd, Restarts: 1}
+			return cache.New(wrap(store), buildkite.NewLog(log), paths, config.CacheOptions{Compression: archive.Zstd, Restarts: 1})
 		}
 		plain := func(s cache.Store) cache.Store { return s }
 		// saveTree stores a fresh tree at key name and returns a copy of it.
@@ -246,8 +247,8 @@ func TestLockTimeout(t *testing.T) {
 	defer held.Unlock()
 
 	var log bytes.Buffer
-	c := &cache.Cache{Log: buildkite.NewLog(&log), Paths: []string{target}, Compression: archive.Zstd,
-		Force: true, LockTimeout: 200 * time.Millisecond} // Force: Save asks the store nothing first
+	c := cache.New(nil, buildkite.NewLog(&log), []string{target}, config.CacheOptions{Compression: archive.Zstd,
+		Force: true, LockTimeout: 200 * time.Millisecond}) // Force: Save asks the store nothing first
 	if _, err := c.Restore(t.Context(), []cachekey.Key{key("k")}); !errors.Is(err, archive.ErrLockTimeout) {
 		t.Errorf("restore: got %v, want ErrLockTimeout", err)
 	}
@@ -261,7 +262,8 @@ func TestLockTimeout(t *testing.T) {
 		t.Errorf("the path changed:\n%s\nwant:\n%s", got, want)
 	}
 
-	c.LockTimeout = time.Hour
+	c = cache.New(nil, buildkite.NewLog(&log), []string{target}, config.CacheOptions{Compression: archive.Zstd,
+		Force: true, LockTimeout: time.Hour})
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	if _, err := c.Restore(ctx, []cachekey.Key{key("k")}); !errors.Is(err, context.DeadlineExceeded) {

@@ -41,8 +41,8 @@ func newCache(t *testing.T, srv *s3test.Server, paths []string, concurrency int)
 		t.Fatal(err)
 	}
 	var log bytes.Buffer
-	return &cache.Cache{Store: store, Log: buildkite.NewLog(&log), Paths: paths,
-		Compression: archive.Zstd, Restarts: 3}, store, &log
+	return cache.New(store, buildkite.NewLog(&log), paths,
+		config.CacheOptions{Compression: archive.Zstd, Restarts: 3}), store, &log
 }
 
 // makeTree writes a small tree plus random bytes (incompressible) of the given size.
@@ -402,7 +402,7 @@ func TestRestoreGivesUpAfterDownloadRetries(t *testing.T) {
 		makeTree(t, dst, 10)
 		before := listing(t, dst)
 		r, _, log := newCache(t, srv, []string{dst}, 1)
-		r.Restarts = 2
+		r.Options.Restarts = 2
 		r.Store = &overwriteAlways{Store: store, t: t}
 		got, err := r.Restore(t.Context(), []cachekey.Key{k})
 		if err == nil || !strings.Contains(err.Error(), "gave up after 2 restart(s) (download-retries)") || got.Hit != cache.Miss {
@@ -586,7 +586,7 @@ func TestOneFailedUploadDoesNotStopTheOthers(t *testing.T) {
 		store, err := s3.New(t.Context(), o)
 		must(t, err)
 		var log bytes.Buffer
-		c := &cache.Cache{Store: store, Log: buildkite.NewLog(&log), Paths: []string{src}, Compression: archive.Zstd}
+		c := cache.New(store, buildkite.NewLog(&log), []string{src}, config.CacheOptions{Compression: archive.Zstd})
 		keys := []cachekey.Key{key("onefails/a.tar.zst"), key("onefails/b.tar.zst")}
 		p.Intercept(func(r *http.Request) (int, string, bool) { // a's second part
 			return http.StatusForbidden, "AccessDenied", r.URL.Path == "/cache/"+keys[0].Name && r.URL.Query().Get("partNumber") == "2"
@@ -604,7 +604,7 @@ func TestArchivesAboveMaxSizeAreNotSaved(t *testing.T) {
 		src := filepath.Join(t.TempDir(), "c")
 		makeTree(t, src, 2*partSize)
 		c, store, log := newCache(t, srv, []string{src}, 2)
-		c.MaxSize = partSize + 1 // past the first part: a multipart upload must be aborted
+		c.Options.MaxSize = partSize + 1 // past the first part: a multipart upload must be aborted
 		k := key("toolarge/key.tar.zst")
 		saved, err := saveOne(t, c, k)
 		if err != nil || saved.Stored || !strings.Contains(log.String(), "larger than max-size") {
@@ -625,7 +625,7 @@ func TestSaveAtSeveralLevelsBuffersEachPartOnce(t *testing.T) {
 	makeTree(t, src, 8*partSize)
 	const concurrency = 2
 	c, store, log := newCache(t, srv, []string{src}, concurrency)
-	c.Compression = archive.None // the compressor's own buffers are not what is measured
+	c.Options.Compression = archive.None // the compressor's own buffers are not what is measured
 	keys := []cachekey.Key{key("memory/file.tar"), {Level: config.LevelBranch, Name: "memory/branch.tar"},
 		{Level: config.LevelPipeline, Name: "memory/pipeline.tar"}}
 	var before, after runtime.MemStats

@@ -43,7 +43,7 @@ func TestRestoreOfACorruptObjectFailsCleanly(t *testing.T) {
 				src := filepath.Join(t.TempDir(), "c")
 				makeTree(t, src, 1<<20) // the middle byte of the object is in the random file
 				saver, _, _ := newCache(t, srv, []string{src}, 2)
-				saver.Compression = c
+				saver.Options.Compression = c
 				k := key("corrupt/key" + c.Extension())
 				_, err := saveOne(t, saver, k)
 				must(t, err)
@@ -54,8 +54,8 @@ func TestRestoreOfACorruptObjectFailsCleanly(t *testing.T) {
 				before := listing(t, dst)
 				parentBefore, _ := os.ReadDir(filepath.Dir(dst))
 				r, _, log := newCache(t, srv, []string{dst}, 2)
-				r.Compression = c
-				r.Restarts = 2
+				r.Options.Compression = c
+				r.Options.Restarts = 2
 				_, err = r.Restore(t.Context(), []cachekey.Key{k})
 				if !errors.Is(err, archive.ErrCorrupt) || !strings.Contains(err.Error(), "gave up after 2 restart(s)") ||
 					!strings.Contains(log.String(), "Restarting restore of "+k.Name+" (2/2)") {

@@ -32,6 +32,7 @@ import (
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/fspath"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
 )
 
 // Prefix starts every environment variable of the plugin.
@@ -70,50 +71,37 @@ const (
 	WhenAlways    When = "always"
 )
 
-// ConditionalWrites says whether saves send If-None-Match: * (see docs/design.md#conditional-writes-and-the-probe).
-type ConditionalWrites string
-
-// The values of the conditional-writes key.
-const (
-	ConditionalAuto ConditionalWrites = "auto"
-	ConditionalOn   ConditionalWrites = "on"
-	ConditionalOff  ConditionalWrites = "off"
-)
-
-// Config is the validated configuration of one plugin instance.
+// Config is the validated configuration of one plugin instance. The options of the object store
+// and of the cache are the packages' own types, filled here once; their consumers add only what
+// is not configuration (the log, resolved paths, credentials in tests).
 type Config struct {
 	Paths    []string // what to cache, as written in the pipeline (resolve with ResolvePath)
 	Manifest []string // files, directories and globs hashed for the file level
 	Restore  Level    // highest level to restore from; "" restores nothing
 	Save     []Level  // levels to save under; empty saves nothing
 	KeyExtra string   // mixed into every key
-	Force    bool     // overwrite existing objects
 	When     When
+	SoftFail bool   // runtime errors are warnings
+	Prefix   string // key prefix, without leading or trailing "/"
 
+	Cache CacheOptions // how the archive is written, restored and saved
+	// Store is the bucket and how to reach it: every key of s3.Options but Warn, Info,
+	// VerdictDir and Credentials, which are not configuration. Retries (the retries key) counts
+	// the attempts of each S3 request; ProbePrefix is Prefix + "/".
+	Store s3.Options
+}
+
+// CacheOptions configure a cache.Cache. They are declared here, not in pkg/cache, because
+// pkg/cache depends on this package (through pkg/cachekey); cache.New consumes them as they are.
+type CacheOptions struct {
 	Compression      archive.Compression
-	CompressionLevel int // 0: the compressor's default
-
-	SoftFail        bool // runtime errors are warnings
-	DownloadRetries int  // whole-restore restarts after the object changed or broke mid-download
-	Retries         int  // attempts of each S3 request (0: the SDK's default)
-
-	Bucket         string
-	Prefix         string
-	Region         string
-	Endpoint       string
-	Profile        string
-	ForcePathStyle *bool // nil: path-style for custom endpoints, virtual-hosted for AWS
-
-	StorageClass      string
-	SSE               string
-	SSEKMSKeyID       string
-	ConditionalWrites ConditionalWrites
-
-	StallTimeout time.Duration // a transfer without progress for this long is cancelled and retried
-
-	Concurrency int   // parallel transfers (0: auto)
-	PartSize    int64 // multipart part size and download chunk size in bytes (0: auto)
-	MaxSize     int64 // archives above this are not saved (0: no limit)
+	CompressionLevel int   // 0: the compressor's default
+	Restarts         int   // the download-retries key: whole-restore restarts after the object changed or broke mid-download
+	MaxSize          int64 // archives above this are not saved (0: no limit)
+	Force            bool  // overwrite existing objects
+	// LockTimeout bounds the wait for other jobs on this host using the same paths
+	// (archive.LockTargets); 0 means archive.DefaultLockTimeout. Not a configuration key.
+	LockTimeout time.Duration
 }
 
 // Error is a configuration error: it names the key and what is wrong with it.
@@ -132,30 +120,30 @@ func (e *Error) Error() string {
 // vars holds the scalar keys, declared with envconfig's struct tags (see decodeVars). Types with a
 // Decode method validate themselves.
 type vars struct {
-	KeyExtra          string            `envconfig:"KEY_EXTRA"`
-	Force             bool              `envconfig:"FORCE"`
-	When              When              `envconfig:"WHEN" default:"on-success"`
-	Compression       compression       `envconfig:"COMPRESSION" default:"zstd"`
-	CompressionLevel  int               `envconfig:"COMPRESSION_LEVEL"`
-	SoftFail          bool              `envconfig:"SOFT_FAIL" default:"true"`
-	DownloadRetries   int               `envconfig:"DOWNLOAD_RETRIES" default:"3"`
-	Retries           int               `envconfig:"RETRIES"`
-	Bucket            string            `envconfig:"BUCKET"`
-	Prefix            string            `envconfig:"PREFIX"`
-	Region            string            `envconfig:"REGION"`
-	Endpoint          string            `envconfig:"ENDPOINT"`
-	Profile           string            `envconfig:"PROFILE"`
-	ForcePathStyle    optionalBool      `envconfig:"FORCE_PATH_STYLE"`
-	StorageClass      string            `envconfig:"STORAGE_CLASS"`
-	SSE               string            `envconfig:"SSE"`
-	SSEKMSKeyID       string            `envconfig:"SSE_KMS_KEY_ID"`
-	ConditionalWrites ConditionalWrites `envconfig:"CONDITIONAL_WRITES" default:"auto"`
-	StallTimeout      Duration          `envconfig:"STALL_TIMEOUT" default:"60s"`
-	Concurrency       int               `envconfig:"CONCURRENCY"`
-	PartSize          Size              `envconfig:"PART_SIZE"`
-	MaxSize           Size              `envconfig:"MAX_SIZE"`
-	Backend           backend           `envconfig:"BACKEND"`
-	OnlyShowErrors    string            `envconfig:"ONLY_SHOW_ERRORS"` // the aws CLI's flag; this plugin is quiet anyway
+	KeyExtra          string       `envconfig:"KEY_EXTRA"`
+	Force             bool         `envconfig:"FORCE"`
+	When              When         `envconfig:"WHEN" default:"on-success"`
+	Compression       compression  `envconfig:"COMPRESSION" default:"zstd"`
+	CompressionLevel  int          `envconfig:"COMPRESSION_LEVEL"`
+	SoftFail          bool         `envconfig:"SOFT_FAIL" default:"true"`
+	Restarts          int          `envconfig:"DOWNLOAD_RETRIES" default:"3"`
+	Retries           int          `envconfig:"RETRIES"`
+	Bucket            string       `envconfig:"BUCKET"`
+	Prefix            string       `envconfig:"PREFIX"`
+	Region            string       `envconfig:"REGION"`
+	Endpoint          string       `envconfig:"ENDPOINT"`
+	Profile           string       `envconfig:"PROFILE"`
+	ForcePathStyle    optionalBool `envconfig:"FORCE_PATH_STYLE"`
+	StorageClass      string       `envconfig:"STORAGE_CLASS"`
+	SSE               string       `envconfig:"SSE"`
+	SSEKMSKeyID       string       `envconfig:"SSE_KMS_KEY_ID"`
+	ConditionalWrites conditional  `envconfig:"CONDITIONAL_WRITES" default:"auto"`
+	StallTimeout      Duration     `envconfig:"STALL_TIMEOUT" default:"60s"`
+	Concurrency       int          `envconfig:"CONCURRENCY"`
+	PartSize          Size         `envconfig:"PART_SIZE"`
+	MaxSize           Size         `envconfig:"MAX_SIZE"`
+	Backend           backend      `envconfig:"BACKEND"`
+	OnlyShowErrors    string       `envconfig:"ONLY_SHOW_ERRORS"` // the aws CLI's flag; this plugin is quiet anyway
 }
 
 // Keys lists every configuration key the plugin accepts, as written in a pipeline.
@@ -205,32 +193,38 @@ func LoadEnv(environ []string) (*Config, error) {
 		return nil, err
 	}
 
+	prefix := strings.Trim(v.Prefix, "/")
 	c := &Config{
 		// path is the official cache plugin's key, paths this plugin's own: see list.
-		Paths:             list(env, "PATHS", "PATH"),
-		Manifest:          list(env, "MANIFEST"),
-		KeyExtra:          v.KeyExtra,
-		Force:             v.Force,
-		When:              v.When,
-		Compression:       v.Compression.c,
-		CompressionLevel:  v.CompressionLevel,
-		SoftFail:          v.SoftFail,
-		DownloadRetries:   v.DownloadRetries,
-		Retries:           v.Retries,
-		Bucket:            strings.TrimSpace(v.Bucket),
-		Prefix:            strings.Trim(v.Prefix, "/"),
-		Region:            v.Region,
-		Endpoint:          v.Endpoint,
-		Profile:           v.Profile,
-		ForcePathStyle:    v.ForcePathStyle.p,
-		StorageClass:      v.StorageClass,
-		SSE:               v.SSE,
-		SSEKMSKeyID:       v.SSEKMSKeyID,
-		ConditionalWrites: v.ConditionalWrites,
-		StallTimeout:      time.Duration(v.StallTimeout),
-		Concurrency:       v.Concurrency,
-		PartSize:          int64(v.PartSize),
-		MaxSize:           int64(v.MaxSize),
+		Paths:    list(env, "PATHS", "PATH"),
+		Manifest: list(env, "MANIFEST"),
+		KeyExtra: v.KeyExtra,
+		When:     v.When,
+		SoftFail: v.SoftFail,
+		Prefix:   prefix,
+		Cache: CacheOptions{
+			Compression:      v.Compression.c,
+			CompressionLevel: v.CompressionLevel,
+			Restarts:         v.Restarts,
+			MaxSize:          int64(v.MaxSize),
+			Force:            v.Force,
+		},
+		Store: s3.Options{
+			Bucket:            strings.TrimSpace(v.Bucket),
+			Region:            v.Region,
+			Endpoint:          v.Endpoint,
+			Profile:           v.Profile,
+			ForcePathStyle:    v.ForcePathStyle.p,
+			Retries:           v.Retries,
+			Concurrency:       v.Concurrency,
+			PartSize:          int64(v.PartSize),
+			StorageClass:      v.StorageClass,
+			SSE:               v.SSE,
+			SSEKMSKeyID:       v.SSEKMSKeyID,
+			ConditionalWrites: v.ConditionalWrites.c,
+			ProbePrefix:       probePrefix(prefix),
+			StallTimeout:      time.Duration(v.StallTimeout),
+		},
 	}
 	if r := strings.TrimSpace(env["RESTORE"]); r != "" {
 		l, err := parseLevel("restore", r)
@@ -254,31 +248,41 @@ func LoadEnv(environ []string) (*Config, error) {
 	return c, nil
 }
 
+// probePrefix is where the conditional-writes probe puts its objects: under the key prefix, so
+// that IAM policies scoped to it cover them.
+func probePrefix(prefix string) string {
+	if prefix == "" {
+		return ""
+	}
+	return prefix + "/"
+}
+
 // validate checks ranges and the combinations of keys.
 func (c *Config) validate() error {
+	cc, st := c.Cache, c.Store
 	ranges := []struct {
 		key           string
 		val, min, max int64
 		want          string
 	}{
-		{"compression-level", int64(c.CompressionLevel), 0, 22, "0 (default) to 22 for zstd, 1 to 9 for gzip"},
-		{"download-retries", int64(c.DownloadRetries), 0, 100, "0 to 100"},
-		{"retries", int64(c.Retries), 0, 100, "0 to 100"},
-		{"concurrency", int64(c.Concurrency), 0, 64, "1 to 64, or 0 for automatic"},
-		{"part-size", c.PartSize, 0, 5 << 30, "5MiB to 5GiB"},
-		{"max-size", c.MaxSize, 0, 5 << 40, "a size such as 10GiB"},
-		{"stall-timeout", int64(c.StallTimeout), int64(time.Second), int64(time.Hour), "1s to 1h"},
+		{"compression-level", int64(cc.CompressionLevel), 0, 22, "0 (default) to 22 for zstd, 1 to 9 for gzip"},
+		{"download-retries", int64(cc.Restarts), 0, 100, "0 to 100"},
+		{"retries", int64(st.Retries), 0, 100, "0 to 100"},
+		{"concurrency", int64(st.Concurrency), 0, 64, "1 to 64, or 0 for automatic"},
+		{"part-size", st.PartSize, 0, 5 << 30, "5MiB to 5GiB"},
+		{"max-size", cc.MaxSize, 0, 5 << 40, "a size such as 10GiB"},
+		{"stall-timeout", int64(st.StallTimeout), int64(time.Second), int64(time.Hour), "1s to 1h"},
 	}
 	for _, r := range ranges {
 		if r.val < r.min || r.val > r.max {
 			return &Error{Key: r.key, Msg: fmt.Sprintf("invalid value %d: want %s", r.val, r.want)}
 		}
 	}
-	if c.PartSize != 0 && c.PartSize < 5<<20 {
-		return &Error{Key: "part-size", Msg: fmt.Sprintf("invalid value %d: want 5MiB to 5GiB (S3's smallest part is 5MiB)", c.PartSize)}
+	if st.PartSize != 0 && st.PartSize < 5<<20 {
+		return &Error{Key: "part-size", Msg: fmt.Sprintf("invalid value %d: want 5MiB to 5GiB (S3's smallest part is 5MiB)", st.PartSize)}
 	}
-	if c.Compression == archive.Gzip && c.CompressionLevel > 9 {
-		return &Error{Key: "compression-level", Msg: fmt.Sprintf("invalid value %d for gzip: want 1 to 9", c.CompressionLevel)}
+	if cc.Compression == archive.Gzip && cc.CompressionLevel > 9 {
+		return &Error{Key: "compression-level", Msg: fmt.Sprintf("invalid value %d for gzip: want 1 to 9", cc.CompressionLevel)}
 	}
 	for _, p := range c.Paths {
 		if strings.TrimSpace(p) == "" {
@@ -292,7 +296,7 @@ func (c *Config) validate() error {
 		return &Error{Key: "restore", Msg: "missing: set restore and/or save to a level (file, step, branch, pipeline, all)"}
 	case len(c.Manifest) == 0 && (c.Restore == LevelFile || slices.Contains(c.Save, LevelFile)):
 		return &Error{Key: "manifest", Msg: "missing: the file level hashes the manifest; set manifest to the files that define the cache (e.g. package-lock.json)"}
-	case c.Bucket == "":
+	case st.Bucket == "":
 		return &Error{Key: "bucket", Msg: "missing: set bucket in the pipeline, or " + Prefix + "BUCKET in the agent environment"}
 	}
 	return nil
@@ -360,9 +364,8 @@ func ResolvePaths(paths []string, dir, home string, keep ...string) ([]string, e
 		case home:
 			what = "$HOME"
 		}
-		keeps = append(keeps, kept{filepath.Clean(k), what})
-		if real, err := filepath.EvalSymlinks(k); err == nil && real != filepath.Clean(k) {
-			keeps = append(keeps, kept{real, what})
+		for _, f := range fspath.Forms(k) {
+			keeps = append(keeps, kept{f, what})
 		}
 	}
 	out := make([]string, len(paths))
@@ -371,11 +374,7 @@ func ResolvePaths(paths []string, dir, home string, keep ...string) ([]string, e
 		if err != nil {
 			return nil, err
 		}
-		forms := []string{abs}
-		if real, err := filepath.EvalSymlinks(abs); err == nil && real != abs {
-			forms = append(forms, real)
-		}
-		for _, f := range forms {
+		for _, f := range fspath.Forms(abs) {
 			if filepath.Dir(f) == f {
 				return nil, &Error{Key: key, Msg: fmt.Sprintf("%q is the filesystem root: a restore replaces a path whole; cache a directory below it", p)}
 			}

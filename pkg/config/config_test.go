@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
 )
 
 // setEnv replaces every plugin variable of the process with vars, for the test's duration.
@@ -53,8 +54,8 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Compression != archive.Zstd || !c.SoftFail || c.DownloadRetries != 3 || c.When != WhenOnSuccess ||
-		c.ConditionalWrites != ConditionalAuto || c.Force || c.ForcePathStyle != nil || c.StallTimeout != time.Minute {
+	if c.Cache.Compression != archive.Zstd || !c.SoftFail || c.Cache.Restarts != 3 || c.When != WhenOnSuccess ||
+		c.Store.ConditionalWrites != s3.ConditionalAuto || c.Cache.Force || c.Store.ForcePathStyle != nil || c.Store.StallTimeout != time.Minute {
 		t.Fatalf("defaults: %+v", c)
 	}
 	if !slices.Equal(c.Paths, []string{"node_modules"}) || c.Restore != LevelFile || !slices.Equal(c.Save, []Level{LevelFile}) {
@@ -75,13 +76,13 @@ func TestLoadValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{Paths: []string{"a", "~/.npm"}, Manifest: []string{"go.sum", "*.lock"}, Restore: LevelPipeline,
-		Save: []Level{LevelFile, LevelBranch}, Compression: archive.Gzip, CompressionLevel: 9, Force: true,
-		DownloadRetries: 5, PartSize: 64 << 20, MaxSize: 2e9, When: WhenAlways, Prefix: "caches", Bucket: "b",
-		ConditionalWrites: ConditionalAuto}
-	if c.ForcePathStyle == nil || *c.ForcePathStyle {
-		t.Fatalf("force-path-style: %v", c.ForcePathStyle)
+		Save: []Level{LevelFile, LevelBranch}, When: WhenAlways, Prefix: "caches",
+		Cache: CacheOptions{Compression: archive.Gzip, CompressionLevel: 9, Force: true, Restarts: 5, MaxSize: 2e9},
+		Store: s3.Options{PartSize: 64 << 20, Bucket: "b", ConditionalWrites: s3.ConditionalAuto}}
+	if c.Store.ForcePathStyle == nil || *c.Store.ForcePathStyle {
+		t.Fatalf("force-path-style: %v", c.Store.ForcePathStyle)
 	}
-	c.ForcePathStyle = nil
+	c.Store.ForcePathStyle = nil
 	if !equal(*c, want) {
 		t.Fatalf("got  %+v\nwant %+v", *c, want)
 	}
@@ -92,10 +93,10 @@ func TestLoadValues(t *testing.T) {
 
 func equal(a, b Config) bool {
 	return slices.Equal(a.Paths, b.Paths) && slices.Equal(a.Manifest, b.Manifest) && slices.Equal(a.Save, b.Save) &&
-		a.Restore == b.Restore && a.Compression == b.Compression && a.CompressionLevel == b.CompressionLevel &&
-		a.Force == b.Force && a.SoftFail == b.SoftFail && a.DownloadRetries == b.DownloadRetries &&
-		a.PartSize == b.PartSize && a.MaxSize == b.MaxSize && a.When == b.When && a.Prefix == b.Prefix &&
-		a.Bucket == b.Bucket && a.ConditionalWrites == b.ConditionalWrites
+		a.Restore == b.Restore && a.Cache.Compression == b.Cache.Compression && a.Cache.CompressionLevel == b.Cache.CompressionLevel &&
+		a.Cache.Force == b.Cache.Force && a.SoftFail == b.SoftFail && a.Cache.Restarts == b.Cache.Restarts &&
+		a.Store.PartSize == b.Store.PartSize && a.Cache.MaxSize == b.Cache.MaxSize && a.When == b.When && a.Prefix == b.Prefix &&
+		a.Store.Bucket == b.Store.Bucket && a.Store.ConditionalWrites == b.Store.ConditionalWrites
 }
 
 type loadErrorCase struct {

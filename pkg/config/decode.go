@@ -11,6 +11,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
 )
 
 // decodeVars fills v from env, the plugin's variables without their prefix. It follows
@@ -74,11 +75,13 @@ func (w *When) Decode(s string) error {
 	return &Error{Msg: fmt.Sprintf("invalid value %q: want on-success, on-failure or always", s)}
 }
 
-// Decode implements envconfig.Decoder.
-func (c *ConditionalWrites) Decode(s string) error {
-	switch ConditionalWrites(s) {
-	case ConditionalAuto, ConditionalOn, ConditionalOff:
-		*c = ConditionalWrites(s)
+// conditional decodes the conditional-writes key into s3's own mode.
+type conditional struct{ c s3.Conditional }
+
+func (c *conditional) Decode(s string) error {
+	switch m := s3.Conditional(s); m {
+	case s3.ConditionalAuto, s3.ConditionalOn, s3.ConditionalOff:
+		c.c = m
 		return nil
 	}
 	return &Error{Msg: fmt.Sprintf("invalid value %q: want auto, on or off", s)}

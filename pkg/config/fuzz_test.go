@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
 )
 
 // FuzzLoad decodes arbitrary environments. The input is lines NAME=value; the plugin's prefix is
@@ -121,12 +122,15 @@ func checkLoaded(t *testing.T, c *Config, err error) {
 		}
 	}
 	if !slices.Contains([]When{WhenOnSuccess, WhenOnFailure, WhenAlways}, c.When) ||
-		!slices.Contains([]ConditionalWrites{ConditionalAuto, ConditionalOn, ConditionalOff}, c.ConditionalWrites) ||
-		!slices.Contains([]archive.Compression{archive.Zstd, archive.Gzip, archive.None}, c.Compression) {
+		!slices.Contains([]s3.Conditional{s3.ConditionalAuto, s3.ConditionalOn, s3.ConditionalOff}, c.Store.ConditionalWrites) ||
+		!slices.Contains([]archive.Compression{archive.Zstd, archive.Gzip, archive.None}, c.Cache.Compression) {
 		t.Fatalf("enum out of range: %+v", c)
 	}
-	if c.Bucket == "" || c.Bucket != strings.TrimSpace(c.Bucket) || strings.HasPrefix(c.Prefix, "/") || strings.HasSuffix(c.Prefix, "/") {
-		t.Fatalf("bucket %q prefix %q", c.Bucket, c.Prefix)
+	if c.Store.Bucket == "" || c.Store.Bucket != strings.TrimSpace(c.Store.Bucket) || strings.HasPrefix(c.Prefix, "/") || strings.HasSuffix(c.Prefix, "/") {
+		t.Fatalf("bucket %q prefix %q", c.Store.Bucket, c.Prefix)
+	}
+	if want := probePrefix(c.Prefix); c.Store.ProbePrefix != want {
+		t.Fatalf("probe prefix %q, want %q", c.Store.ProbePrefix, want)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/buildkite"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
 )
 
 func TestACachePathOverlappingTheBinaryCacheIsAConfigurationError(t *testing.T) {
@@ -39,7 +40,7 @@ func TestACachePathOverlappingTheBinaryCacheIsAConfigurationError(t *testing.T) 
 		{"~/.cache", "", false}, // no binary cache (S3_CACHE_BIN_DIR, go build): nothing to protect
 	} {
 		t.Setenv(BinaryCacheEnv, tc.binDir)
-		r := &Run{Config: &config.Config{Paths: []string{"vendor", tc.path}, Bucket: "b"},
+		r := &Invocation{Config: &config.Config{Paths: []string{"vendor", tc.path}, Store: s3.Options{Bucket: "b"}},
 			Job: buildkite.Job{Dir: "/co/x", Home: home}, Log: buildkite.NewLog(io.Discard)}
 		err := r.checkBinaryCache()
 		var ce *config.Error

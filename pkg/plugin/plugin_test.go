@@ -11,6 +11,7 @@ import (
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/buildkite"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
 )
 
 func TestSkipForExitStatus(t *testing.T) {
@@ -27,7 +28,7 @@ func TestSkipForExitStatus(t *testing.T) {
 		{config.WhenAlways, "0", true},
 		{config.WhenAlways, "2", true},
 	} {
-		r := &Run{Config: &config.Config{When: tc.when}, Job: buildkite.Job{ExitStatus: tc.status}}
+		r := &Invocation{Config: &config.Config{When: tc.when}, Job: buildkite.Job{ExitStatus: tc.status}}
 		if got := r.skipForExitStatus() == ""; got != tc.save {
 			t.Errorf("when %s, exit status %q: save = %v, want %v", tc.when, tc.status, got, tc.save)
 		}
@@ -60,7 +61,7 @@ func TestWriteEnvFile(t *testing.T) {
 // Two instances of the plugin in one step keep separate state; one instance in two jobs too.
 func TestStatePathIsScopedToJobAndInstance(t *testing.T) {
 	run := func(job string, paths ...string) string {
-		return (&Run{Config: &config.Config{Paths: paths}, Job: buildkite.Job{ID: job}}).statePath()
+		return (&Invocation{Config: &config.Config{Paths: paths}, Job: buildkite.Job{ID: job}}).statePath()
 	}
 	a, b := run("job-1", "node_modules"), run("job-1", "vendor")
 	if a == b || run("job-2", "node_modules") == a || run("job-1", "node_modules") != a {
@@ -73,9 +74,9 @@ func TestStatePathIsScopedToJobAndInstance(t *testing.T) {
 
 func TestOverlappingPathsAreAConfigurationError(t *testing.T) {
 	for _, paths := range [][]string{{"node_modules", "node_modules/.cache"}, {"a", "./a"}, {"~/.npm", "~"}} {
-		r := &Run{Config: &config.Config{Paths: paths, Bucket: "b"}, Job: buildkite.Job{Dir: "/co", Home: "/home/u"},
+		r := &Invocation{Config: &config.Config{Paths: paths, Store: s3.Options{Bucket: "b"}}, Job: buildkite.Job{Dir: "/co", Home: "/home/u"},
 			Log: buildkite.NewLog(io.Discard)}
-		_, err := r.newCache(t.Context())
+		_, err := r.buildCache(t.Context())
 		var ce *config.Error
 		if !errors.As(err, &ce) || ce.Key != "paths" {
 			t.Errorf("paths %q: %v, want a configuration error", paths, err)
@@ -110,9 +111,9 @@ func TestDangerousPathsAreAConfigurationError(t *testing.T) {
 		{"~/.npm", "", "HOME is not set"},
 		{"~root/.npm", home, "~user is not supported"},
 	} {
-		r := &Run{Config: &config.Config{Paths: []string{tc.path}, Bucket: "b"}, Job: buildkite.Job{Dir: co, Home: tc.home},
+		r := &Invocation{Config: &config.Config{Paths: []string{tc.path}, Store: s3.Options{Bucket: "b"}}, Job: buildkite.Job{Dir: co, Home: tc.home},
 			Log: buildkite.NewLog(io.Discard)}
-		_, err := r.newCache(t.Context())
+		_, err := r.buildCache(t.Context())
 		var ce *config.Error
 		if !errors.As(err, &ce) || ce.Key != "path" || !strings.Contains(err.Error(), strconv.Quote(tc.path)) ||
 			!strings.Contains(err.Error(), tc.msg) {

@@ -1,5 +1,7 @@
 package plugin
 
+// Why a file: the state directory must be this user's alone; these checks say so or refuse.
+
 import (
 	"errors"
 	"fmt"

@@ -12,17 +12,18 @@ import (
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cache"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
 )
 
 const nobody = 65534 // another local user
 
-func stateRun(t *testing.T, log *bytes.Buffer) *Run {
+func stateInvocation(t *testing.T, log *bytes.Buffer) *Invocation {
 	t.Helper()
 	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "tmp"))
 	if err := os.MkdirAll(os.TempDir(), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return &Run{Config: &config.Config{Paths: []string{"node_modules"}, Bucket: "b"},
+	return &Invocation{Config: &config.Config{Paths: []string{"node_modules"}, Store: s3.Options{Bucket: "b"}},
 		Job: buildkite.Job{ID: "job-1"}, Log: buildkite.NewLog(log)}
 }
 
@@ -92,7 +93,7 @@ func TestStateTheJobUserDoesNotOwnIsIgnored(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var log bytes.Buffer
-			r := stateRun(t, &log)
+			r := stateInvocation(t, &log)
 			p := r.statePath()
 			if !strings.HasPrefix(p, os.TempDir()+string(filepath.Separator)) {
 				t.Fatalf("state path %s is not in the temp directory %s", p, os.TempDir())
@@ -123,7 +124,7 @@ func TestStateTheJobUserDoesNotOwnIsIgnored(t *testing.T) {
 
 func TestStateRoundTripsInAPrivateDirectory(t *testing.T) {
 	var log bytes.Buffer
-	r := stateRun(t, &log)
+	r := stateInvocation(t, &log)
 	if err := r.writeState(planted); err != nil {
 		t.Fatal(err)
 	}
@@ -145,9 +146,9 @@ func TestStateRoundTripsInAPrivateDirectory(t *testing.T) {
 
 func TestStaleStatesAreSwept(t *testing.T) {
 	var log bytes.Buffer
-	r := stateRun(t, &log)
-	old := &Run{Config: r.Config, Job: buildkite.Job{ID: "cancelled-job"}, Log: r.Log}
-	for _, x := range []*Run{r, old} {
+	r := stateInvocation(t, &log)
+	old := &Invocation{Config: r.Config, Job: buildkite.Job{ID: "cancelled-job"}, Log: r.Log}
+	for _, x := range []*Invocation{r, old} {
 		if err := x.writeState(planted); err != nil {
 			t.Fatal(err)
 		}

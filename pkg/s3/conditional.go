@@ -20,7 +20,8 @@ import (
 	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/atomicfile"
 )
 
-// Conditional says whether saves send If-None-Match: * (the conditional-writes key).
+// Conditional says whether saves send If-None-Match: * (the conditional-writes key; see
+// docs/design.md#conditional-writes-and-the-probe).
 type Conditional string
 
 // The conditional-writes modes.

@@ -1,0 +1,410 @@
+package plugin
+
+// The hooks' logic run against a fake cache through Invocation.newCache: no server, no archive.
+// The cache itself is tested in pkg/cache, the shims in tests/*.bats and tests/e2e.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/buildkite"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cache"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
+)
+
+// fakeCache records what the hooks ask of the cache and answers as told.
+type fakeCache struct {
+	hitAt      int // index of the candidate that exists; -1: none (a miss)
+	restoreErr error
+	saveErr    error
+	opened     int              // how often a hook built the cache
+	restores   [][]cachekey.Key // the candidates of each Restore
+	saves      [][]cachekey.Key // the keys of each Save
+}
+
+func (f *fakeCache) open(context.Context) (hookCache, error) { f.opened++; return f, nil }
+
+func (f *fakeCache) Restore(_ context.Context, candidates []cachekey.Key) (cache.Restored, error) {
+	f.restores = append(f.restores, candidates)
+	switch {
+	case f.restoreErr != nil:
+		return cache.Restored{Hit: cache.Miss}, f.restoreErr
+	case f.hitAt < 0 || f.hitAt >= len(candidates):
+		return cache.Restored{Hit: cache.Miss}, nil
+	case f.hitAt == 0:
+		return cache.Restored{Hit: cache.Exact, Key: candidates[0]}, nil
+	default:
+		return cache.Restored{Hit: cache.Fallback, Key: candidates[f.hitAt]}, nil
+	}
+}
+
+func (f *fakeCache) Save(_ context.Context, keys []cachekey.Key) ([]cache.Saved, error) {
+	f.saves = append(f.saves, keys)
+	return make([]cache.Saved, len(keys)), f.saveErr
+}
+
+// savedNames lists the keys of every Save, in order.
+func (f *fakeCache) savedNames() []string {
+	var out []string
+	for _, keys := range f.saves {
+		for _, k := range keys {
+			out = append(out, k.Name)
+		}
+	}
+	return out
+}
+
+// isolate gives the test its own state directory and no binary cache to guard.
+func isolate(t *testing.T) {
+	t.Helper()
+	t.Setenv("TMPDIR", t.TempDir())
+	t.Setenv(BinaryCacheEnv, "")
+}
+
+// invocation is one hook run of a step-level cache of node_modules that restores up to restore
+// and saves under save, with fc as its cache.
+func invocation(t *testing.T, restore config.Level, save []config.Level, fc *fakeCache) (*Invocation, *bytes.Buffer) {
+	t.Helper()
+	var log bytes.Buffer
+	dir := t.TempDir()
+	return &Invocation{
+		Config: &config.Config{Paths: []string{"node_modules"}, Restore: restore, Save: save, When: config.WhenOnSuccess,
+			SoftFail: true, Cache: config.CacheOptions{Restarts: 3}, Store: s3.Options{Bucket: "b"}},
+		Job: buildkite.Job{ID: "job-1", Organization: "acme", Pipeline: "web", Branch: "main", Step: "deps",
+			ExitStatus: "0", Dir: dir, Home: filepath.Join(dir, "home")},
+		Log: buildkite.NewLog(&log), Outputs: map[string]string{}, newCache: fc.open,
+	}, &log
+}
+
+// keyOf is the key of level that inv computes.
+func keyOf(t *testing.T, inv *Invocation, level config.Level) cachekey.Key {
+	t.Helper()
+	keys, err := inv.keys(t.Context(), []config.Level{level})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys[0]
+}
+
+func TestPreCommandExportsTheHit(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		hitAt int
+		hit   cache.Hit
+		level config.Level // of the key restored; "" on a miss
+	}{
+		{"miss", -1, cache.Miss, ""},
+		{"exact", 0, cache.Exact, config.LevelStep},
+		{"fallback", 2, cache.Fallback, config.LevelPipeline},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			isolate(t)
+			fc := &fakeCache{hitAt: tc.hitAt}
+			inv, _ := invocation(t, config.LevelAll, []config.Level{config.LevelStep}, fc)
+			if err := PreCommand(t.Context(), inv); err != nil {
+				t.Fatal(err)
+			}
+			// No manifest: the ladder starts at step and goes up to restore.
+			if len(fc.restores) != 1 || len(fc.restores[0]) != 4 || fc.restores[0][0].Level != config.LevelStep ||
+				fc.restores[0][3].Level != config.LevelAll {
+				t.Fatalf("restore candidates %+v, want step to all", fc.restores)
+			}
+			want := map[string]string{OutputHit: string(tc.hit)}
+			if tc.level != "" {
+				want[OutputHitKey], want[OutputHitLevel] = keyOf(t, inv, tc.level).Name, string(tc.level)
+			}
+			if !maps.Equal(inv.Outputs, want) {
+				t.Fatalf("outputs %v, want %v", inv.Outputs, want)
+			}
+			if len(fc.saves) != 0 {
+				t.Fatalf("pre-command saved: %v", fc.saves)
+			}
+		})
+	}
+}
+
+// Post-command saves under the keys pre-command computed, skipping the one it restored exactly
+// (unless force), and removes the state.
+func TestStateCarriesKeysFromPreToPost(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		hitAt int
+		force bool
+		skip  bool // the exact hit's key is not saved again
+	}{
+		{"exact hit", 0, false, true},
+		{"exact hit, force", 0, true, false},
+		{"fallback", 1, false, false},
+		{"miss", -1, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			isolate(t)
+			fc := &fakeCache{hitAt: tc.hitAt}
+			save := []config.Level{config.LevelStep, config.LevelBranch}
+			inv, _ := invocation(t, config.LevelBranch, save, fc)
+			inv.Config.Cache.Force = tc.force
+			step, branch := keyOf(t, inv, config.LevelStep), keyOf(t, inv, config.LevelBranch)
+			if err := PreCommand(t.Context(), inv); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(inv.statePath()); err != nil {
+				t.Fatalf("no state file after pre-command: %v", err)
+			}
+
+			// Post-command is another process: a fresh invocation, in which the branch has moved
+			// on. The keys are pre-command's all the same.
+			post, log := invocation(t, config.LevelBranch, save, fc)
+			post.Config.Cache.Force = tc.force
+			post.Job.Branch = "other"
+			if err := PostCommand(t.Context(), post); err != nil {
+				t.Fatal(err)
+			}
+			want := []string{step.Name, branch.Name}
+			if tc.skip {
+				want = want[1:]
+				if !strings.Contains(log.String(), "Restored an exact hit of "+step.Name+": nothing to save") {
+					t.Errorf("log lacks the skipped save:\n%s", log)
+				}
+			}
+			if got := fc.savedNames(); !slices.Equal(got, want) || len(fc.saves) != 1 {
+				t.Fatalf("saved %q in %d call(s), want %q in one", got, len(fc.saves), want)
+			}
+			if _, err := os.Stat(post.statePath()); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("state file left after post-command: %v", err)
+			}
+		})
+	}
+}
+
+// An exact hit with a single save level saves nothing: the cache is not even built.
+func TestExactHitOfTheOnlySaveKeySavesNothing(t *testing.T) {
+	isolate(t)
+	fc := &fakeCache{hitAt: 0}
+	inv, _ := invocation(t, config.LevelStep, []config.Level{config.LevelStep}, fc)
+	if err := PreCommand(t.Context(), inv); err != nil {
+		t.Fatal(err)
+	}
+	post, _ := invocation(t, config.LevelStep, []config.Level{config.LevelStep}, fc)
+	if err := PostCommand(t.Context(), post); err != nil {
+		t.Fatal(err)
+	}
+	if len(fc.saves) != 0 {
+		t.Fatalf("saved %v", fc.saves)
+	}
+}
+
+// Without pre-command's state (no pre-command ran, or its state was lost), post-command
+// computes the keys itself.
+func TestPostCommandWithoutState(t *testing.T) {
+	isolate(t)
+	fc := &fakeCache{hitAt: -1}
+	inv, log := invocation(t, "", []config.Level{config.LevelStep}, fc)
+	if err := PostCommand(t.Context(), inv); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fc.savedNames(), []string{keyOf(t, inv, config.LevelStep).Name}; !slices.Equal(got, want) {
+		t.Fatalf("saved %q, want %q", got, want)
+	}
+	if !strings.Contains(log.String(), "No state from pre-command: computing the keys now") {
+		t.Errorf("log:\n%s", log)
+	}
+}
+
+func TestPostCommandSavesWhenTheOutcomeAsks(t *testing.T) {
+	for _, tc := range []struct {
+		when   config.When
+		status string
+		save   bool
+	}{
+		// The whole truth table is TestSkipForExitStatus's; here, what a hook does with it.
+		{config.WhenOnSuccess, "1", false},
+		{config.WhenOnFailure, "0", false},
+		{config.WhenOnFailure, "2", true},
+		{config.WhenAlways, "137", true},
+	} {
+		isolate(t)
+		fc := &fakeCache{hitAt: -1}
+		inv, _ := invocation(t, config.LevelStep, []config.Level{config.LevelStep}, fc)
+		inv.Config.When = tc.when
+		if err := PreCommand(t.Context(), inv); err != nil {
+			t.Fatal(err)
+		}
+		post, log := invocation(t, config.LevelStep, []config.Level{config.LevelStep}, fc)
+		post.Config.When, post.Job.ExitStatus = tc.when, tc.status
+		if err := PostCommand(t.Context(), post); err != nil {
+			t.Fatal(err)
+		}
+		if saved := len(fc.saves) == 1; saved != tc.save || !tc.save && !strings.Contains(log.String(), "Not saving cache") {
+			t.Errorf("when %s, exit status %s: %d save(s), want saved = %v; log:\n%s", tc.when, tc.status, len(fc.saves), tc.save, log)
+		}
+		if _, err := os.Stat(post.statePath()); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("when %s, exit status %s: state file left: %v", tc.when, tc.status, err)
+		}
+	}
+}
+
+// Restore-only leaves no state and post-command does nothing; save-only restores nothing and
+// exports nothing.
+func TestRestoreOnlyAndSaveOnly(t *testing.T) {
+	t.Run("restore only", func(t *testing.T) {
+		isolate(t)
+		fc := &fakeCache{hitAt: 0}
+		inv, _ := invocation(t, config.LevelStep, nil, fc)
+		if err := PreCommand(t.Context(), inv); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(inv.statePath()); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("restore-only wrote state: %v", err)
+		}
+		post, _ := invocation(t, config.LevelStep, nil, fc)
+		if err := PostCommand(t.Context(), post); err != nil {
+			t.Fatal(err)
+		}
+		if fc.opened != 1 || len(fc.restores) != 1 || len(fc.saves) != 0 {
+			t.Fatalf("opened %d, restores %d, saves %d; want 1, 1, 0", fc.opened, len(fc.restores), len(fc.saves))
+		}
+	})
+	t.Run("save only", func(t *testing.T) {
+		isolate(t)
+		fc := &fakeCache{hitAt: 0}
+		inv, _ := invocation(t, "", []config.Level{config.LevelStep}, fc)
+		if err := PreCommand(t.Context(), inv); err != nil {
+			t.Fatal(err)
+		}
+		if fc.opened != 0 || len(inv.Outputs) != 0 {
+			t.Fatalf("save-only pre-command built the cache %d time(s), exported %v", fc.opened, inv.Outputs)
+		}
+		post, _ := invocation(t, "", []config.Level{config.LevelStep}, fc)
+		if err := PostCommand(t.Context(), post); err != nil {
+			t.Fatal(err)
+		}
+		if len(fc.saves) != 1 {
+			t.Fatalf("saves %v, want one", fc.saves)
+		}
+	})
+}
+
+// A failed restore is a miss, and pre-command still records the keys to save.
+func TestFailedRestoreIsAMissWithState(t *testing.T) {
+	isolate(t)
+	fc := &fakeCache{hitAt: 0, restoreErr: errors.New("endpoint unreachable")}
+	inv, _ := invocation(t, config.LevelStep, []config.Level{config.LevelStep}, fc)
+	if err := PreCommand(t.Context(), inv); err == nil || err.Error() != "endpoint unreachable" {
+		t.Fatalf("got %v, want the restore's error", err)
+	}
+	if inv.Outputs[OutputHit] != string(cache.Miss) || len(inv.Outputs) != 1 {
+		t.Fatalf("outputs %v, want a miss", inv.Outputs)
+	}
+	if _, err := os.Stat(inv.statePath()); err != nil {
+		t.Fatalf("no state after a failed restore: %v", err)
+	}
+}
+
+// mainEnv sets the environment of a hook run by the agent in a fresh checkout (the working
+// directory), with the plugin's keys given as pairs.
+func mainEnv(t *testing.T, keys ...string) {
+	t.Helper()
+	isolate(t)
+	t.Chdir(t.TempDir())
+	for k, v := range map[string]string{"BUILDKITE_JOB_ID": "job-1", "BUILDKITE_ORGANIZATION_SLUG": "acme",
+		"BUILDKITE_PIPELINE_SLUG": "web", "BUILDKITE_BRANCH": "main", "BUILDKITE_STEP_KEY": "deps",
+		"BUILDKITE_COMMAND_EXIT_STATUS": "0", "HOME": t.TempDir()} {
+		t.Setenv(k, v)
+	}
+	for i := 0; i+1 < len(keys); i += 2 {
+		t.Setenv(config.Prefix+keys[i], keys[i+1])
+	}
+}
+
+// The exit policy as Main applies it: configuration errors fail before the cache is built; a
+// runtime error fails the hook only without soft-fail; the env file carries the outputs.
+func TestMainExitPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		keys    []string
+		fc      fakeCache
+		hook    Hook
+		status  int
+		opened  int
+		logHas  string
+		exports string // a line of the env file, "" for no file
+	}{
+		{"hit", []string{"SOFT_FAIL", "true"}, fakeCache{hitAt: 0}, PreCommand, 0, 1, "", OutputHit + "=exact\n"},
+		{"runtime error, soft-fail", []string{"SOFT_FAIL", "true"}, fakeCache{restoreErr: errors.New("boom")}, PreCommand, 0, 1,
+			"boom (the build goes on: soft-fail is on)", OutputHit + "=miss\n"},
+		{"runtime error, no soft-fail", []string{"SOFT_FAIL", "false"}, fakeCache{restoreErr: errors.New("boom")}, PreCommand, 1, 1,
+			"+++ :rotating_light: s3-cache: boom", OutputHit + "=miss\n"},
+		{"save error, soft-fail", nil, fakeCache{hitAt: -1, saveErr: errors.New("denied")}, PostCommand, 0, 1,
+			"denied (the build goes on: soft-fail is on)", ""},
+		{"unknown key", []string{"BUKET", "b"}, fakeCache{}, PreCommand, 1, 0, "invalid configuration: buket: unknown key", ""},
+		{"invalid value", []string{"DOWNLOAD_RETRIES", "-1"}, fakeCache{}, PostCommand, 1, 0,
+			"invalid configuration: download-retries: invalid value -1", ""},
+		{"path that holds the checkout", []string{"PATH", "."}, fakeCache{}, PreCommand, 1, 0,
+			"invalid configuration: path: \".\" is or contains the checkout", ""},
+		// A manifest that matches nothing is found only when the hook hashes it.
+		{"configuration error from a hook, soft-fail", []string{"SOFT_FAIL", "true", "RESTORE", "file", "SAVE", "<unset>", "MANIFEST", "missing.lock"}, fakeCache{}, PreCommand, 1, 0,
+			"invalid configuration: manifest", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			keys := map[string]string{"PATH": "node_modules", "BUCKET": "b", "RESTORE": "step", "SAVE": "step"}
+			for i := 0; i+1 < len(tc.keys); i += 2 {
+				keys[tc.keys[i]] = tc.keys[i+1]
+			}
+			var pairs []string
+			for k, v := range keys {
+				if v != "<unset>" {
+					pairs = append(pairs, k, v)
+				}
+			}
+			mainEnv(t, pairs...)
+			envFile := filepath.Join(t.TempDir(), "env")
+			var out bytes.Buffer
+			fc := tc.fc
+			if got := run("pre-command", tc.hook, []string{"--env-file", envFile}, &out, fc.open); got != tc.status {
+				t.Fatalf("exit status %d, want %d; log:\n%s", got, tc.status, out.String())
+			}
+			if fc.opened != tc.opened {
+				t.Errorf("the cache was built %d time(s), want %d", fc.opened, tc.opened)
+			}
+			if !strings.Contains(out.String(), tc.logHas) {
+				t.Errorf("log lacks %q:\n%s", tc.logHas, out.String())
+			}
+			env, err := os.ReadFile(envFile)
+			if tc.exports != "" && !strings.Contains(string(env), tc.exports) {
+				t.Errorf("env file %q (%v) lacks %q", env, err, tc.exports)
+			}
+		})
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	cfgErr := &config.Error{Key: "path", Msg: "bad"}
+	for _, tc := range []struct {
+		err                 error
+		cancelled, softFail bool
+		want                int
+		log                 string
+	}{
+		{nil, false, false, 0, ""},
+		{nil, true, false, 0, ""},
+		{cfgErr, false, true, 1, "invalid configuration: path: bad"},
+		{errors.New("x"), true, true, 1, "pre-command cancelled: x"},
+		{errors.New("x"), false, true, 0, "x (the build goes on: soft-fail is on)"},
+		{errors.New("x"), false, false, 1, ":rotating_light: s3-cache: x"},
+	} {
+		var out bytes.Buffer
+		if got := exitStatus("pre-command", tc.err, tc.cancelled, tc.softFail, buildkite.NewLog(&out)); got != tc.want ||
+			!strings.Contains(out.String(), tc.log) || tc.log == "" && out.Len() != 0 {
+			t.Errorf("%v, cancelled %v, soft-fail %v: %d, %q; want %d, %q", tc.err, tc.cancelled, tc.softFail, got, out.String(), tc.want, tc.log)
+		}
+	}
+}

@@ -1,0 +1,87 @@
+package plugin
+
+// Why a file: the command around a hook, and the policy that turns its outcome into an exit status.
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/buildkite"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
+)
+
+// Main runs hook as a command and returns its exit status.
+func Main(name string, hook Hook, args []string, stdout io.Writer) int {
+	return run(name, hook, args, stdout, nil)
+}
+
+// run is Main with the way the hook builds its cache (nil: the configured one).
+func run(name string, hook Hook, args []string, stdout io.Writer, newCache func(context.Context) (hookCache, error)) int {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	version := fs.Bool("version", false, "print the version and exit")
+	envFile := fs.String("env-file", "", "write the variables to export to the command to this file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *version {
+		fmt.Fprintf(stdout, "s3-cache %s %s (%s/%s)\n", name, Version, runtime.GOOS, runtime.GOARCH)
+		return 0
+	}
+	log := buildkite.NewLog(stdout)
+
+	cfg, err := config.Load()
+	if err != nil {
+		log.Errorf("invalid configuration: %v", err)
+		return 1
+	}
+	job, err := buildkite.JobFromEnv()
+	if err != nil {
+		log.Errorf("%v", err)
+		return 1
+	}
+
+	// Jobs are cancelled with SIGTERM: stop, clean up (abort uploads, remove staging), exit.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	inv := &Invocation{Config: cfg, Job: job, Log: log, Outputs: map[string]string{}, newCache: newCache}
+	if _, err := inv.cachePaths(); err != nil { // before a hook touches anything
+		log.Errorf("invalid configuration: %v", err)
+		return 1
+	}
+	err = hook(ctx, inv)
+	if *envFile != "" && ctx.Err() == nil { // a cancelled job runs no command to export to
+		if werr := writeEnvFile(*envFile, inv.Outputs); werr != nil {
+			err = errors.Join(err, werr)
+		}
+	}
+	return exitStatus(name, err, ctx.Err() != nil, cfg.SoftFail, log)
+}
+
+// exitStatus is the failure policy (see the package doc): configuration errors and cancellation
+// fail the hook; other errors fail it only when soft-fail is off.
+func exitStatus(name string, err error, cancelled, softFail bool, log *buildkite.Log) int {
+	var cerr *config.Error
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &cerr):
+		log.Errorf("invalid configuration: %v", err)
+		return 1
+	case cancelled:
+		log.Warnf("%s cancelled: %v", name, err)
+		return 1
+	case softFail:
+		log.Warnf("%v (the build goes on: soft-fail is on)", err)
+		return 0
+	default:
+		log.Errorf("%v", err)
+		return 1
+	}
+}

@@ -1,0 +1,58 @@
+package plugin
+
+// Why a file: how an invocation gets the cache it restores and saves, and the paths it refuses.
+
+import (
+	"context"
+	"os"
+
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cache"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
+)
+
+// hookCache is what the hooks do with a cache; *cache.Cache implements it, tests use a fake.
+type hookCache interface {
+	Restore(ctx context.Context, candidates []cachekey.Key) (cache.Restored, error)
+	Save(ctx context.Context, keys []cachekey.Key) ([]cache.Saved, error)
+}
+
+// cachePaths resolves the configured paths, refusing any a restore must not replace (see
+// config.ResolvePaths): besides the checkout and $HOME, the working directory and the checkout
+// as the agent names it, in case they differ.
+func (inv *Invocation) cachePaths() ([]string, error) {
+	keep := []string{os.Getenv("BUILDKITE_BUILD_CHECKOUT_PATH")}
+	if wd, err := os.Getwd(); err == nil {
+		keep = append(keep, wd)
+	}
+	return config.ResolvePaths(inv.Config.Paths, inv.Job.Dir, inv.Job.Home, keep...)
+}
+
+// openCache returns the cache the hooks work with: the seam's, when set, or the configured one.
+func (inv *Invocation) openCache(ctx context.Context) (hookCache, error) {
+	if inv.newCache != nil {
+		return inv.newCache(ctx)
+	}
+	c, err := inv.buildCache(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// buildCache builds the cache the configuration describes: the store as configured, logging to
+// the job's log, and the cache of the resolved paths.
+func (inv *Invocation) buildCache(ctx context.Context) (*cache.Cache, error) {
+	paths, err := inv.cachePaths()
+	if err != nil {
+		return nil, err
+	}
+	o := inv.Config.Store
+	o.Warn, o.Info = inv.Log.Warnf, inv.Log.Infof
+	store, err := s3.New(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return cache.New(store, inv.Log, paths, inv.Config.Cache), nil
+}
