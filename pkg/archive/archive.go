@@ -20,9 +20,18 @@ var ErrUnsafe = errors.New("unsafe archive")
 // the same object may succeed. Test with errors.Is.
 var ErrCorrupt = errors.New("corrupt archive")
 
-// Warner receives non-fatal warnings (skipped device nodes, fifos, sockets).
-// May be nil.
-type Warner func(format string, args ...any)
+// Logger receives what a person watching the job should see: information (a
+// wait for another job's lock) and warnings (a skipped entry or device node,
+// leftovers of a killed restore removed). *buildkite.Log is one; a nil Logger
+// discards everything. pkg/s3 declares the same interface: the caller passes
+// one log to both.
+type Logger interface {
+	Infof(format string, args ...any)
+	Warnf(format string, args ...any)
+}
+
+// warnFunc is how the package's internals report a warning.
+type warnFunc func(format string, args ...any)
 
 // Stats counts what Write stored or Extract restored.
 type Stats struct {
@@ -43,12 +52,13 @@ const (
 	zstdMaxMemory = 1 << 30
 )
 
-// warnOrDiscard returns warn, or a Warner that drops everything if warn is nil.
-func warnOrDiscard(warn Warner) Warner {
-	if warn == nil {
+// warnOrDiscard returns log's Warnf, or a warnFunc that drops everything if
+// log is nil.
+func warnOrDiscard(log Logger) warnFunc {
+	if log == nil {
 		return func(string, ...any) {}
 	}
-	return warn
+	return log.Warnf
 }
 
 // unsafeEntry returns an ErrUnsafe error about the entry called name.

@@ -31,7 +31,7 @@ import (
 // A hostile archive is refused as a whole with an error wrapping ErrUnsafe; a
 // damaged or truncated stream gives an error wrapping ErrCorrupt. See the
 // package documentation for the rules and the guarantees on failure.
-func Extract(ctx context.Context, r io.Reader, targets []string, c Compression, warn Warner) (stats Stats, err error) {
+func Extract(ctx context.Context, r io.Reader, targets []string, c Compression, log Logger) (stats Stats, err error) {
 	if err := c.check(); err != nil {
 		return Stats{}, err
 	}
@@ -45,7 +45,7 @@ func Extract(ctx context.Context, r io.Reader, targets []string, c Compression, 
 
 	// Leftovers of earlier restores killed before they could clean up.
 	for _, t := range absTargets {
-		sweepTarget(t, warnOrDiscard(warn))
+		sweepTarget(t, warnOrDiscard(log))
 	}
 
 	x := &extraction{
@@ -53,7 +53,7 @@ func Extract(ctx context.Context, r io.Reader, targets []string, c Compression, 
 		staged:  make([]*stagedTarget, len(absTargets)),
 		seen:    make(map[string]seenEntry),
 		src:     &sourceReader{ctx: ctx, r: r},
-		warn:    warnOrDiscard(warn),
+		warn:    warnOrDiscard(log),
 		buf:     make([]byte, copyBufferSize),
 	}
 	// On any failure no target has been changed (or the changes were undone):
@@ -152,7 +152,7 @@ type extraction struct {
 	seen  map[string]seenEntry
 	dirs  []dirMeta // in creation order: parents before children
 	src   *sourceReader
-	warn  Warner
+	warn  warnFunc
 	buf   []byte // copy buffer for file contents
 	stats Stats
 }

@@ -30,11 +30,15 @@ type warnings struct {
 	msgs []string
 }
 
-func (w *warnings) warn(format string, args ...any) {
+// Warnf records a warning.
+func (w *warnings) Warnf(format string, args ...any) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.msgs = append(w.msgs, fmt.Sprintf(format, args...))
 }
+
+// Infof records nothing: the tests look at warnings.
+func (w *warnings) Infof(string, ...any) {}
 
 func (w *warnings) contains(sub string) bool {
 	w.mu.Lock()
@@ -275,10 +279,10 @@ func assertNoLeftovers(t *testing.T, dir string) {
 }
 
 // mustWrite archives sources and returns the compressed stream.
-func mustWrite(t testing.TB, sources []string, c Compression, level int, warn Warner) ([]byte, Stats) {
+func mustWrite(t testing.TB, sources []string, c Compression, level int, log Logger) ([]byte, Stats) {
 	t.Helper()
 	var buf bytes.Buffer
-	st, err := Write(context.Background(), &buf, sources, c, level, warn)
+	st, err := Write(context.Background(), &buf, sources, c, level, log)
 	if err != nil {
 		t.Fatalf("Write: %v", err)
 	}

@@ -138,7 +138,7 @@ func TestAcceptedOddities(t *testing.T) {
 	}
 	target := filepath.Join(tempDir(t), "t")
 	var w warnings
-	st, err := Extract(context.Background(), bytes.NewReader(rawTar(t, entries)), []string{target}, None, w.warn)
+	st, err := Extract(context.Background(), bytes.NewReader(rawTar(t, entries)), []string{target}, None, &w)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,11 +29,9 @@ type LockOptions struct {
 	Exclusive bool
 	// Timeout bounds the whole wait; 0 means DefaultLockTimeout.
 	Timeout time.Duration
-	// Waiting, if not nil, is called before waiting for a target whose lock
-	// another process holds.
-	Waiting func(target string)
-	// Warn receives the warnings of the sweep (see LockTargets). May be nil.
-	Warn Warner
+	// Log hears of a wait for a target whose lock another process holds, and
+	// of the sweep's removals (see LockTargets). May be nil.
+	Log Logger
 }
 
 // Locks holds the host locks of a set of targets.
@@ -97,7 +95,7 @@ func LockTargets(ctx context.Context, targets []string, o LockOptions) (*Locks, 
 			l.held = append(l.held, h)
 		}
 		if o.Exclusive {
-			sweepTarget(t, warnOrDiscard(o.Warn))
+			sweepTarget(t, warnOrDiscard(o.Log))
 		}
 	}
 	return l, nil
@@ -202,8 +200,8 @@ func waitLock(ctx context.Context, f *os.File, target string, o LockOptions, dea
 		if !busy {
 			return nil
 		}
-		if !*waited && o.Waiting != nil {
-			o.Waiting(target)
+		if !*waited && o.Log != nil {
+			o.Log.Infof("Waiting for another job on this host to finish with %s…", target)
 		}
 		*waited = true
 		left := time.Until(deadline)

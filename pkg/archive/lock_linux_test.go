@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,15 +13,26 @@ import (
 	"time"
 )
 
-// lockOpts returns options with a short timeout that record Waiting calls.
+// lockOpts returns options with a short timeout that record the targets waited for.
 func lockOpts(exclusive bool, timeout time.Duration, waited *[]string) LockOptions {
-	var mu sync.Mutex
-	return LockOptions{Exclusive: exclusive, Timeout: timeout, Waiting: func(p string) {
-		mu.Lock()
-		defer mu.Unlock()
-		*waited = append(*waited, p)
-	}}
+	return LockOptions{Exclusive: exclusive, Timeout: timeout, Log: &waitLog{waited: waited}}
 }
+
+// waitLog records the target of each "Waiting for another job …" line.
+type waitLog struct {
+	mu     sync.Mutex
+	waited *[]string
+}
+
+func (l *waitLog) Infof(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if strings.HasPrefix(format, "Waiting for another job") && len(args) == 1 {
+		*l.waited = append(*l.waited, fmt.Sprint(args[0]))
+	}
+}
+
+func (l *waitLog) Warnf(string, ...any) {}
 
 func mustLock(t *testing.T, targets []string, o LockOptions) *Locks {
 	t.Helper()
@@ -282,7 +294,7 @@ func TestLockTargetsSweeps(t *testing.T) {
 		t.Fatalf("a save's lock removed a leftover: %v", err)
 	}
 	var w warnings
-	mustLock(t, []string{target}, LockOptions{Exclusive: true, Warn: w.warn})
+	mustLock(t, []string{target}, LockOptions{Exclusive: true, Log: &w})
 	if _, err := os.Lstat(stale); err == nil {
 		t.Error("a restore's lock left a dead restore's staging directory")
 	}

@@ -66,9 +66,9 @@ func TestOddNamesRoundTrip(t *testing.T) {
 	for _, c := range allCompressions {
 		t.Run(string(c), func(t *testing.T) {
 			var ww, ew warnings
-			data, _ := mustWrite(t, []string{src}, c, 0, ww.warn)
+			data, _ := mustWrite(t, []string{src}, c, 0, &ww)
 			parent, target := newTargetParent(t)
-			if _, err := Extract(context.Background(), bytes.NewReader(data), []string{target}, c, ew.warn); err != nil {
+			if _, err := Extract(context.Background(), bytes.NewReader(data), []string{target}, c, &ew); err != nil {
 				t.Fatalf("Extract: %v", err)
 			}
 			assertSameTree(t, src, target)
@@ -140,7 +140,7 @@ func TestUnrepresentableNamesAreSkipped(t *testing.T) {
 		t.Run(string(c), func(t *testing.T) {
 			parent, target := newTargetParent(t)
 			var w warnings
-			st, err := Extract(context.Background(), bytes.NewReader(compress(t, c, rawTar(t, entries))), []string{target}, c, w.warn)
+			st, err := Extract(context.Background(), bytes.NewReader(compress(t, c, rawTar(t, entries))), []string{target}, c, &w)
 			if err != nil {
 				t.Fatalf("Extract: %v", err)
 			}

@@ -35,7 +35,7 @@ func TestRoundTrip(t *testing.T) {
 			missing := filepath.Join(tmp, "missing")
 
 			var ww warnings
-			data, wst := mustWrite(t, []string{src, missing, fileSrc, src2}, tc.c, tc.level, ww.warn)
+			data, wst := mustWrite(t, []string{src, missing, fileSrc, src2}, tc.c, tc.level, &ww)
 			if !ww.contains(missing + " does not exist") {
 				t.Errorf("no warning about the missing source: %q", ww.msgs)
 			}
@@ -62,7 +62,7 @@ func TestRoundTrip(t *testing.T) {
 			t3 := filepath.Join(restore, "new", "deeper", "t3")
 
 			var ew warnings
-			est, err := Extract(context.Background(), bytes.NewReader(data), []string{t0, t1, t2, t3}, tc.c, ew.warn)
+			est, err := Extract(context.Background(), bytes.NewReader(data), []string{t0, t1, t2, t3}, tc.c, &ew)
 			if err != nil {
 				t.Fatalf("Extract: %v", err)
 			}
@@ -193,7 +193,7 @@ func TestSymlinkSource(t *testing.T) {
 	link := filepath.Join(tmp, "link")
 	mustSymlink(t, "real", link)
 	var ww warnings
-	data, st := mustWrite(t, []string{link}, Zstd, 0, ww.warn)
+	data, st := mustWrite(t, []string{link}, Zstd, 0, &ww)
 	if st.Entries != 1 || !ww.contains("symlink") {
 		t.Errorf("stats %+v, warnings %q", st, ww.msgs)
 	}

@@ -448,7 +448,7 @@ func (s *stagedTarget) unlock() {
 // sweepTarget removes the leftovers of earlier restores of target that no
 // live process holds (see sweep): next to it, and inside it if it is a mount
 // point.
-func sweepTarget(target string, warn Warner) {
+func sweepTarget(target string, warn warnFunc) {
 	stem := nameStem(filepath.Base(target))
 	sweep(filepath.Dir(target), stem, warn)
 	if info, err := os.Lstat(target); err == nil && info.IsDir() && isMountPoint(target, info) {
@@ -461,7 +461,7 @@ func sweepTarget(target string, warn Warner) {
 // helper of a version without these locks, or an old one of a two-rename
 // swap, is never locked: the caller's host lock on the target is what says
 // no live process is using it.) Problems are warnings: the restore goes on.
-func sweep(dir, stem string, warn Warner) {
+func sweep(dir, stem string, warn warnFunc) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {

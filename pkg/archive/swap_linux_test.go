@@ -116,7 +116,7 @@ func TestExtractIntoMountPoint(t *testing.T) {
 			assertNoLeftovers(t, parent)
 
 			var w warnings
-			if _, err := Extract(context.Background(), bytes.NewReader(data), []string{target}, Zstd, w.warn); err != nil {
+			if _, err := Extract(context.Background(), bytes.NewReader(data), []string{target}, Zstd, &w); err != nil {
 				t.Fatalf("restore into a mount point: %v", err)
 			}
 			assertSameTree(t, src, target) // includes the root's mode and mtime
@@ -210,7 +210,7 @@ func TestSweepLeftovers(t *testing.T) {
 	}
 
 	var w warnings
-	if _, err := Extract(context.Background(), bytes.NewReader(data), []string{target}, Zstd, w.warn); err != nil {
+	if _, err := Extract(context.Background(), bytes.NewReader(data), []string{target}, Zstd, &w); err != nil {
 		t.Fatal(err)
 	}
 	assertSameTree(t, src, target)

@@ -30,7 +30,7 @@ import (
 //
 // On error, what was written to w is not a valid archive and must be
 // discarded.
-func Write(ctx context.Context, w io.Writer, sources []string, c Compression, level int, warn Warner) (Stats, error) {
+func Write(ctx context.Context, w io.Writer, sources []string, c Compression, level int, log Logger) (Stats, error) {
 	if err := c.check(); err != nil {
 		return Stats{}, err
 	}
@@ -42,7 +42,7 @@ func Write(ctx context.Context, w io.Writer, sources []string, c Compression, le
 	aw := &archiveWriter{
 		ctx:  ctx,
 		tw:   tar.NewWriter(sum),
-		warn: warnOrDiscard(warn),
+		warn: warnOrDiscard(log),
 		buf:  make([]byte, copyBufferSize),
 	}
 	for i, src := range sources {
@@ -68,7 +68,7 @@ func Write(ctx context.Context, w io.Writer, sources []string, c Compression, le
 type archiveWriter struct {
 	ctx  context.Context
 	tw   *tar.Writer
-	warn Warner
+	warn warnFunc
 	buf  []byte // copy buffer for file contents
 	// links maps the inode of every file with several names, seen in the
 	// current source, to the entry name it was first stored under.

@@ -44,10 +44,7 @@ func (c *Cache) lock(ctx context.Context, exclusive bool) (*archive.Locks, error
 	return archive.LockTargets(ctx, c.Paths, archive.LockOptions{
 		Exclusive: exclusive,
 		Timeout:   c.Options.LockTimeout,
-		Waiting: func(p string) {
-			c.Log.Infof("Waiting for another job on this host to finish with %s…", p)
-		},
-		Warn: c.Log.Warnf,
+		Log:       c.Log,
 	})
 }
 
@@ -159,7 +156,7 @@ func (c *Cache) download(ctx context.Context, obj s3.Object) (archive.Stats, int
 	defer body.Close()
 	cr := &countingReader{r: body}
 	stop := c.Log.Progress("Downloaded", cr.count, obj.Size, progressEvery)
-	stats, err := archive.Extract(ctx, cr, c.Paths, c.Options.Compression, c.Log.Warnf)
+	stats, err := archive.Extract(ctx, cr, c.Paths, c.Options.Compression, c.Log)
 	stop()
 	return stats, cr.count(), err
 }
@@ -287,7 +284,7 @@ func (c *Cache) uploadAll(ctx context.Context, keys []cachekey.Key, pending []in
 	writeErr := make(chan error, 1)
 	go func() {
 		var err error
-		stats, err = archive.Write(ctx, out, c.Paths, c.Options.Compression, c.Options.CompressionLevel, c.Log.Warnf)
+		stats, err = archive.Write(ctx, out, c.Paths, c.Options.Compression, c.Options.CompressionLevel, c.Log)
 		pw.CloseWithError(err) // at its end (nil) or with the archive's error
 		writeErr <- err
 	}()
