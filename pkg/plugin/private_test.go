@@ -165,3 +165,56 @@ func TestStaleStatesAreSwept(t *testing.T) {
 		t.Error("a fresh state file was swept")
 	}
 }
+
+// What killed shims and earlier versions left in the temp directory (env directories, state
+// files of the old shared location) goes after a day, if this user owns it; nothing else does.
+func TestStaleLeftoversInTheTempDirAreSwept(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	long := time.Now().Add(-48 * time.Hour)
+	mk := func(name string, dir bool, age time.Time) string {
+		p := filepath.Join(tmp, name)
+		var err error
+		if dir {
+			err = os.MkdirAll(filepath.Join(p, "inner"), 0o700)
+		} else {
+			err = os.WriteFile(p, []byte("{}"), 0o600)
+		}
+		if err == nil {
+			err = os.Chtimes(p, age, age)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	gone := []string{mk("s3-cache-env.abc123", true, long), mk("s3-cache-job-0123abcd.json", false, long)}
+	kept := []string{
+		mk("s3-cache-env.fresh1", true, time.Now()),      // a live hook's
+		mk("s3-cache-job-fresh.json", false, time.Now()), // too young
+		mk("other-env.abc", true, long),                  // not ours by name
+		mk("s3-cache-env.notadir", false, long),          // not a directory
+	}
+	theirs := mk("s3-cache-env.theirs", true, long)
+	if os.Getuid() == 0 {
+		if err := os.Lchown(theirs, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		kept = append(kept, theirs)
+	}
+	if err := os.Symlink(filepath.Join(tmp, "other-env.abc"), filepath.Join(tmp, "s3-cache-env.link")); err != nil {
+		t.Fatal(err)
+	}
+
+	removeStaleStates(time.Now().Add(-staleState))
+	for _, p := range gone {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s was not swept", filepath.Base(p))
+		}
+	}
+	for _, p := range append(kept, filepath.Join(tmp, "s3-cache-env.link")) {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s was swept: %v", filepath.Base(p), err)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"regexp"
 	"time"
 
@@ -90,6 +91,7 @@ const staleState = 24 * time.Hour
 // removeStaleStates removes orphaned state files (and temporary files of writers that were
 // killed) older than before from this user's state directory, if it is private.
 func removeStaleStates(before time.Time) {
+	removeStaleLeftovers(before)
 	dir := stateDir()
 	if privateDir(dir, false) != nil {
 		return
@@ -99,5 +101,29 @@ func removeStaleStates(before time.Time) {
 		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.ModTime().Before(before) {
 			_ = os.Remove(filepath.Join(dir, e.Name()))
 		}
+	}
+}
+
+// removeStaleLeftovers removes, from the temp directory, what this user's killed hooks and
+// earlier versions left there before before: the shim's private env directories
+// (s3-cache-env.*) and state files of the old shared location (s3-cache-*.json). Only entries
+// this user owns, never through a symlink.
+func removeStaleLeftovers(before time.Time) {
+	entries, _ := os.ReadDir(os.TempDir())
+	for _, e := range entries {
+		name := e.Name()
+		env := strings.HasPrefix(name, "s3-cache-env.") && e.IsDir()
+		legacy := strings.HasPrefix(name, "s3-cache-") && strings.HasSuffix(name, ".json") && e.Type().IsRegular()
+		if !env && !legacy {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || !fi.ModTime().Before(before) {
+			continue
+		}
+		if uid, known := owner(fi); known && uid != os.Getuid() {
+			continue
+		}
+		_ = os.RemoveAll(filepath.Join(os.TempDir(), name))
 	}
 }
