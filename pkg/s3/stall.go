@@ -67,7 +67,7 @@ const stallAttempts = 3
 // withStallRetry runs a request under a watchdog and tries it again when it stalls.
 func (s *Store) withStallRetry(ctx context.Context, request func(ctx context.Context, w *watchdog) error) error {
 	for attempt := 1; ; attempt++ {
-		wctx, w, stop := newWatchdog(ctx, s.stall)
+		wctx, w, stop := newWatchdog(ctx, s.opts.StallTimeout)
 		err := request(wctx, w)
 		if err != nil {
 			err = stallCause(wctx, err)

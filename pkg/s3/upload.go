@@ -50,7 +50,7 @@ func (s *Store) UploadEach(ctx context.Context, keys []string, r io.Reader, o Pu
 	res, errs = make([]Result, len(keys)), make([]error, len(keys))
 	stale := s.abortStaleAsync(ctx, keys)
 	defer stale()
-	first := make([]byte, s.partSize)
+	first := make([]byte, s.opts.PartSize)
 	n, err := io.ReadFull(r, first)
 	switch {
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
@@ -87,7 +87,7 @@ func (s *Store) putObject(ctx context.Context, key string, body []byte, o PutOpt
 		}
 	}
 	in := &awss3.PutObjectInput{
-		Bucket:        &s.bucket,
+		Bucket:        &s.opts.Bucket,
 		Key:           &key,
 		ContentLength: aws.Int64(int64(len(body))),
 		ContentType:   aws.String("application/octet-stream"),
@@ -189,7 +189,7 @@ func (s *Store) multipart(ctx context.Context, keys []string, first []byte, r io
 	each(len(keys), func(i int) {
 		u := &upload{key: keys[i]}
 		uploads[i] = u
-		in := &awss3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &u.key, ContentType: aws.String("application/octet-stream")}
+		in := &awss3.CreateMultipartUploadInput{Bucket: &s.opts.Bucket, Key: &u.key, ContentType: aws.String("application/octet-stream")}
 		s.applyPutSettings(&in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
 		created, err := s.client.CreateMultipartUpload(ctx, in)
 		if err != nil {
@@ -233,7 +233,7 @@ func (s *Store) abort(ctx context.Context, key string, uploadID *string) error {
 	defer cancel()
 	for attempt := 1; ; attempt++ {
 		_, err := s.client.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{
-			Bucket: &s.bucket, Key: &key, UploadId: uploadID,
+			Bucket: &s.opts.Bucket, Key: &key, UploadId: uploadID,
 		})
 		if err == nil || code(err) == "NoSuchUpload" {
 			return nil
@@ -259,10 +259,10 @@ func (s *Store) uploadParts(ctx context.Context, uploads []*upload, first []byte
 	var (
 		wg     sync.WaitGroup
 		size   int64
-		budget = int64(s.concurrency) * s.partSize
+		budget = int64(s.opts.Concurrency) * s.opts.PartSize
 		held   = int64(len(first)) // bytes of the buffers allocated and kept
 		count  = 1                 // and how many
-		pool   = make(chan []byte, s.concurrency)
+		pool   = make(chan []byte, s.opts.Concurrency)
 	)
 	defer wg.Wait()
 	live := func() bool {
@@ -287,9 +287,9 @@ func (s *Store) uploadParts(ctx context.Context, uploads []*upload, first []byte
 		}
 
 		// Next buffer: a new one within the budget, else a recycled one big enough.
-		next := partSizeFor(s.partSize, part+1)
+		next := partSizeFor(s.opts.PartSize, part+1)
 		for buf = nil; buf == nil; {
-			if count < s.concurrency && (held+next <= budget || held == 0) {
+			if count < s.opts.Concurrency && (held+next <= budget || held == 0) {
 				buf, held, count = make([]byte, next), held+next, count+1
 				break
 			}
@@ -323,7 +323,7 @@ func (s *Store) uploadPart(ctx context.Context, uploads []*upload, body []byte, 
 		var etag *string
 		err := s.withStallRetry(ctx, func(ctx context.Context, w *watchdog) error {
 			out, err := s.client.UploadPart(ctx, &awss3.UploadPartInput{
-				Bucket: &s.bucket, Key: &u.key, UploadId: u.id, PartNumber: &num,
+				Bucket: &s.opts.Bucket, Key: &u.key, UploadId: u.id, PartNumber: &num,
 				Body: &progressReader{r: bytes.NewReader(body), w: w}, ContentLength: aws.Int64(int64(len(body))),
 			})
 			if err == nil {
@@ -351,7 +351,7 @@ func (s *Store) complete(ctx context.Context, key string, uploadID *string, part
 		}
 	}
 	in := &awss3.CompleteMultipartUploadInput{
-		Bucket: &s.bucket, Key: &key, UploadId: uploadID,
+		Bucket: &s.opts.Bucket, Key: &key, UploadId: uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	}
 	if conditional {
