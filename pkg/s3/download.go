@@ -123,10 +123,8 @@ func (s *Store) getRange(ctx context.Context, obj Object, off, end int64, buf []
 	var last error
 	for attempt := range rangeAttempts {
 		if attempt > 0 {
-			select {
-			case <-time.After(time.Duration(attempt*attempt) * 200 * time.Millisecond):
-			case <-ctx.Done():
-				return nil, ctx.Err()
+			if err := s.wait(ctx, time.Duration(attempt*attempt)*200*time.Millisecond); err != nil {
+				return nil, err
 			}
 		}
 		wctx, w, stop := newWatchdog(ctx, s.opts.StallTimeout)

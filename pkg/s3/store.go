@@ -99,7 +99,9 @@ type Store struct {
 	opts     Options // resolved: see withDefaults
 	endpoint string  // the endpoint's name, for warnings and the verdict cache
 
-	now         func() time.Time // judges the age of multipart uploads; tests move it
+	now         func() time.Time                                 // judges the age of multipart uploads; tests move it
+	wait        func(ctx context.Context, d time.Duration) error // backs off between attempts; tests record it
+	limits      partLimits                                       // S3's; tests shrink them
 	verdictOnce sync.Once
 	mu          sync.Mutex // guards conditional, warned501 and noVersionGets
 	conditional Verdict
@@ -167,7 +169,20 @@ func New(ctx context.Context, o Options) (*Store, error) {
 
 // newStore builds a Store around client (the SDK's, or a test's fake) with resolved options.
 func newStore(client api, o Options, endpoint string) *Store {
-	return &Store{client: client, opts: o, endpoint: endpoint, now: time.Now}
+	return &Store{client: client, opts: o, endpoint: endpoint, now: time.Now, wait: sleep,
+		limits: partLimits{minSize: minPartSize, maxSize: maxPartSize, maxParts: maxParts}}
+}
+
+// sleep waits for d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Bucket returns the store's bucket.

@@ -151,11 +151,18 @@ func (s *Store) applyPutSettings(class *types.StorageClass, sse *types.ServerSid
 	}
 }
 
-// partSizeFor grows the part size so that 10,000 parts hold far more than S3's 5 TiB limit:
-// the base size doubles every 1,000 parts.
-func partSizeFor(base int64, part int) int64 {
-	size := base << ((part - 1) / 1000)
-	return min(max(size, minPartSize), maxPartSize)
+// partLimits are the bounds of a multipart upload: S3's in a Store, smaller in fast tests so
+// that the growth and the count limit are reached in kilobytes.
+type partLimits struct {
+	minSize, maxSize int64 // of every part but the last
+	maxParts         int
+}
+
+// partSizeFor grows the part size so that maxParts parts hold far more than S3's 5 TiB limit
+// at the default part size: the base size doubles every maxParts/10 (1,000) parts.
+func (l partLimits) partSizeFor(base int64, part int) int64 {
+	size := base << ((part - 1) / (l.maxParts / 10))
+	return min(max(size, l.minSize), l.maxSize)
 }
 
 // upload is one key's multipart upload within UploadEach.
@@ -241,10 +248,8 @@ func (s *Store) abort(ctx context.Context, key string, uploadID *string) error {
 		if st := status(err); st >= 400 && st < 500 && st != http.StatusRequestTimeout && st != http.StatusTooManyRequests {
 			return fmt.Errorf("abort multipart upload of %s: %w", key, err) // refused: trying again will not help
 		}
-		select {
-		case <-actx.Done():
+		if s.wait(actx, time.Duration(attempt)*250*time.Millisecond) != nil {
 			return fmt.Errorf("abort multipart upload of %s: %w", key, err)
-		case <-time.After(time.Duration(attempt) * 250 * time.Millisecond):
 		}
 	}
 }
@@ -270,8 +275,8 @@ func (s *Store) uploadParts(ctx context.Context, uploads []*upload, first []byte
 	}
 	buf, n := first, len(first)
 	for part := 1; n > 0; part++ { // n == 0: the stream ended at a part boundary
-		if part > maxParts {
-			return size, fmt.Errorf("archive needs more than %d parts", maxParts)
+		if part > s.limits.maxParts {
+			return size, fmt.Errorf("archive needs more than %d parts", s.limits.maxParts)
 		}
 		if !live() {
 			return size, errNoUpload
@@ -287,7 +292,7 @@ func (s *Store) uploadParts(ctx context.Context, uploads []*upload, first []byte
 		}
 
 		// Next buffer: a new one within the budget, else a recycled one big enough.
-		next := partSizeFor(s.opts.PartSize, part+1)
+		next := s.limits.partSizeFor(s.opts.PartSize, part+1)
 		for buf = nil; buf == nil; {
 			if count < s.opts.Concurrency && (held+next <= budget || held == 0) {
 				buf, held, count = make([]byte, next), held+next, count+1
