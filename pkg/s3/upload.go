@@ -96,7 +96,7 @@ func (s *Store) putObject(ctx context.Context, key string, body []byte, o PutOpt
 	if conditional {
 		in.IfNoneMatch = aws.String("*")
 	}
-	err := s.withStallRetry(ctx, func(ctx context.Context, w *watchdog) error {
+	err := s.withStallAttempts(ctx, func(ctx context.Context, w *watchdog) error {
 		in.Body = &progressReader{r: bytes.NewReader(body), w: w}
 		_, err := s.client.PutObject(ctx, in)
 		return err
@@ -326,7 +326,7 @@ func (s *Store) uploadPart(ctx context.Context, uploads []*upload, body []byte, 
 			return
 		}
 		var etag *string
-		err := s.withStallRetry(ctx, func(ctx context.Context, w *watchdog) error {
+		err := s.withStallAttempts(ctx, func(ctx context.Context, w *watchdog) error {
 			out, err := s.client.UploadPart(ctx, &awss3.UploadPartInput{
 				Bucket: &s.opts.Bucket, Key: &u.key, UploadId: u.id, PartNumber: &num,
 				Body: &progressReader{r: bytes.NewReader(body), w: w}, ContentLength: aws.Int64(int64(len(body))),
