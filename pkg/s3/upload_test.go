@@ -419,3 +419,54 @@ func TestStaleUploadSweep(t *testing.T) {
 		}
 	}
 }
+
+// A request that stalls is cancelled by the watchdog and tried again, up to stallAttempts times.
+func TestStalledRequestsAreAttemptedAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		op     string
+		size   int
+		stalls int
+		stored bool
+	}{
+		{"put once", "PutObject", 100, 1, true},
+		{"part twice", "UploadPart", 3 * testPart, 2, true},
+		{"put every time", "PutObject", 100, stallAttempts, false},
+		{"part every time", "UploadPart", 3 * testPart, stallAttempts, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			s := newTestStore(t, f, func(o *Options) { o.StallTimeout = 20 * time.Millisecond })
+			stalls := 0
+			f.fault = func(c call) fault {
+				if c.op == tc.op && c.part <= 1 && stalls < tc.stalls {
+					stalls++
+					return fault{hang: true}
+				}
+				return fault{}
+			}
+			res, err := s.Upload(t.Context(), "k", bytes.NewReader(randomBytes(tc.size)), PutOptions{})
+			if res.Stored != tc.stored || (err == nil) != tc.stored || (err != nil && !strings.Contains(err.Error(), "stalled")) {
+				t.Fatalf("upload: %+v, %v; want stored %t, else a stall error", res, err, tc.stored)
+			}
+			if stalls != tc.stalls {
+				t.Fatalf("%d stalls, want %d", stalls, tc.stalls)
+			}
+			noUploadsLeft(t, f)
+		})
+	}
+}
+
+func TestOptionsDefaults(t *testing.T) {
+	got := Options{Bucket: "b"}.withDefaults()
+	want := Options{Bucket: "b", Concurrency: DefaultConcurrency, PartSize: DefaultPartSize,
+		StallTimeout: DefaultStallTimeout, ConditionalWrites: ConditionalAuto}
+	if got.Bucket != want.Bucket || got.Concurrency != want.Concurrency || got.PartSize != want.PartSize ||
+		got.StallTimeout != want.StallTimeout || got.ConditionalWrites != want.ConditionalWrites {
+		t.Fatalf("defaults %+v, want %+v", got, want)
+	}
+	set := Options{Concurrency: 2, PartSize: 6 << 20, StallTimeout: time.Second, ConditionalWrites: ConditionalOff}
+	if got := set.withDefaults(); got.Concurrency != 2 || got.PartSize != 6<<20 || got.StallTimeout != time.Second || got.ConditionalWrites != ConditionalOff {
+		t.Fatalf("set options changed: %+v", got)
+	}
+}
