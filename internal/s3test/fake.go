@@ -16,6 +16,7 @@ const GoFakeS3 = "gofakes3"
 // StartFake starts an in-process gofakes3 server with one bucket for the test.
 func StartFake(t *testing.T) *Server {
 	t.Helper()
+	Integration(t)
 	ts := httptest.NewServer(gofakes3.New(s3mem.New(), gofakes3.WithAutoBucket(true)).Server())
 	t.Cleanup(ts.Close)
 	s := &Server{Kind: GoFakeS3, Endpoint: ts.URL, Bucket: "cache", Dir: t.TempDir()}

@@ -33,6 +33,10 @@ type Proxy struct {
 
 	// drop matches the request whose response is lost (see DropResponse).
 	drop func(*http.Request) bool
+
+	// handlers are the requests being handled: Close waits for them, hijacked ones included,
+	// which the server does not track, so that every exchange is recorded.
+	handlers sync.WaitGroup
 }
 
 // Request is what the proxy saw of a request.
@@ -62,6 +66,8 @@ func NewProxy(target string) (*Proxy, error) {
 	}
 	rp.ErrorHandler = p.proxyError
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.handlers.Add(1)
+		defer p.handlers.Done()
 		p.mu.Lock()
 		p.requests = append(p.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Header: r.Header.Clone()})
 		intercept, onRequest := p.intercept, p.onRequest
@@ -74,10 +80,7 @@ func NewProxy(target string) (*Proxy, error) {
 		}
 		if intercept != nil {
 			if status, code, ok := intercept(r); ok {
-				_, _ = io.Copy(io.Discard, r.Body)
-				w.Header().Set("Content-Type", "application/xml")
-				w.WriteHeader(status)
-				_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>`+code+`</Code><Message>injected by the test proxy</Message></Error>`)
+				writeS3Error(w, r, status, code)
 				return
 			}
 		}
@@ -98,8 +101,12 @@ func NewProxy(target string) (*Proxy, error) {
 	return p, nil
 }
 
-// Close stops the proxy.
-func (p *Proxy) Close() { p.srv.CloseClientConnections(); p.srv.Close() }
+// Close stops the proxy once every request it took is handled.
+func (p *Proxy) Close() {
+	p.srv.CloseClientConnections()
+	p.srv.Close()
+	p.handlers.Wait()
+}
 
 // Requests returns the requests seen so far.
 func (p *Proxy) Requests() []Request {

@@ -1,6 +1,7 @@
 // Package s3test starts real S3-compatible servers on loopback for tests: versitygw and MinIO,
 // built from the versions pinned in tools/ by scripts/build-tools. A missing server binary is a
-// test failure that says how to build it, never a skip.
+// test failure that says how to build it, never a skip; in -short mode the tests that need a
+// server are skipped as a layer (see Integration).
 package s3test
 
 import (

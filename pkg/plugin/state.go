@@ -12,8 +12,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/atomicfile"

@@ -69,13 +69,13 @@ func (s *Store) autoVerdict(ctx context.Context) Verdict {
 	v, err := s.Probe(ctx)
 	if err != nil {
 		// Not known: send the header (a 501 answer is handled where it happens) but do not cache.
-		s.warnf("could not probe %s for conditional writes (%v); sending them anyway", s.endpointName(), err)
+		s.warnf("could not probe %s for conditional writes (%v); sending them anyway", s.endpoint, err)
 		return Verdict{Put: true, Multipart: true}
 	}
 	if !v.Put || !v.Multipart {
 		s.warnf("%s does not honour conditional writes (If-None-Match: * on PutObject: %t, on CompleteMultipartUpload: %t); "+
 			"saves check with HEAD before writing instead (set conditional-writes: off to skip this probe)",
-			s.endpointName(), v.Put, v.Multipart)
+			s.endpoint, v.Put, v.Multipart)
 	}
 	if doc, err := json.Marshal(v); err == nil && path != "" {
 		_ = atomicfile.Write(path, doc, 0o644)
@@ -98,7 +98,7 @@ func (s *Store) Probe(ctx context.Context) (Verdict, error) {
 	}()
 
 	createPut := func() error {
-		_, err := s.client.PutObject(ctx, &awss3.PutObjectInput{Bucket: &s.bucket, Key: &put,
+		_, err := s.client.PutObject(ctx, &awss3.PutObjectInput{Bucket: &s.opts.Bucket, Key: &put,
 			Body: bytes.NewReader([]byte("probe")), IfNoneMatch: aws.String("*")})
 		return err
 	}
@@ -135,7 +135,7 @@ func probeTwice(create func() error) (honoured bool, err error) {
 
 // probeMultipart creates key with a one-part conditional multipart upload.
 func (s *Store) probeMultipart(ctx context.Context, key string) (err error) {
-	created, err := s.client.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &key})
+	created, err := s.client.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{Bucket: &s.opts.Bucket, Key: &key})
 	if err != nil {
 		return err
 	}
@@ -145,12 +145,12 @@ func (s *Store) probeMultipart(ctx context.Context, key string) (err error) {
 			_ = s.abort(ctx, key, created.UploadId)
 		}
 	}()
-	part, err := s.client.UploadPart(ctx, &awss3.UploadPartInput{Bucket: &s.bucket, Key: &key, UploadId: created.UploadId,
+	part, err := s.client.UploadPart(ctx, &awss3.UploadPartInput{Bucket: &s.opts.Bucket, Key: &key, UploadId: created.UploadId,
 		PartNumber: aws.Int32(1), Body: bytes.NewReader([]byte("probe"))})
 	if err != nil {
 		return err
 	}
-	_, err = s.client.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{Bucket: &s.bucket, Key: &key,
+	_, err = s.client.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{Bucket: &s.opts.Bucket, Key: &key,
 		UploadId: created.UploadId, IfNoneMatch: aws.String("*"),
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: []types.CompletedPart{{ETag: part.ETag, PartNumber: aws.Int32(1)}}}})
 	done = err == nil
@@ -168,7 +168,7 @@ func (s *Store) notImplemented(multipart bool) {
 	}
 	if !s.warned501 {
 		s.warned501 = true
-		s.warnf("%s answered 501 Not Implemented to If-None-Match: *; saving with HEAD then a plain write instead", s.endpointName())
+		s.warnf("%s answered 501 Not Implemented to If-None-Match: *; saving with HEAD then a plain write instead", s.endpoint)
 	}
 }
 
@@ -193,15 +193,8 @@ func (s *Store) verdictPath() string {
 		}
 		dir = filepath.Join(d, "s3-cache", "conditional-writes")
 	}
-	sum := sha256.Sum256([]byte(s.endpointName() + "\x00" + s.bucket))
+	sum := sha256.Sum256([]byte(s.endpoint + "\x00" + s.opts.Bucket))
 	return filepath.Join(dir, hex.EncodeToString(sum[:12])+".json")
-}
-
-func (s *Store) endpointName() string {
-	if s.client.Options().BaseEndpoint != nil {
-		return aws.ToString(s.client.Options().BaseEndpoint)
-	}
-	return "s3." + s.client.Options().Region + ".amazonaws.com"
 }
 
 func (s *Store) warnf(format string, args ...any) {

@@ -41,4 +41,12 @@
 // started over a day ago (best effort), and the README recommends the lifecycle rule
 // AbortIncompleteMultipartUpload as a second line of defence. Downloads write nothing: they only
 // hand bytes to the caller.
+//
+// Tests come in two layers. The Store makes its S3 calls through the unexported api interface
+// (the SDK's client, in New): the fast layer, all that go test -short runs, drives the upload,
+// download and probe flows above against a recording in-memory fake behind it (fake_test.go),
+// with S3's multipart limits shrunk to kilobytes and back-offs recorded instead of slept. The
+// integration layer checks the same guarantees against real servers (versitygw, MinIO, and
+// gofakes3 for an endpoint without conditional completes) through internal/s3test's
+// fault-injecting proxy.
 package s3

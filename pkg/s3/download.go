@@ -19,14 +19,14 @@ import (
 // changing is not retried here: that restarts the whole restore).
 const rangeAttempts = 4
 
-// Open returns a reader of obj's bytes, fetched by up to s.concurrency concurrent ranged GETs
+// Open returns a reader of obj's bytes, fetched by up to Options.Concurrency concurrent ranged GETs
 // pinned to obj.ETag (and obj.VersionID when set). Memory is bounded by (concurrency + 1) ×
 // chunk size: chunk buffers are recycled. Reading fails with ErrChanged or ErrNotFound when the object is replaced or
 // removed meanwhile. Close stops the fetches; it must be called.
 func (s *Store) Open(ctx context.Context, obj Object) io.ReadCloser {
 	ctx, cancel := context.WithCancel(ctx)
-	rr := &rangeReader{ctx: ctx, cancel: cancel, queue: make(chan chan chunk, s.concurrency),
-		free: make(chan []byte, s.concurrency+1), remaining: obj.Size}
+	rr := &rangeReader{ctx: ctx, cancel: cancel, queue: make(chan chan chunk, s.opts.Concurrency),
+		free: make(chan []byte, s.opts.Concurrency+1), remaining: obj.Size}
 	go rr.fetchAll(ctx, s, obj)
 	return rr
 }
@@ -52,8 +52,8 @@ type rangeReader struct {
 
 func (rr *rangeReader) fetchAll(ctx context.Context, s *Store, obj Object) {
 	defer close(rr.queue)
-	for off := int64(0); off < obj.Size; off += s.partSize {
-		end := min(off+s.partSize, obj.Size) - 1
+	for off := int64(0); off < obj.Size; off += s.opts.PartSize {
+		end := min(off+s.opts.PartSize, obj.Size) - 1
 		future := make(chan chunk, 1)
 		select {
 		case rr.queue <- future:
@@ -65,7 +65,7 @@ func (rr *rangeReader) fetchAll(ctx context.Context, s *Store, obj Object) {
 			select {
 			case buf = <-rr.free:
 			default:
-				buf = make([]byte, s.partSize)
+				buf = make([]byte, s.opts.PartSize)
 			}
 			data, err := s.getRange(ctx, obj, off, end, buf[:end-off+1])
 			future <- chunk{data, err}
@@ -123,13 +123,11 @@ func (s *Store) getRange(ctx context.Context, obj Object, off, end int64, buf []
 	var last error
 	for attempt := range rangeAttempts {
 		if attempt > 0 {
-			select {
-			case <-time.After(time.Duration(attempt*attempt) * 200 * time.Millisecond):
-			case <-ctx.Done():
-				return nil, ctx.Err()
+			if err := s.wait(ctx, time.Duration(attempt*attempt)*200*time.Millisecond); err != nil {
+				return nil, err
 			}
 		}
-		wctx, w, stop := newWatchdog(ctx, s.stall)
+		wctx, w, stop := newWatchdog(ctx, s.opts.StallTimeout)
 		data, err := s.getRangeOnce(wctx, w, obj, off, end, buf)
 		if err != nil {
 			err = stallCause(wctx, err)
@@ -145,7 +143,7 @@ func (s *Store) getRange(ctx context.Context, obj Object, off, end int64, buf []
 
 func (s *Store) getRangeOnce(ctx context.Context, w *watchdog, obj Object, off, end int64, data []byte) ([]byte, error) {
 	in := &awss3.GetObjectInput{
-		Bucket:  &s.bucket,
+		Bucket:  &s.opts.Bucket,
 		Key:     &obj.Key,
 		Range:   aws.String(fmt.Sprintf("bytes=%d-%d", off, end)),
 		IfMatch: aws.String(obj.ETag),

@@ -4,3 +4,6 @@ import "time"
 
 // SetNow sets the clock a store judges the age of multipart uploads by.
 func SetNow(s *Store, now func() time.Time) { s.now = now }
+
+// Logged collects a store's warnings or info lines (Options.Warn, Options.Info).
+type Logged = logged

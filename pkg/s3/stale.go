@@ -36,7 +36,7 @@ func (s *Store) abortStale(ctx context.Context, key string) {
 			s.infof("Aborted %d incomplete multipart upload(s) of %s started over a day ago", aborted, key)
 		}
 	}()
-	in := &awss3.ListMultipartUploadsInput{Bucket: &s.bucket, Prefix: &key}
+	in := &awss3.ListMultipartUploadsInput{Bucket: &s.opts.Bucket, Prefix: &key}
 	for {
 		out, err := s.client.ListMultipartUploads(ctx, in)
 		if err != nil {
@@ -51,7 +51,7 @@ func (s *Store) abortStale(ctx context.Context, key string) {
 				continue
 			}
 			if _, err := s.client.AbortMultipartUpload(ctx, &awss3.AbortMultipartUploadInput{
-				Bucket: &s.bucket, Key: &key, UploadId: u.UploadId,
+				Bucket: &s.opts.Bucket, Key: &key, UploadId: u.UploadId,
 			}); err != nil {
 				if ctx.Err() == nil {
 					s.infof("Could not abort stale multipart upload %s of %s: %v", aws.ToString(u.UploadId), key, err)

@@ -64,10 +64,10 @@ func (p *progressReader) Seek(off int64, whence int) (int64, error) {
 // stallAttempts is how often a request that stalled is tried.
 const stallAttempts = 3
 
-// withStallRetry runs a request under a watchdog and tries it again when it stalls.
-func (s *Store) withStallRetry(ctx context.Context, request func(ctx context.Context, w *watchdog) error) error {
+// withStallAttempts runs a request under a watchdog, up to stallAttempts times while it stalls.
+func (s *Store) withStallAttempts(ctx context.Context, request func(ctx context.Context, w *watchdog) error) error {
 	for attempt := 1; ; attempt++ {
-		wctx, w, stop := newWatchdog(ctx, s.stall)
+		wctx, w, stop := newWatchdog(ctx, s.opts.StallTimeout)
 		err := request(wctx, w)
 		if err != nil {
 			err = stallCause(wctx, err)

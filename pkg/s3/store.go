@@ -44,7 +44,10 @@ type Options struct {
 	Endpoint       string // custom endpoint (S3-compatible servers); AWS_ENDPOINT_URL works too
 	Profile        string // shared config profile
 	ForcePathStyle *bool  // nil: path-style exactly when a custom endpoint is used
-	Retries        int    // attempts per request; 0 keeps the SDK's default
+	// Retries is the SDK's attempts per request (the first try included) at transport errors
+	// and 5xx answers; 0 keeps the SDK's default. The Store's own loops on top of it (a range
+	// of a download, a stalled request, an abort) count attempts too.
+	Retries int
 
 	Concurrency int   // parallel part uploads and range downloads; 0: DefaultConcurrency
 	PartSize    int64 // first part size and download chunk size; 0: DefaultPartSize
@@ -72,16 +75,33 @@ type Options struct {
 	Credentials aws.CredentialsProvider
 }
 
+// withDefaults resolves every unset tuning value, once, in New: the Store reads only the
+// resolved options.
+func (o Options) withDefaults() Options {
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.PartSize <= 0 {
+		o.PartSize = DefaultPartSize
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = DefaultStallTimeout
+	}
+	if o.ConditionalWrites == "" {
+		o.ConditionalWrites = ConditionalAuto
+	}
+	return o
+}
+
 // Store reads and writes cache objects in one bucket.
 type Store struct {
-	client      *awss3.Client
-	bucket      string
-	concurrency int
-	partSize    int64
-	stall       time.Duration
-	opts        Options
+	client   api
+	opts     Options // resolved: see withDefaults
+	endpoint string  // the endpoint's name, for warnings and the verdict cache
 
-	now         func() time.Time // judges the age of multipart uploads; tests move it
+	now         func() time.Time                                 // judges the age of multipart uploads; tests move it
+	wait        func(ctx context.Context, d time.Duration) error // backs off between attempts; tests record it
+	limits      partLimits                                       // S3's; tests shrink them
 	verdictOnce sync.Once
 	mu          sync.Mutex // guards conditional, warned501 and noVersionGets
 	conditional Verdict
@@ -94,10 +114,7 @@ type Store struct {
 // New builds a Store whose credentials, region and endpoint come from the SDK's default chain
 // (environment, shared config and profile, web identity, ECS and EC2 metadata), overridden by o.
 func New(ctx context.Context, o Options) (*Store, error) {
-	stall := o.StallTimeout
-	if stall <= 0 {
-		stall = DefaultStallTimeout
-	}
+	o = o.withDefaults()
 	var loads []func(*awsconfig.LoadOptions) error
 	if o.Region != "" {
 		loads = append(loads, awsconfig.WithRegion(o.Region))
@@ -122,7 +139,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		awsconfig.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
 		awsconfig.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 			t.MaxIdleConnsPerHost = 64
-			t.ResponseHeaderTimeout = stall // a request without a body stalls waiting for its answer
+			t.ResponseHeaderTimeout = o.StallTimeout // a request without a body stalls waiting for its answer
 		})),
 	)
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, loads...)
@@ -143,18 +160,33 @@ func New(ctx context.Context, o Options) (*Store, error) {
 			so.UsePathStyle = *o.ForcePathStyle
 		}
 	})
-	s := &Store{client: client, bucket: o.Bucket, concurrency: o.Concurrency, partSize: o.PartSize, stall: stall, opts: o, now: time.Now}
-	if s.concurrency <= 0 {
-		s.concurrency = DefaultConcurrency
+	endpoint := "s3." + client.Options().Region + ".amazonaws.com"
+	if client.Options().BaseEndpoint != nil {
+		endpoint = aws.ToString(client.Options().BaseEndpoint)
 	}
-	if s.partSize <= 0 {
-		s.partSize = DefaultPartSize
+	return newStore(client, o, endpoint), nil
+}
+
+// newStore builds a Store around client (the SDK's, or a test's fake) with resolved options.
+func newStore(client api, o Options, endpoint string) *Store {
+	return &Store{client: client, opts: o, endpoint: endpoint, now: time.Now, wait: sleep,
+		limits: partLimits{minSize: minPartSize, maxSize: maxPartSize, maxParts: maxParts}}
+}
+
+// sleep waits for d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return s, nil
 }
 
 // Bucket returns the store's bucket.
-func (s *Store) Bucket() string { return s.bucket }
+func (s *Store) Bucket() string { return s.opts.Bucket }
 
 // Object identifies one version of an object: what a restore pins its reads to.
 type Object struct {
@@ -166,7 +198,7 @@ type Object struct {
 
 // Head returns the object's size, ETag and version, or ErrNotFound.
 func (s *Store) Head(ctx context.Context, key string) (Object, error) {
-	out, err := s.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	out, err := s.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &s.opts.Bucket, Key: &key})
 	if err != nil {
 		if status(err) == http.StatusNotFound {
 			return Object{}, fmt.Errorf("head %s: %w", key, ErrNotFound)
@@ -179,7 +211,7 @@ func (s *Store) Head(ctx context.Context, key string) (Object, error) {
 
 // Delete removes the object at key (tests and probes).
 func (s *Store) Delete(ctx context.Context, key string) error {
-	_, err := s.client.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
+	_, err := s.client.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: &s.opts.Bucket, Key: &key})
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}

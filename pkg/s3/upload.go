@@ -53,7 +53,7 @@ func (s *Store) UploadEach(ctx context.Context, keys []string, r io.Reader, o Pu
 	res, errs = make([]Result, len(keys)), make([]error, len(keys))
 	stale := s.abortStaleAsync(ctx, keys)
 	defer stale()
-	first := make([]byte, s.partSize)
+	first := make([]byte, s.opts.PartSize)
 	n, err := io.ReadFull(r, first)
 	switch {
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
@@ -90,7 +90,7 @@ func (s *Store) putObject(ctx context.Context, key string, body []byte, o PutOpt
 		}
 	}
 	in := &awss3.PutObjectInput{
-		Bucket:        &s.bucket,
+		Bucket:        &s.opts.Bucket,
 		Key:           &key,
 		ContentLength: aws.Int64(int64(len(body))),
 		ContentType:   aws.String("application/octet-stream"),
@@ -99,7 +99,7 @@ func (s *Store) putObject(ctx context.Context, key string, body []byte, o PutOpt
 	if conditional {
 		in.IfNoneMatch = aws.String("*")
 	}
-	err := s.withStallRetry(ctx, func(ctx context.Context, w *watchdog) error {
+	err := s.withStallAttempts(ctx, func(ctx context.Context, w *watchdog) error {
 		in.Body = &progressReader{r: bytes.NewReader(body), w: w}
 		_, err := s.client.PutObject(ctx, in)
 		return err
@@ -160,11 +160,18 @@ func (s *Store) applyPutSettings(class *types.StorageClass, sse *types.ServerSid
 	}
 }
 
-// partSizeFor grows the part size so that 10,000 parts hold far more than S3's 5 TiB limit:
-// the base size doubles every 1,000 parts.
-func partSizeFor(base int64, part int) int64 {
-	size := base << ((part - 1) / 1000)
-	return min(max(size, minPartSize), maxPartSize)
+// partLimits are the bounds of a multipart upload: S3's in a Store, smaller in fast tests so
+// that the growth and the count limit are reached in kilobytes.
+type partLimits struct {
+	minSize, maxSize int64 // of every part but the last
+	maxParts         int
+}
+
+// partSizeFor grows the part size so that maxParts parts hold far more than S3's 5 TiB limit
+// at the default part size: the base size doubles every maxParts/10 (1,000) parts.
+func (l partLimits) partSizeFor(base int64, part int) int64 {
+	size := base << ((part - 1) / (l.maxParts / 10))
+	return min(max(size, l.minSize), l.maxSize)
 }
 
 // upload is one key's multipart upload within UploadEach.
@@ -198,7 +205,7 @@ func (s *Store) multipart(ctx context.Context, keys []string, first []byte, r io
 	each(len(keys), func(i int) {
 		u := &upload{key: keys[i]}
 		uploads[i] = u
-		in := &awss3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &u.key, ContentType: aws.String("application/octet-stream")}
+		in := &awss3.CreateMultipartUploadInput{Bucket: &s.opts.Bucket, Key: &u.key, ContentType: aws.String("application/octet-stream")}
 		s.applyPutSettings(&in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
 		created, err := s.client.CreateMultipartUpload(ctx, in)
 		if err != nil {
@@ -236,14 +243,15 @@ func (s *Store) multipart(ctx context.Context, keys []string, first []byte, r io
 // abort aborts a multipart upload that will not be completed, so that no parts are left behind.
 // It runs even when ctx is cancelled (SIGTERM), and makes up to abortAttempts calls (each with
 // the SDK's own retries) within abortTimeout, since the SDK's few tries can all fail on a bad
-// link; a refusal (4xx) is final. The bound keeps a job whose endpoint died from waiting long. NoSuchUpload
-// means the upload is gone already: an earlier attempt whose answer was lost aborted it.
+// link; the bound keeps a job whose endpoint died from waiting long. A refusal (4xx) is final.
+// NoSuchUpload means the upload is gone already: an earlier attempt whose answer was lost
+// aborted it.
 func (s *Store) abort(ctx context.Context, key string, uploadID *string) error {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
 		_, err := s.client.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{
-			Bucket: &s.bucket, Key: &key, UploadId: uploadID,
+			Bucket: &s.opts.Bucket, Key: &key, UploadId: uploadID,
 		})
 		if err == nil || code(err) == "NoSuchUpload" {
 			return nil
@@ -254,10 +262,8 @@ func (s *Store) abort(ctx context.Context, key string, uploadID *string) error {
 		if attempt == abortAttempts {
 			return fmt.Errorf("abort multipart upload of %s: %w", key, err)
 		}
-		select {
-		case <-actx.Done():
+		if s.wait(actx, time.Duration(attempt)*250*time.Millisecond) != nil {
 			return fmt.Errorf("abort multipart upload of %s: %w", key, err)
-		case <-time.After(time.Duration(attempt) * 250 * time.Millisecond):
 		}
 	}
 }
@@ -272,10 +278,10 @@ func (s *Store) uploadParts(ctx context.Context, uploads []*upload, first []byte
 	var (
 		wg     sync.WaitGroup
 		size   int64
-		budget = int64(s.concurrency) * s.partSize
+		budget = int64(s.opts.Concurrency) * s.opts.PartSize
 		held   = int64(len(first)) // bytes of the buffers allocated and kept
 		count  = 1                 // and how many
-		pool   = make(chan []byte, s.concurrency)
+		pool   = make(chan []byte, s.opts.Concurrency)
 	)
 	defer wg.Wait()
 	live := func() bool {
@@ -283,8 +289,8 @@ func (s *Store) uploadParts(ctx context.Context, uploads []*upload, first []byte
 	}
 	buf, n := first, len(first)
 	for part := 1; n > 0; part++ { // n == 0: the stream ended at a part boundary
-		if part > maxParts {
-			return size, fmt.Errorf("archive needs more than %d parts", maxParts)
+		if part > s.limits.maxParts {
+			return size, fmt.Errorf("archive needs more than %d parts", s.limits.maxParts)
 		}
 		if !live() {
 			return size, errNoUpload
@@ -300,9 +306,9 @@ func (s *Store) uploadParts(ctx context.Context, uploads []*upload, first []byte
 		}
 
 		// Next buffer: a new one within the budget, else a recycled one big enough.
-		next := partSizeFor(s.partSize, part+1)
+		next := s.limits.partSizeFor(s.opts.PartSize, part+1)
 		for buf = nil; buf == nil; {
-			if count < s.concurrency && (held+next <= budget || held == 0) {
+			if count < s.opts.Concurrency && (held+next <= budget || held == 0) {
 				buf, held, count = make([]byte, next), held+next, count+1
 				break
 			}
@@ -334,9 +340,9 @@ func (s *Store) uploadPart(ctx context.Context, uploads []*upload, body []byte, 
 			return
 		}
 		var etag *string
-		err := s.withStallRetry(ctx, func(ctx context.Context, w *watchdog) error {
+		err := s.withStallAttempts(ctx, func(ctx context.Context, w *watchdog) error {
 			out, err := s.client.UploadPart(ctx, &awss3.UploadPartInput{
-				Bucket: &s.bucket, Key: &u.key, UploadId: u.id, PartNumber: &num,
+				Bucket: &s.opts.Bucket, Key: &u.key, UploadId: u.id, PartNumber: &num,
 				Body: &progressReader{r: bytes.NewReader(body), w: w}, ContentLength: aws.Int64(int64(len(body))),
 			})
 			if err == nil {
@@ -364,7 +370,7 @@ func (s *Store) complete(ctx context.Context, key string, uploadID *string, part
 		}
 	}
 	in := &awss3.CompleteMultipartUploadInput{
-		Bucket: &s.bucket, Key: &key, UploadId: uploadID,
+		Bucket: &s.opts.Bucket, Key: &key, UploadId: uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	}
 	if conditional {

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"flag"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -33,6 +34,13 @@ var (
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
+		flag.Parse()
+		if testing.Short() {
+			// The whole package is the integration layer: every test runs the hooks against an
+			// S3 server, so -short skips it here, before the hooks are built.
+			fmt.Println("e2e: integration tests: need S3 servers and the hook binaries; run without -short")
+			return 0
+		}
 		var err error
 		pluginDir, err = filepath.Abs("../..")
 		if err != nil {
