@@ -85,7 +85,7 @@ type Config struct {
 	Prefix   string // key prefix, without leading or trailing "/"
 
 	Cache CacheOptions // how the archive is written, restored and saved
-	// Store is the bucket and how to reach it: every key of s3.Options but Warn, Info,
+	// Store is the bucket and how to reach it: every key of s3.Options but Log,
 	// VerdictDir and Credentials, which are not configuration. Retries (the retries key) counts
 	// the attempts of each S3 request; ProbePrefix is Prefix + "/".
 	Store s3.Options

@@ -49,7 +49,7 @@ func (inv *Invocation) buildCache(ctx context.Context) (*cache.Cache, error) {
 		return nil, err
 	}
 	o := inv.Config.Store
-	o.Warn, o.Info = inv.Log.Warnf, inv.Log.Infof
+	o.Log = inv.Log
 	store, err := s3.New(ctx, o)
 	if err != nil {
 		return nil, err

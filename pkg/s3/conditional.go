@@ -198,14 +198,14 @@ func (s *Store) verdictPath() string {
 }
 
 func (s *Store) warnf(format string, args ...any) {
-	if s.opts.Warn != nil {
-		s.opts.Warn(format, args...)
+	if s.opts.Log != nil {
+		s.opts.Log.Warnf(format, args...)
 	}
 }
 
 func (s *Store) infof(format string, args ...any) {
-	if s.opts.Info != nil {
-		s.opts.Info(format, args...)
+	if s.opts.Log != nil {
+		s.opts.Log.Infof(format, args...)
 	}
 }
 

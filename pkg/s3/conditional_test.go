@@ -100,7 +100,7 @@ func TestAutoMode(t *testing.T) {
 	if o, _ := f.object("k"); !bytes.Equal(o.data, body) {
 		t.Fatal("the object was overwritten")
 	}
-	if w := s.warn.All(); len(w) != 1 || !strings.Contains(w[0], "does not honour conditional writes") {
+	if w := s.log.Warnings(); len(w) != 1 || !strings.Contains(w[0], "does not honour conditional writes") {
 		t.Fatalf("warnings %q, want exactly one about conditional writes", w)
 	}
 	if n := len(f.recorded("HeadObject")); n < 2 {
@@ -117,7 +117,7 @@ func TestAutoMode(t *testing.T) {
 			t.Fatalf("the second store probed again: %+v", c)
 		}
 	}
-	if w := second.warn.All(); len(w) != 0 {
+	if w := second.log.Warnings(); len(w) != 0 {
 		t.Fatalf("second store warned %q", w)
 	}
 
@@ -137,7 +137,7 @@ func TestAutoMode(t *testing.T) {
 	if puts := f.recorded("PutObject"); puts[len(puts)-1].ifNoneMatch != "*" {
 		t.Fatalf("puts %+v; want the save conditional", puts)
 	}
-	if w := s.warn.All(); len(w) != 1 || !strings.Contains(w[0], "could not probe") {
+	if w := s.log.Warnings(); len(w) != 1 || !strings.Contains(w[0], "could not probe") {
 		t.Fatalf("warnings %q", w)
 	}
 	if cached, _ := os.ReadDir(s.opts.VerdictDir); len(cached) != 0 {

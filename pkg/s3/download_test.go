@@ -207,7 +207,7 @@ func TestDeniedVersionGetsFallBackToIfMatch(t *testing.T) {
 			t.Fatalf("GETs without version %+v; want one per range, each with If-Match", plain)
 		}
 	}
-	if msgs := s.info.All(); len(msgs) != 1 || !strings.Contains(msgs[0], "s3:GetObjectVersion") {
+	if msgs := s.log.Infos(); len(msgs) != 1 || !strings.Contains(msgs[0], "s3:GetObjectVersion") {
 		t.Fatalf("info lines %q; want one naming s3:GetObjectVersion", msgs)
 	}
 }

@@ -386,29 +386,43 @@ const (
 
 // logged collects a store's warnings or info lines.
 type logged struct {
-	mu   sync.Mutex
-	msgs []string
+	mu          sync.Mutex
+	warns, info []string
 }
 
-func (l *logged) Add(format string, args ...any) {
+func (l *logged) Warnf(format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.msgs = append(l.msgs, fmt.Sprintf(format, args...))
+	l.warns = append(l.warns, fmt.Sprintf(format, args...))
 }
 
-func (l *logged) All() []string {
+func (l *logged) Infof(format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return slices.Clone(l.msgs)
+	l.info = append(l.info, fmt.Sprintf(format, args...))
+}
+
+// Warnings returns the warnings logged so far.
+func (l *logged) Warnings() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.warns)
+}
+
+// Infos returns the info lines logged so far.
+func (l *logged) Infos() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.info)
 }
 
 // testStore is a Store on f with one-kilobyte parts, conditional writes on, and back-offs
 // recorded instead of waited for.
 type testStore struct {
 	*Store
-	warn, info logged
-	mu         sync.Mutex
-	waits      []time.Duration
+	log   logged
+	mu    sync.Mutex
+	waits []time.Duration
 }
 
 func newTestStore(t *testing.T, f *fakeS3, configure ...func(*Options)) *testStore {
@@ -419,7 +433,7 @@ func newTestStore(t *testing.T, f *fakeS3, configure ...func(*Options)) *testSto
 		c(&o)
 	}
 	ts := &testStore{}
-	o.Warn, o.Info = ts.warn.Add, ts.info.Add
+	o.Log = &ts.log
 	ts.Store = newStore(f, o.withDefaults(), "http://fake")
 	ts.limits = partLimits{minSize: testPart, maxSize: 8 * testPart, maxParts: testMaxParts}
 	ts.wait = func(ctx context.Context, d time.Duration) error {

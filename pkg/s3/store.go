@@ -37,6 +37,13 @@ const (
 	maxParts           = 10000
 )
 
+// Logger receives what a person watching the job should see: warnings and information lines.
+// *buildkite.Log is one; pkg/archive declares the same interface, so one log serves both.
+type Logger interface {
+	Infof(format string, args ...any)
+	Warnf(format string, args ...any)
+}
+
 // Options configure a Store.
 type Options struct {
 	Bucket         string
@@ -66,10 +73,9 @@ type Options struct {
 	// (0: DefaultStallTimeout).
 	StallTimeout time.Duration
 
-	// Warn receives warnings worth a user's attention (an endpoint without conditional writes).
-	Warn func(format string, args ...any)
-	// Info receives lines worth logging (stale uploads aborted, restores pinned by ETag alone).
-	Info func(format string, args ...any)
+	// Log receives warnings worth a user's attention (an endpoint without conditional writes)
+	// and lines worth logging (stale uploads aborted, restores pinned by ETag alone). May be nil.
+	Log Logger
 
 	// Credentials overrides the SDK's default chain (tests use static keys).
 	Credentials aws.CredentialsProvider

@@ -35,7 +35,7 @@ func proxied(t *testing.T, srv *s3test.Server, mode s3.Conditional, configure ..
 	t.Cleanup(p.Close)
 	w := &warnings{}
 	o := srv.Options()
-	o.Endpoint, o.PartSize, o.Concurrency, o.ConditionalWrites, o.Warn = p.URL, partSize, 4, mode, w.Add
+	o.Endpoint, o.PartSize, o.Concurrency, o.ConditionalWrites, o.Log = p.URL, partSize, 4, mode, w
 	o.VerdictDir = t.TempDir()
 	for _, f := range configure {
 		f(&o)
@@ -134,7 +134,7 @@ func TestNotImplementedFallsBackToHeadThenWrite(t *testing.T) {
 				t.Fatalf("second upload to a 501 endpoint: %+v, %v", res, err)
 			}
 		}
-		if w := warn.All(); len(w) != 1 || !strings.Contains(w[0], "501 Not Implemented") {
+		if w := warn.Warnings(); len(w) != 1 || !strings.Contains(w[0], "501 Not Implemented") {
 			t.Fatalf("warnings %q, want one about 501", w)
 		}
 		noUploadsLeft(t, srv)
@@ -265,7 +265,7 @@ func TestAutoModeOnAnEndpointWithoutConditionalCompletes(t *testing.T) {
 	verdicts := t.TempDir()
 	newStore := func(w *warnings) *s3.Store {
 		o := srv.Options()
-		o.VerdictDir, o.PartSize, o.Warn = verdicts, partSize, w.Add
+		o.VerdictDir, o.PartSize, o.Log = verdicts, partSize, w
 		store, err := s3.New(t.Context(), o)
 		if err != nil {
 			t.Fatal(err)
@@ -287,7 +287,7 @@ func TestAutoModeOnAnEndpointWithoutConditionalCompletes(t *testing.T) {
 	if got := download(t, store, "auto/big"); !bytes.Equal(got, body) {
 		t.Fatal("the object was overwritten")
 	}
-	if w := first.All(); len(w) != 1 || !strings.Contains(w[0], "does not honour conditional writes") {
+	if w := first.Warnings(); len(w) != 1 || !strings.Contains(w[0], "does not honour conditional writes") {
 		t.Fatalf("warnings %q, want exactly one about conditional writes", w)
 	}
 
@@ -296,7 +296,7 @@ func TestAutoModeOnAnEndpointWithoutConditionalCompletes(t *testing.T) {
 	if _, err := newStore(second).Upload(t.Context(), "auto/other", bytes.NewReader(body), s3.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if w := second.All(); len(w) != 0 {
+	if w := second.Warnings(); len(w) != 0 {
 		t.Fatalf("second job warned %q", w)
 	}
 }
@@ -424,7 +424,7 @@ func TestDeniedVersionGetsFallBackToETagPinning(t *testing.T) {
 			t.Fatal(err)
 		}
 		info := &warnings{}
-		store, p, _ := proxied(t, srv, s3.ConditionalOn, func(o *s3.Options) { o.Info = info.Add })
+		store, p, _ := proxied(t, srv, s3.ConditionalOn, func(o *s3.Options) { o.Log = info })
 		p.Intercept(func(r *http.Request) (int, string, bool) {
 			return http.StatusForbidden, "AccessDenied", r.Method == http.MethodGet && r.URL.Query().Has("versionId")
 		})
@@ -444,7 +444,7 @@ func TestDeniedVersionGetsFallBackToETagPinning(t *testing.T) {
 		if got, err := read(); err != nil || !bytes.Equal(got, body) {
 			t.Fatalf("download with versionId denied: %d bytes, %v; want the object", len(got), err)
 		}
-		if msgs := info.All(); len(msgs) != 1 || !strings.Contains(msgs[0], "s3:GetObjectVersion") {
+		if msgs := info.Infos(); len(msgs) != 1 || !strings.Contains(msgs[0], "s3:GetObjectVersion") {
 			t.Fatalf("info lines %q; want one naming s3:GetObjectVersion", msgs)
 		}
 
@@ -467,8 +467,8 @@ func TestDeniedVersionGetsFallBackToETagPinning(t *testing.T) {
 				t.Fatalf("GET %s?%s with If-Match %q; want no versionId and If-Match %s", r.Path, r.Query.Encode(), r.Header.Get("If-Match"), obj.ETag)
 			}
 		}
-		if len(info.All()) != 1 {
-			t.Fatalf("info lines %q; want the fallback said once", info.All())
+		if len(info.Infos()) != 1 {
+			t.Fatalf("info lines %q; want the fallback said once", info.Infos())
 		}
 	})
 }
@@ -509,7 +509,7 @@ func TestStaleUploadsOfTheKeyAreAborted(t *testing.T) {
 
 		info := &warnings{}
 		o := srv.Options()
-		o.Info = info.Add
+		o.Log = info
 		store, err := s3.New(t.Context(), o)
 		if err != nil {
 			t.Fatal(err)
@@ -525,7 +525,7 @@ func TestStaleUploadsOfTheKeyAreAborted(t *testing.T) {
 		if _, ok := left[fresh]; !ok {
 			t.Fatalf("the fresh upload of a live job was aborted")
 		}
-		if msgs := info.All(); len(msgs) != 1 || !strings.Contains(msgs[0], "Aborted 1 incomplete multipart upload(s) of stale/key") {
+		if msgs := info.Infos(); len(msgs) != 1 || !strings.Contains(msgs[0], "Aborted 1 incomplete multipart upload(s) of stale/key") {
 			t.Fatalf("info lines %q; want one saying how many were aborted", msgs)
 		}
 		for id, k := range map[string]string{fresh: key, otherKey: key + "-other"} {

@@ -356,7 +356,7 @@ func TestNotImplementedFallback(t *testing.T) {
 			t.Fatalf("second upload of %d bytes: %+v, %v; want not stored", size, res, err)
 		}
 	}
-	if w := s.warn.All(); len(w) != 1 || !strings.Contains(w[0], "501 Not Implemented") {
+	if w := s.log.Warnings(); len(w) != 1 || !strings.Contains(w[0], "501 Not Implemented") {
 		t.Fatalf("warnings %q, want one about 501", w)
 	}
 	noUploadsLeft(t, f)
@@ -399,7 +399,7 @@ func TestStaleUploadSweep(t *testing.T) {
 	if !slices.Equal(left, []string{"fresh", "other-key"}) {
 		t.Fatalf("uploads left %v", left)
 	}
-	if msgs := s.info.All(); len(msgs) != 1 || !strings.Contains(msgs[0], "Aborted 2 incomplete multipart upload(s) of k") {
+	if msgs := s.log.Infos(); len(msgs) != 1 || !strings.Contains(msgs[0], "Aborted 2 incomplete multipart upload(s) of k") {
 		t.Fatalf("info lines %q", msgs)
 	}
 
@@ -416,8 +416,8 @@ func TestStaleUploadSweep(t *testing.T) {
 		if res, err := s.Upload(t.Context(), "k", strings.NewReader("cache"), PutOptions{}); err != nil || !res.Stored {
 			t.Fatalf("upload: %+v, %v", res, err)
 		}
-		if got := len(s.info.All()); got != want {
-			t.Errorf("listing answered %d: %d info lines %q, want %d", status, got, s.info.All(), want)
+		if got := len(s.log.Infos()); got != want {
+			t.Errorf("listing answered %d: %d info lines %q, want %d", status, got, s.log.Infos(), want)
 		}
 	}
 }
