@@ -21,7 +21,6 @@ import (
 type Store interface {
 	Head(ctx context.Context, key string) (s3.Object, error)
 	Open(ctx context.Context, obj s3.Object) io.ReadCloser
-	Upload(ctx context.Context, key string, r io.Reader, o s3.PutOptions) (s3.Result, error)
 	UploadEach(ctx context.Context, keys []string, r io.Reader, o s3.PutOptions) ([]s3.Result, []error)
 }
 

@@ -177,7 +177,7 @@ func TestConcurrentSavesStoreOneObject(t *testing.T) {
 				src := filepath.Join(t.TempDir(), "cache")
 				makeTree(t, src, tc.random)
 				c, _, _ := newCache(t, srv, []string{src}, 2)
-				res, err := c.Store.Upload(t.Context(), k.Name, strings.NewReader("other bytes"), s3.PutOptions{})
+				res, err := c.Store.(*s3.Store).Upload(t.Context(), k.Name, strings.NewReader("other bytes"), s3.PutOptions{})
 				must(t, err)
 				if res.Stored {
 					t.Fatal("a conditional upload replaced an existing object")
@@ -303,7 +303,7 @@ func (o *overwriter) Open(ctx context.Context, obj s3.Object) io.ReadCloser {
 	rc := o.Store.Open(ctx, obj)
 	return &hookReader{ReadCloser: rc, after: 1, hook: func() {
 		o.once.Do(func() {
-			if _, err := o.Store.Upload(ctx, obj.Key, bytes.NewReader(o.newBody), s3.PutOptions{Overwrite: true}); err != nil {
+			if _, err := o.Store.(*s3.Store).Upload(ctx, obj.Key, bytes.NewReader(o.newBody), s3.PutOptions{Overwrite: true}); err != nil {
 				panic(err)
 			}
 		})
@@ -383,7 +383,7 @@ type overwriteAlways struct {
 func (o *overwriteAlways) Open(ctx context.Context, obj s3.Object) io.ReadCloser {
 	rc := o.Store.Open(ctx, obj)
 	return &hookReader{ReadCloser: rc, after: 1, hook: func() {
-		if _, err := o.Store.Upload(ctx, obj.Key, bytes.NewReader(bytes.Repeat([]byte{byte(len(obj.ETag))}, 3*partSize)), s3.PutOptions{Overwrite: true}); err != nil {
+		if _, err := o.Store.(*s3.Store).Upload(ctx, obj.Key, bytes.NewReader(bytes.Repeat([]byte{byte(len(obj.ETag))}, 3*partSize)), s3.PutOptions{Overwrite: true}); err != nil {
 			o.t.Error(err)
 		}
 	}}
