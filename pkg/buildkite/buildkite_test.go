@@ -60,3 +60,13 @@ func TestJobFromEnv(t *testing.T) {
 		t.Fatalf("the step key does not win over the label: %+v", j)
 	}
 }
+
+// A nil *Log in a Logger interface must discard, not panic.
+func TestNilLogDiscards(t *testing.T) {
+	var l *Log
+	l.Infof("info %d", 1)
+	l.Warnf("warning %d", 2)
+	l.Errorf("error %d", 3)
+	l.Group("group")
+	l.Progress("Downloaded", func() int64 { return 0 }, 0, time.Millisecond)()
+}

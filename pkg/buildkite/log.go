@@ -11,7 +11,8 @@ import (
 	"time"
 )
 
-// Log writes Buildkite-formatted lines. It is safe for concurrent use.
+// Log writes Buildkite-formatted lines. It is safe for concurrent use. A nil *Log discards
+// everything: it may sit in a Logger interface of pkg/archive or pkg/s3, where nil must mean quiet.
 type Log struct {
 	mu sync.Mutex
 	w  io.Writer
@@ -21,6 +22,9 @@ type Log struct {
 func NewLog(w io.Writer) *Log { return &Log{w: w} }
 
 func (l *Log) line(format string, args ...any) {
+	if l == nil {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	fmt.Fprintf(l.w, format+"\n", args...)
