@@ -1,4 +1,4 @@
-// Package fspath compares file system paths lexically. The cache's checks that a target is not
+// Package fspath compares file system paths, lexically and with symlinks resolved. The cache's checks that a target is not
 // the checkout, not inside another target, and so on, all reduce to "is this path at or below
 // that one"; keeping that one question here means every check answers it the same way (a
 // string prefix test gets "/" and "/a" vs "/ab" wrong).
@@ -20,12 +20,43 @@ func Overlap(a, b string) bool {
 	return Within(a, b) || Within(b, a)
 }
 
-// Forms lists the names a check must compare for p: p cleaned and, when it exists and the two
-// differ, p with its symlinks resolved. A link to the checkout is the checkout.
+// Forms lists the names a check must compare for p: p cleaned and, when the two differ, p with
+// the symlinks of its longest existing ancestor resolved. A link to the checkout is the checkout,
+// and so is a path below such a link that does not exist yet (a cache path before its first
+// restore).
 func Forms(p string) []string {
 	c := filepath.Clean(p)
-	if real, err := filepath.EvalSymlinks(p); err == nil && real != c {
+	if real := resolve(c); real != c {
 		return []string{c, real}
 	}
 	return []string{c}
+}
+
+// resolve is EvalSymlinks of the longest existing ancestor of the clean path p, with the rest of
+// p joined back on; p itself when nothing of it resolves.
+func resolve(p string) string {
+	rest := ""
+	for dir := p; ; dir = filepath.Dir(dir) {
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			return filepath.Join(real, rest)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return p
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
+	}
+}
+
+// OverlapAnyForm reports whether any form of a (see Forms) overlaps any form of b: two paths that
+// reach one directory through a symlink cannot be replaced independently either.
+func OverlapAnyForm(a, b string) bool {
+	for _, fa := range Forms(a) {
+		for _, fb := range Forms(b) {
+			if Overlap(fa, fb) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -110,7 +110,7 @@ func checkTargets(targets []string) ([]string, error) {
 	}
 	for i, a := range abs {
 		for j, b := range abs[:i] {
-			if fspath.Overlap(a, b) {
+			if fspath.OverlapAnyForm(a, b) {
 				return nil, fmt.Errorf("extract: targets %s and %s overlap", targets[j], targets[i])
 			}
 		}

@@ -385,7 +385,7 @@ func ResolvePaths(paths []string, dir, home string, keep ...string) ([]string, e
 			}
 		}
 		for j := range i {
-			if fspath.Overlap(abs, out[j]) {
+			if fspath.OverlapAnyForm(abs, out[j]) {
 				return nil, &Error{Key: "paths", Msg: fmt.Sprintf("%q and %q overlap: list each directory once", paths[j], p)}
 			}
 		}

@@ -221,6 +221,8 @@ func TestResolvePathsRefusesWhatARestoreWouldDestroy(t *testing.T) {
 		{[]string{filepath.Join(tmp, "link-to-root")}, "filesystem root"},
 		{[]string{"~/.npm"}, ""},
 		{[]string{"node_modules", "node_modules/.cache"}, "overlap"},
+		{[]string{filepath.Join(tmp, "other"), filepath.Join(tmp, "link-to-other", "not-yet")}, "overlap"},
+		{[]string{filepath.Join(tmp, "other", "a"), filepath.Join(tmp, "link-to-other", "b")}, ""},
 	} {
 		got, err := ResolvePaths(tc.paths, co, home, wd, "")
 		if tc.err == "" {
