@@ -188,12 +188,13 @@ func TestStaleLeftoversInTheTempDirAreSwept(t *testing.T) {
 		}
 		return p
 	}
-	gone := []string{mk("s3-cache-env.abc123", true, long), mk("s3-cache-job-0123abcd.json", false, long)}
+	gone := []string{mk("s3-cache-env.abc123", true, long), mk("s3-cache-job-1-0123456789abcdef.json", false, long)}
 	kept := []string{
-		mk("s3-cache-env.fresh1", true, time.Now()),      // a live hook's
-		mk("s3-cache-job-fresh.json", false, time.Now()), // too young
-		mk("other-env.abc", true, long),                  // not ours by name
-		mk("s3-cache-env.notadir", false, long),          // not a directory
+		mk("s3-cache-env.fresh1", true, time.Now()),                   // a live hook's
+		mk("s3-cache-job-2-0123456789abcdef.json", false, time.Now()), // too young
+		mk("s3-cache-settings.json", false, long),                     // another tool's // too young
+		mk("other-env.abc", true, long),                               // not ours by name
+		mk("s3-cache-env.notadir", false, long),                       // not a directory
 	}
 	theirs := mk("s3-cache-env.theirs", true, long)
 	if os.Getuid() == 0 {

@@ -104,6 +104,10 @@ func removeStaleStates(before time.Time) {
 	}
 }
 
+// legacyState names the state files of versions before the private state directory:
+// s3-cache-<job>-<16 hex digits>.json, and nothing else a user may keep in TMPDIR.
+var legacyState = regexp.MustCompile(`^s3-cache-[A-Za-z0-9_-]+-[0-9a-f]{16}\.json$`)
+
 // removeStaleLeftovers removes, from the temp directory, what this user's killed hooks and
 // earlier versions left there before before: the shim's private env directories
 // (s3-cache-env.*) and state files of the old shared location (s3-cache-*.json). Only entries
@@ -113,7 +117,7 @@ func removeStaleLeftovers(before time.Time) {
 	for _, e := range entries {
 		name := e.Name()
 		env := strings.HasPrefix(name, "s3-cache-env.") && e.IsDir()
-		legacy := strings.HasPrefix(name, "s3-cache-") && strings.HasSuffix(name, ".json") && e.Type().IsRegular()
+		legacy := legacyState.MatchString(name) && e.Type().IsRegular()
 		if !env && !legacy {
 			continue
 		}
