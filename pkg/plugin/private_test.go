@@ -192,7 +192,7 @@ func TestStaleLeftoversInTheTempDirAreSwept(t *testing.T) {
 	kept := []string{
 		mk("s3-cache-env.fresh1", true, time.Now()),                   // a live hook's
 		mk("s3-cache-job-2-0123456789abcdef.json", false, time.Now()), // too young
-		mk("s3-cache-settings.json", false, long),                     // another tool's // too young
+		mk("s3-cache-settings.json", false, long),                     // another tool's
 		mk("other-env.abc", true, long),                               // not ours by name
 		mk("s3-cache-env.notadir", false, long),                       // not a directory
 	}
