@@ -326,14 +326,14 @@ s3_cache_run() {
     s3_cache_cannot_run "$hook"
     return
   fi
-  # The binary refuses a cache path over the directory it was cached in: a restore there would
-  # replace the binaries later hooks run.
+  # The binary refuses a cache path over the directory it was cached in, or over the plugin's
+  # checkout: a restore there would replace the binaries and scripts later hooks run.
   if bin_cache=$(s3_cache_binary_root 2>/dev/null) && [[ "$bin" != "$bin_cache"/* ]]; then
     bin_cache=""
   fi
 
-  # The binary creates the env file (atomically) only when it has something to export, so a job
-  # cancelled mid-hook leaves nothing behind. It goes in a directory of this user's that no one
+  # The binary creates the env file (atomically) unless it was cancelled, so a job cancelled
+  # mid-hook leaves nothing behind. It goes in a directory of this user's that no one
   # else can write to: a name in a shared temp directory can be taken first by another user.
   if ! env_dir=$(mktemp -d "${TMPDIR:-/tmp}/s3-cache-env.XXXXXX") || [[ ! -d "$env_dir" ]]; then
     echo "s3-cache: cannot create a temporary directory in ${TMPDIR:-/tmp}" >&2
@@ -345,7 +345,7 @@ s3_cache_run() {
   # the hook returns only once the binary has cleaned up (aborted its upload, removed staging).
   # The agent's wrapper sources this file: put its own traps back afterwards.
   saved_traps=$(trap -p TERM INT)
-  S3_CACHE_BINARY_CACHE_DIR="$bin_cache" "$bin" --env-file "$env_file" &
+  S3_CACHE_BINARY_CACHE_DIR="$bin_cache" S3_CACHE_PLUGIN_DIR="$(s3_cache_plugin_dir)" "$bin" --env-file "$env_file" &
   pid=$!
   trap 'kill -TERM "$pid" 2>/dev/null' TERM INT
   while :; do

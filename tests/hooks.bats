@@ -130,6 +130,17 @@ file_level_config() {
   assert_file_exists "$CHECKOUT/node_modules/pkg/index.js"
 }
 
+@test "a path over the plugin's own checkout is a configuration error, and its files stay" {
+  new_job
+  make_project
+  file_level_config
+  export BUILDKITE_PLUGIN_S3_CACHE_PATH="$PLUGIN_DIR/lib"
+  run_hook pre-command
+  assert_failure 1
+  assert_output --partial "the plugin's own checkout"
+  assert_file_exists "$PLUGIN_DIR/lib/shim.bash"
+}
+
 @test "a missing bucket is a configuration error" {
   new_job
   file_level_config

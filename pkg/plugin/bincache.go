@@ -15,25 +15,27 @@ import (
 // caches this plugin's release binaries.
 const BinaryCacheEnv = "S3_CACHE_BINARY_CACHE_DIR"
 
+// PluginDirEnv names the variable in which the shim passes the plugin's checkout: the hooks,
+// lib/shim.bash, and binaries built from source in .s3-cache-bin.
+const PluginDirEnv = "S3_CACHE_PLUGIN_DIR"
+
 // checkBinaryCache refuses, as a configuration error, a cache path that is, holds or lies inside
-// the agent's cache of the plugin's binaries: restoring there would replace the programs that
-// later hooks run with whatever the cache object holds (a branch's build can save any bytes).
+// the agent's cache of the plugin's binaries or the plugin's checkout: restoring there would
+// replace the programs and scripts that later hooks run with whatever the cache object holds (a
+// branch's build can save any bytes).
 func (inv *Invocation) checkBinaryCache() error {
-	bin := os.Getenv(BinaryCacheEnv)
-	if bin == "" {
-		return nil
+	protected := []struct{ dir, what string }{
+		{os.Getenv(BinaryCacheEnv), "where the agent keeps this plugin's binaries"},
+		{os.Getenv(PluginDirEnv), "the plugin's own checkout (its hooks and binaries)"},
 	}
-	bins := fspath.Forms(filepath.Clean(bin))
 	for _, p := range inv.Config.Paths {
 		abs, err := config.ResolvePath("path", p, inv.Job.Dir, inv.Job.Home)
 		if err != nil {
 			return err
 		}
-		for _, a := range fspath.Forms(abs) {
-			for _, b := range bins {
-				if fspath.Overlap(a, b) {
-					return &config.Error{Key: "path", Msg: fmt.Sprintf("%q overlaps %s, where the agent keeps this plugin's binaries: a restore there would replace them; cache another directory", p, bin)}
-				}
+		for _, d := range protected {
+			if d.dir != "" && fspath.OverlapAnyForm(abs, filepath.Clean(d.dir)) {
+				return &config.Error{Key: "path", Msg: fmt.Sprintf("%q overlaps %s, %s: a restore there would replace them; cache another directory", p, d.dir, d.what)}
 			}
 		}
 	}

@@ -49,3 +49,34 @@ func TestACachePathOverlappingTheBinaryCacheIsAConfigurationError(t *testing.T) 
 		}
 	}
 }
+
+// The plugin's checkout holds the hooks, lib/shim.bash and binaries built from source: a cache
+// path over it could plant a shim that a later job sources.
+func TestACachePathOverlappingThePluginCheckoutIsAConfigurationError(t *testing.T) {
+	home := t.TempDir()
+	plugins := filepath.Join(home, "plugins")
+	checkout := filepath.Join(plugins, "github-com-s3-cache-s3-cache-buildkite-plugin-v1-0-0")
+	if err := os.MkdirAll(checkout, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(BinaryCacheEnv, "")
+	for _, tc := range []struct {
+		path, pluginDir string
+		refused         bool
+	}{
+		{"~/plugins", checkout, true},
+		{filepath.Join(checkout, "lib"), checkout, true},
+		{filepath.Join(checkout, ".s3-cache-bin"), checkout, true},
+		{"~/.npm", checkout, false},
+		{"~/plugins", "", false}, // the variable unset (an older shim): nothing known to protect
+	} {
+		t.Setenv(PluginDirEnv, tc.pluginDir)
+		r := &Invocation{Config: &config.Config{Paths: []string{tc.path}, Store: s3.Options{Bucket: "b"}},
+			Job: buildkite.Job{Dir: "/co/x", Home: home}, Log: buildkite.NewLog(io.Discard)}
+		err := r.checkBinaryCache()
+		var ce *config.Error
+		if refused := errors.As(err, &ce) && ce.Key == "path"; refused != tc.refused {
+			t.Errorf("path %q, plugin dir %q: %v, want refused %v", tc.path, tc.pluginDir, err, tc.refused)
+		}
+	}
+}
