@@ -24,6 +24,9 @@ import (
 //	.<stem>.s3-cache-old-<pid>-<random>      T moved aside by a two-rename swap
 //	                                         (also left by versions before the
 //	                                         exchange swap, without <pid>-)
+//	.<stem>.s3-cache-kept-<pid>-<random>     T's previous content after an undo
+//	                                         failed: never swept, the error
+//	                                         names it for a person
 //	.<stem>.s3-cache.lock                    T's host lock (LockTargets)
 //
 // The first three are leftovers when their process died: sweep removes them.
@@ -32,6 +35,7 @@ const (
 	kindStaging   = "staging"
 	kindTrash     = "trash"
 	kindOld       = "old"
+	kindKept      = "kept" // not a leftover: isLeftover does not match it
 	lockSuffix    = ".s3-cache.lock"
 	// A base name longer than maxStem bytes is cut to stemKeep bytes plus a
 	// hash of the whole, so that the helpers' names stay far below NAME_MAX
@@ -294,7 +298,9 @@ func (s *stagedTarget) restoreOld() error {
 		return nil
 	}
 	if err := os.Rename(s.old, s.target); err != nil {
-		return fmt.Errorf("put the previous content of %s back (it is at %s): %w", s.target, s.old, err)
+		kept := keepAside(s.old, s.stem)
+		s.old = ""
+		return fmt.Errorf("put the previous content of %s back (it is at %s): %w", s.target, kept, err)
 	}
 	s.old = ""
 	return nil
@@ -418,6 +424,10 @@ func typeName(m fs.FileMode) string {
 func (s *stagedTarget) remove() error {
 	defer s.unlock()
 	if s.keep {
+		// It holds what an undo could not put back: out of the sweep's reach.
+		if kept := keepAside(s.staging, s.stem); kept != s.staging {
+			return fmt.Errorf("what the failed undo could not put back of %s is kept in %s (moved from %s)", s.target, kept, s.staging)
+		}
 		return nil
 	}
 	p := s.staging
@@ -531,4 +541,14 @@ func makeDirsWritable(root string) {
 		}
 		return nil
 	})
+}
+
+// keepAside renames the helper p to a kept name beside it, which no sweep removes, and returns
+// where it is now (p itself if the rename fails).
+func keepAside(p, stem string) string {
+	kept := filepath.Join(filepath.Dir(p), leftoverName(stem, kindKept))
+	if os.Rename(p, kept) != nil {
+		return p
+	}
+	return kept
 }

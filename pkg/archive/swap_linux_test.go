@@ -445,3 +445,27 @@ func TestSaveSkipsLeftoversInsideATarget(t *testing.T) {
 		t.Errorf("restored %q, want %q", names, want)
 	}
 }
+
+// TestKeptContentIsNotSwept: when an undo fails, the staging directory holds
+// the target's previous content; it is moved to a kept name that the next
+// restore's sweep leaves alone, and the error names it.
+func TestKeptContentIsNotSwept(t *testing.T) {
+	tmp := tempDir(t)
+	target := filepath.Join(tmp, "target")
+	s, err := newStagedTarget(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(s.root, "previous"), "the user's", 0o644, time.Now())
+	s.keep = true // what a failed undo sets
+	err = s.remove()
+	if err == nil || !strings.Contains(err.Error(), ".target.s3-cache-kept-") {
+		t.Fatalf("remove: %v, want an error naming the kept directory", err)
+	}
+	var w warnings
+	sweepTarget(target, w.Warnf)
+	matches, _ := filepath.Glob(filepath.Join(tmp, ".target.s3-cache-kept-*", "root", "previous"))
+	if len(matches) != 1 {
+		t.Fatalf("the kept content is gone after a sweep: %q", matches)
+	}
+}
