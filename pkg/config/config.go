@@ -10,7 +10,8 @@
 // Both arrive as one environment, so a list key (path/paths, manifest, save) is never merged
 // from several forms: the list form (KEY_0, KEY_1, …) replaces the scalar form (KEY) whole, and
 // for path and paths the first set of PATHS_n, PATH_n, PATHS, PATH is used. An agent default
-// for a list key is therefore written in the scalar form; a pipeline's list replaces it.
+// for a list key is therefore written as PATH, MANIFEST or SAVE (not PATHS, which would win over
+// a pipeline's path): every form a pipeline can set then replaces it.
 //
 // Paths are resolved against the job (ResolvePaths): a path a restore could not replace whole
 // without destroying the checkout, $HOME or the root is an error, as are "~" without HOME and
