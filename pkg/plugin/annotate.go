@@ -34,7 +34,8 @@ type summaryRow struct {
 	took    time.Duration // 0: not measured
 }
 
-// restoreRow describes a restore that took took (res.Duration, when it downloaded).
+// restoreRow describes a restore. took is the hook's own measure of it, for the rows the cache
+// has no duration for (a miss, a failure).
 func restoreRow(res cache.Restored, err error, took time.Duration) summaryRow {
 	r := summaryRow{op: "restore", level: res.Key.Level, took: took}
 	switch {
