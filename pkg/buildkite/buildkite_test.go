@@ -70,3 +70,26 @@ func TestNilLogDiscards(t *testing.T) {
 	l.Group("group")
 	l.Progress("Downloaded", func() int64 { return 0 }, 0, time.Millisecond)()
 }
+
+func TestJobFromEnvParallel(t *testing.T) {
+	t.Setenv("BUILDKITE_JOB_ID", "j")
+	t.Setenv("BUILDKITE_ORGANIZATION_SLUG", "acme")
+	t.Setenv("BUILDKITE_PIPELINE_SLUG", "web")
+	t.Setenv("BUILDKITE_STEP_ID", "step-uuid")
+	for _, tc := range []struct {
+		job, count  string
+		index, jobs int
+	}{
+		{"", "", 0, 0},   // not parallel
+		{"2", "4", 2, 4}, // the third of four jobs
+		{"x", "4", 0, 4}, // a garbled index is the first
+		{"1", "x", 0, 0}, // a garbled count: not parallel
+	} {
+		t.Setenv("BUILDKITE_PARALLEL_JOB", tc.job)
+		t.Setenv("BUILDKITE_PARALLEL_JOB_COUNT", tc.count)
+		j, err := JobFromEnv()
+		if err != nil || j.StepID != "step-uuid" || j.ParallelJob != tc.index || j.ParallelJobs != tc.jobs {
+			t.Errorf("BUILDKITE_PARALLEL_JOB=%q, _COUNT=%q: job %+v, %v; want %d of %d", tc.job, tc.count, j, err, tc.index, tc.jobs)
+		}
+	}
+}

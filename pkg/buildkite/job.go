@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -14,6 +15,9 @@ type Job struct {
 	Pipeline     string // BUILDKITE_PIPELINE_SLUG
 	Branch       string // BUILDKITE_BRANCH
 	Step         string // BUILDKITE_STEP_KEY, else BUILDKITE_LABEL
+	StepID       string // BUILDKITE_STEP_ID: the same in every parallel job and retry of the step
+	ParallelJob  int    // BUILDKITE_PARALLEL_JOB: this job's index in a parallel step, from 0
+	ParallelJobs int    // BUILDKITE_PARALLEL_JOB_COUNT; 0 when the step is not parallel
 	ExitStatus   string // BUILDKITE_COMMAND_EXIT_STATUS (post-command only)
 	Dir          string // the checkout: the hook's working directory
 	Home         string
@@ -36,9 +40,14 @@ func JobFromEnv() (Job, error) {
 		Pipeline:     os.Getenv("BUILDKITE_PIPELINE_SLUG"),
 		Branch:       os.Getenv("BUILDKITE_BRANCH"),
 		Step:         step,
+		StepID:       os.Getenv("BUILDKITE_STEP_ID"),
 		ExitStatus:   strings.TrimSpace(os.Getenv("BUILDKITE_COMMAND_EXIT_STATUS")),
 		Dir:          dir,
 		Home:         home,
+	}
+	if n, err := strconv.Atoi(os.Getenv("BUILDKITE_PARALLEL_JOB_COUNT")); err == nil && n > 0 {
+		j.ParallelJobs = n
+		j.ParallelJob, _ = strconv.Atoi(os.Getenv("BUILDKITE_PARALLEL_JOB"))
 	}
 	var missing []string
 	for name, v := range map[string]string{"BUILDKITE_JOB_ID": j.ID, "BUILDKITE_ORGANIZATION_SLUG": j.Organization,

@@ -84,6 +84,7 @@ type Config struct {
 	When     When
 	SoftFail bool   // runtime errors are warnings
 	Prefix   string // key prefix, without leading or trailing "/"
+	Annotate bool   // append a summary of each restore and save to the build's annotations
 
 	Cache CacheOptions // how the archive is written, restored and saved
 	// Store is the bucket and how to reach it: every key of s3.Options but Log,
@@ -143,6 +144,7 @@ type vars struct {
 	Concurrency       int          `envconfig:"CONCURRENCY"`
 	PartSize          Size         `envconfig:"PART_SIZE"`
 	MaxSize           Size         `envconfig:"MAX_SIZE"`
+	Annotate          bool         `envconfig:"ANNOTATE"`
 	Backend           backend      `envconfig:"BACKEND"`
 	OnlyShowErrors    string       `envconfig:"ONLY_SHOW_ERRORS"` // the aws CLI's flag; this plugin is quiet anyway
 }
@@ -154,6 +156,7 @@ var Keys = []string{
 	"bucket", "prefix", "region", "endpoint", "profile", "force-path-style",
 	"storage-class", "sse", "sse-kms-key-id", "conditional-writes", "stall-timeout",
 	"concurrency", "part-size", "max-size",
+	"annotate",
 	// Accepted for compatibility with the official cache plugin's S3 backend.
 	"backend", "only-show-errors",
 }
@@ -203,6 +206,7 @@ func LoadEnv(environ []string) (*Config, error) {
 		When:     v.When,
 		SoftFail: v.SoftFail,
 		Prefix:   prefix,
+		Annotate: v.Annotate,
 		Cache: CacheOptions{
 			Compression:      v.Compression.c,
 			CompressionLevel: v.CompressionLevel,

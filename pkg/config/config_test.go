@@ -130,6 +130,7 @@ func loadErrorCases() []loadErrorCase {
 		{"bad stall-timeout", with(base(), "STALL_TIMEOUT", "soon"), "stall-timeout", "invalid duration"},
 		{"tiny stall-timeout", with(base(), "STALL_TIMEOUT", "10ms"), "stall-timeout", "1s to 1h"},
 		{"other backend", with(base(), "BACKEND", "fs"), "backend", "S3 only"},
+		{"bad annotate", with(base(), "ANNOTATE", "often"), "annotate", `invalid value "often": want true or false`},
 	}
 }
 
@@ -340,5 +341,22 @@ func TestListKeysDoNotMerge(t *testing.T) {
 				t.Errorf("save %q, want %q", save, tc.levels)
 			}
 		})
+	}
+}
+
+// annotate is off unless a pipeline (or the agent's environment) turns it on.
+func TestAnnotateKey(t *testing.T) {
+	for _, tc := range []struct {
+		value string // "<unset>": not set
+		want  bool
+	}{{"<unset>", false}, {"false", false}, {"true", true}, {"1", true}} {
+		setEnv(t, with(base(), "ANNOTATE", tc.value))
+		c, err := Load()
+		if err != nil {
+			t.Fatalf("annotate %q: %v", tc.value, err)
+		}
+		if c.Annotate != tc.want {
+			t.Errorf("annotate %q: Annotate = %v, want %v", tc.value, c.Annotate, tc.want)
+		}
 	}
 }

@@ -145,6 +145,7 @@ func TestSchemaAndConfigAgree(t *testing.T) {
 		{`{path: x, restore: branch, conditional-writes: "off", concurrency: 4, part-size: 64MiB, max-size: 5GiB, stall-timeout: 30}`, true},
 		{`{path: x, restore: branch, backend: s3, compression: tar, storage-class: STANDARD_IA, sse: aws:kms, sse-kms-key-id: k}`, true},
 		{`{path: x, restore: branch, key-extra: node20, retries: 5, profile: ci, only-show-errors: true, compression: none}`, true},
+		{`{path: x, restore: step, annotate: true}`, true},
 		{`{restore: pipeline}`, false},                                 // no path
 		{`{path: x}`, false},                                           // neither restore nor save
 		{`{path: x, restore: everything}`, false},                      // bad level
@@ -161,6 +162,7 @@ func TestSchemaAndConfigAgree(t *testing.T) {
 		{`{path: x, restore: step, compression-level: 99}`, false},     // out of range
 		{`{path: x, restore: step, backend: fs}`, false},               // another backend
 		{`{path: x, restore: step, part-size: lots}`, false},           // not a size
+		{`{path: x, restore: step, annotate: often}`, false},           // not a boolean
 	} {
 		t.Run(tc.yaml, func(t *testing.T) {
 			var conf map[string]any

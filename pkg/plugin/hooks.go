@@ -35,6 +35,7 @@ func PreCommand(ctx context.Context, inv *Invocation) error {
 	var restoreErr error
 	if c.Restore != "" {
 		inv.Outputs[OutputHit] = string(cache.Miss)
+		start := time.Now()
 		var res cache.Restored
 		res, restoreErr = inv.restore(ctx)
 		if restoreErr == nil && res.Hit != cache.Miss {
@@ -43,6 +44,7 @@ func PreCommand(ctx context.Context, inv *Invocation) error {
 			inv.Outputs[OutputHitKey] = res.Key.Name
 			inv.Outputs[OutputHitLevel] = string(res.Key.Level)
 		}
+		inv.annotate(ctx, []summaryRow{restoreRow(res, restoreErr, time.Since(start))})
 	}
 	// A cancelled job runs no post-command: leave no state file behind for it.
 	if len(c.Save) > 0 && ctx.Err() == nil {
@@ -79,6 +81,7 @@ func PostCommand(ctx context.Context, inv *Invocation) error {
 	if reason := inv.skipForExitStatus(); reason != "" {
 		inv.Log.Group("Not saving cache")
 		inv.Log.Infof("%s", reason)
+		inv.annotate(ctx, []summaryRow{{op: "save", result: "not saved: " + reason}})
 		return nil
 	}
 	st, ok := inv.readState()
@@ -95,18 +98,22 @@ func PostCommand(ctx context.Context, inv *Invocation) error {
 		return err
 	}
 	var keys []cachekey.Key
+	var rows []summaryRow
 	for _, k := range st.SaveKeys {
 		if st.Hit == cache.Exact && st.HitKey == k.Name && !c.Cache.Force {
 			inv.Log.Group("Saving cache (%s level)", k.Level)
 			inv.Log.Infof("Restored an exact hit of %s: nothing to save", k.Name)
+			rows = append(rows, skippedRow(k, "restored as an exact hit"))
 			continue
 		}
 		keys = append(keys, k)
 	}
 	if len(keys) == 0 {
+		inv.annotate(ctx, rows)
 		return nil
 	}
-	_, err = cc.Save(ctx, keys)
+	saved, err := cc.Save(ctx, keys)
+	inv.annotate(ctx, append(rows, saveRows(saved, err)...))
 	return err
 }
 

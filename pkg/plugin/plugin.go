@@ -6,14 +6,16 @@
 // touched. Runtime errors (an
 // unreachable endpoint, missing credentials, a failed transfer) are warnings and exit 0 unless
 // soft-fail is false: a cache must never break a build by default. A restore that fails is a
-// miss. The state file that carries keys from pre-command to post-command is written atomically
+// miss. The summary on the build page (the annotate key) never fails a hook: a missing
+// buildkite-agent skips it, a failing or hanging one (stopped after a few seconds) is a warning. The state file that carries keys from pre-command to post-command is written atomically
 // in a directory private to the job's user (<TMPDIR>/s3-cache-<uid>, 0700; anything else there is
 // refused, and a state file this user does not own is ignored) and removed by post-command.
 //
 // The files follow the jobs: main.go is the command (flags, exit policy), hooks.go the two
 // hooks, keys.go the object keys, newcache.go the cache the configuration describes, state.go
 // the state file's whole life and private.go the checks of its directory, envfile.go what the
-// shim exports, bincache.go the guard of the agent's copy of this plugin's binaries.
+// shim exports, annotate.go the summary on the build page, bincache.go the guard of the agent's
+// copy of this plugin's binaries.
 package plugin
 
 import (

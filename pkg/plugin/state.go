@@ -33,11 +33,16 @@ var unsafeInName = regexp.MustCompile(`[^A-Za-z0-9-]`)
 // statePath is scoped to the job and to this plugin instance: a step may use the plugin twice.
 // It lies in this user's private state directory.
 func (inv *Invocation) statePath() string {
+	job := unsafeInName.ReplaceAllString(inv.Job.ID, "_")
+	return filepath.Join(stateDir(), fmt.Sprintf("s3-cache-%s-%s.json", job, inv.instanceHash()))
+}
+
+// instanceHash tells the plugin's instances in one step apart: a hash of what each caches where.
+func (inv *Invocation) instanceHash() string {
 	c := inv.Config
 	doc, _ := json.Marshal([]any{c.Paths, c.Manifest, c.Restore, c.Save, c.KeyExtra, c.Cache.Compression, c.Prefix, c.Store.Bucket})
 	sum := sha256.Sum256(doc)
-	job := unsafeInName.ReplaceAllString(inv.Job.ID, "_")
-	return filepath.Join(stateDir(), fmt.Sprintf("s3-cache-%s-%s.json", job, hex.EncodeToString(sum[:8])))
+	return hex.EncodeToString(sum[:8])
 }
 
 func (inv *Invocation) writeState(st state) error {
