@@ -145,6 +145,23 @@ func TestSchemaAndConfigAgree(t *testing.T) {
 		{`{path: x, restore: branch, conditional-writes: "off", concurrency: 4, part-size: 64MiB, max-size: 5GiB, stall-timeout: 30}`, true},
 		{`{path: x, restore: branch, backend: s3, compression: tar, storage-class: STANDARD_IA, sse: aws:kms, sse-kms-key-id: k}`, true},
 		{`{path: x, restore: branch, key-extra: node20, retries: 5, profile: ci, only-show-errors: true, compression: none}`, true},
+		{`{restore: pipeline}`, false},                                 // no path
+		{`{path: x}`, false},                                           // neither restore nor save
+		{`{path: x, restore: everything}`, false},                      // bad level
+		{`{path: x, save: [file, nope], manifest: m}`, false},          // bad level in a list
+		{`{path: x, restore: file}`, false},                            // file level without manifest
+		{`{path: x, save: [branch, file]}`, false},                     // file level without manifest
+		{`{path: x, restore: step, restore-keys: [a]}`, false},         // unknown key
+		{`{path: x, restore: step, force: yes-please}`, false},         // not a boolean
+		{`{path: x, restore: step, compression: zip}`, false},          // unsupported
+		{`{path: x, restore: step, when: sometimes}`, false},           // bad enum
+		{`{path: x, restore: step, conditional-writes: maybe}`, false}, // bad enum
+		{`{path: x, restore: step, download-retries: -1}`, false},      // out of range
+		{`{path: x, restore: step, concurrency: 1000}`, false},         // out of range
+		{`{path: x, restore: step, compression-level: 99}`, false},     // out of range
+		{`{path: x, restore: step, backend: fs}`, false},               // another backend
+		{`{path: x, restore: step, part-size: lots}`, false},           // not a size
+		// restore and save false, lookup-only, fail-on-cache-miss.
 		{`{path: x, restore: step, save: false}`, true},                                 // read-only
 		{`{path: x, restore: false, save: step}`, true},                                 // save-only
 		{`{path: x, restore: step, lookup-only: true, fail-on-cache-miss: true}`, true}, // lookup, fail on a miss
@@ -156,22 +173,6 @@ func TestSchemaAndConfigAgree(t *testing.T) {
 		{`{path: x, save: step, lookup-only: true}`, false},                             // nothing to look up
 		{`{path: x, restore: false, save: step, fail-on-cache-miss: true}`, false},      // nothing to miss
 		{`{path: x, restore: step, lookup-only: sometimes}`, false},                     // not a boolean
-		{`{restore: pipeline}`, false},                                                  // no path
-		{`{path: x}`, false},                                                            // neither restore nor save
-		{`{path: x, restore: everything}`, false},                                       // bad level
-		{`{path: x, save: [file, nope], manifest: m}`, false},                           // bad level in a list
-		{`{path: x, restore: file}`, false},                                             // file level without manifest
-		{`{path: x, save: [branch, file]}`, false},                                      // file level without manifest
-		{`{path: x, restore: step, restore-keys: [a]}`, false},                          // unknown key
-		{`{path: x, restore: step, force: yes-please}`, false},                          // not a boolean
-		{`{path: x, restore: step, compression: zip}`, false},                           // unsupported
-		{`{path: x, restore: step, when: sometimes}`, false},                            // bad enum
-		{`{path: x, restore: step, conditional-writes: maybe}`, false},                  // bad enum
-		{`{path: x, restore: step, download-retries: -1}`, false},                       // out of range
-		{`{path: x, restore: step, concurrency: 1000}`, false},                          // out of range
-		{`{path: x, restore: step, compression-level: 99}`, false},                      // out of range
-		{`{path: x, restore: step, backend: fs}`, false},                                // another backend
-		{`{path: x, restore: step, part-size: lots}`, false},                            // not a size
 	} {
 		t.Run(tc.yaml, func(t *testing.T) {
 			var conf map[string]any
