@@ -286,22 +286,37 @@ s3_cache_resolve() {
   return 1
 }
 
-# Prints true or false: soft-fail as the binary reads it (Go's strconv.ParseBool; true when unset).
-# Any other value is a configuration error, as it is for the binary.
-s3_cache_soft_fail() {
-  case "${BUILDKITE_PLUGIN_S3_CACHE_SOFT_FAIL-true}" in
+# s3_cache_bool KEY NAME DEFAULT prints true or false: the boolean key KEY (variable
+# BUILDKITE_PLUGIN_S3_CACHE_<NAME>) as the binary reads it (Go's strconv.ParseBool; DEFAULT when
+# unset). Any other value is a configuration error, as it is for the binary.
+s3_cache_bool() {
+  local key="$1" var="BUILDKITE_PLUGIN_S3_CACHE_$2" default="$3"
+  case "${!var-$default}" in
     1 | t | T | TRUE | true | True) echo true ;;
     0 | f | F | FALSE | false | False) echo false ;;
     *)
-      echo "s3-cache: invalid configuration: soft-fail: invalid value \"$BUILDKITE_PLUGIN_S3_CACHE_SOFT_FAIL\": want true or false" >&2
+      echo "s3-cache: invalid configuration: $key: invalid value \"${!var}\": want true or false" >&2
       return 1
       ;;
   esac
 }
 
-# Says that the hook's binary cannot run; fails unless soft-fail is on.
+# Prints true or false: soft-fail as the binary reads it (true when unset).
+s3_cache_soft_fail() { s3_cache_bool soft-fail SOFT_FAIL true; }
+
+# Says that the hook's binary cannot run; fails unless soft-fail is on. A pre-command that cannot
+# run is a miss, which fail-on-cache-miss fails whatever soft-fail says.
 s3_cache_cannot_run() {
-  local hook="$1" soft_fail
+  local hook="$1" soft_fail fail_on_miss
+  if [[ "$hook" == pre-command ]]; then
+    if ! fail_on_miss=$(s3_cache_bool fail-on-cache-miss FAIL_ON_CACHE_MISS false 2>&1); then
+      echo "+++ :rotating_light: $fail_on_miss"
+      return 1
+    elif [[ "$fail_on_miss" == true ]]; then
+      echo "+++ :rotating_light: s3-cache: cannot run the pre-command hook: a cache miss, and fail-on-cache-miss is on"
+      return 1
+    fi
+  fi
   if ! soft_fail=$(s3_cache_soft_fail 2>&1); then
     echo "+++ :rotating_light: $soft_fail"
     return 1

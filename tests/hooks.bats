@@ -193,6 +193,36 @@ file_level_config() {
   done
 }
 
+@test "fail-on-cache-miss fails a miss through the binary and the shim, whatever soft-fail says" {
+  new_job
+  make_project
+  file_level_config
+  export BUILDKITE_PLUGIN_S3_CACHE_FAIL_ON_CACHE_MISS=true BUILDKITE_PLUGIN_S3_CACHE_SOFT_FAIL=true
+  run_hook pre-command
+  assert_failure 1
+  assert_output --regexp "s3-cache: cache miss and fail-on-cache-miss is on: no cache at any of the keys; tried t[0-9]+/acme/web/file/[0-9a-f]{32}\.tar\.zst$"
+
+  # A binary that cannot run restores nothing: a miss too. Without the key, soft-fail goes on.
+  mkdir -p "$BATS_TEST_TMPDIR/no-binaries"
+  S3_CACHE_BIN_DIR="$BATS_TEST_TMPDIR/no-binaries" run_hook pre-command
+  assert_failure 1
+  assert_output --partial "+++ :rotating_light: s3-cache: cannot run the pre-command hook: a cache miss, and fail-on-cache-miss is on"
+  S3_CACHE_BIN_DIR="$BATS_TEST_TMPDIR/no-binaries" BUILDKITE_PLUGIN_S3_CACHE_FAIL_ON_CACHE_MISS=maybe run_hook pre-command
+  assert_failure 1
+  assert_output --partial 'invalid configuration: fail-on-cache-miss: invalid value "maybe": want true or false'
+  unset BUILDKITE_PLUGIN_S3_CACHE_FAIL_ON_CACHE_MISS
+  S3_CACHE_BIN_DIR="$BATS_TEST_TMPDIR/no-binaries" run_hook pre-command
+  assert_success
+
+  # A hit passes.
+  run_hook post-command
+  assert_success
+  export BUILDKITE_PLUGIN_S3_CACHE_FAIL_ON_CACHE_MISS=true
+  run_hook pre-command
+  assert_success
+  [ "$(exported BUILDKITE_PLUGIN_S3_CACHE_HIT)" = exact ]
+}
+
 @test "two post-commands saving one key at the same moment both succeed and store one object" {
   new_job first
   make_project

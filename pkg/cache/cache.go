@@ -93,13 +93,42 @@ func (c *Cache) Restore(ctx context.Context, candidates []cachekey.Key) (Restore
 		if err != nil {
 			return Restored{Hit: Miss}, fmt.Errorf("restore %s: %w", k.Name, err)
 		}
-		r.Hit = Fallback
-		if i == 0 {
-			r.Hit = Exact
-		}
+		r.Hit = hitAt(i)
 		c.Log.Infof("Cache hit (%s, %s level): restored %s (%s, %d entries) in %s, %s/s", r.Hit, k.Level, k.Name,
 			buildkite.Bytes(r.Size), r.Stats.Entries, r.Duration.Round(time.Millisecond),
 			buildkite.Bytes(buildkite.Rate(r.Size, r.Duration)))
+		return r, nil
+	}
+	c.Log.Infof("Cache miss: none of %d key(s) exists", len(candidates))
+	return Restored{Hit: Miss}, nil
+}
+
+// hitAt is the kind of a hit on candidate i: the narrowest is exact.
+func hitAt(i int) Hit {
+	if i == 0 {
+		return Exact
+	}
+	return Fallback
+}
+
+// Lookup finds the candidate Restore would take (the first that exists, narrowest first) with
+// HEAD requests only: nothing is downloaded, no host lock is taken and the paths are not
+// touched. Size is 0: nothing was downloaded.
+func (c *Cache) Lookup(ctx context.Context, candidates []cachekey.Key) (Restored, error) {
+	start := time.Now()
+	for i, k := range candidates {
+		c.Log.Group("Looking up cache (%s level)", k.Level)
+		obj, err := c.Store.Head(ctx, k.Name)
+		if errors.Is(err, s3.ErrNotFound) {
+			c.Log.Infof("No cache at %s", k.Name)
+			continue
+		}
+		if err != nil {
+			return Restored{Hit: Miss}, fmt.Errorf("look up %s: %w", k.Name, err)
+		}
+		r := Restored{Hit: hitAt(i), Key: k, Duration: time.Since(start)}
+		c.Log.Infof("Cache hit (%s, %s level): found %s (%s); lookup-only, so nothing is restored", r.Hit, k.Level, k.Name,
+			buildkite.Bytes(obj.Size))
 		return r, nil
 	}
 	c.Log.Infof("Cache miss: none of %d key(s) exists", len(candidates))

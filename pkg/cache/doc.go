@@ -9,6 +9,9 @@
 // and the restore starts over, up to the configured number of restarts. A hostile archive is
 // refused at once: retrying would fetch the same bytes.
 //
+// Lookup answers which candidate Restore would take with HEAD requests alone (the lookup-only
+// key): it downloads nothing, takes no host lock and leaves the paths alone.
+//
 // Save streams walk → tar → compress → upload, with no temporary file, as a conditional create:
 // if another job stored the key first, that is success and nothing is overwritten. Saving under
 // several levels walks and compresses once: the archive streams into one upload per key that has

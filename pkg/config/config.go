@@ -78,13 +78,17 @@ const (
 type Config struct {
 	Paths    []string // what to cache, as written in the pipeline (resolve with ResolvePath)
 	Manifest []string // files, directories and globs hashed for the file level
-	Restore  Level    // highest level to restore from; "" restores nothing
-	Save     []Level  // levels to save under; empty saves nothing
+	Restore  Level    // highest level to restore from; "" (unset or false) restores nothing
+	Save     []Level  // levels to save under; empty (unset or false) saves nothing
 	KeyExtra string   // mixed into every key
 	When     When
 	SoftFail bool   // runtime errors are warnings
 	Prefix   string // key prefix, without leading or trailing "/"
 	Annotate bool   // append a summary of each restore and save to the build's annotations
+	// LookupOnly makes pre-command find the key a restore would take, without downloading.
+	LookupOnly bool
+	// FailOnCacheMiss fails pre-command on a miss (a failed restore is one), whatever SoftFail says.
+	FailOnCacheMiss bool
 
 	Cache CacheOptions // how the archive is written, restored and saved
 	// Store is the bucket and how to reach it: every key of s3.Options but Log,
@@ -128,6 +132,8 @@ type vars struct {
 	Compression       compression  `envconfig:"COMPRESSION" default:"zstd"`
 	CompressionLevel  int          `envconfig:"COMPRESSION_LEVEL"`
 	SoftFail          bool         `envconfig:"SOFT_FAIL" default:"true"`
+	FailOnCacheMiss   bool         `envconfig:"FAIL_ON_CACHE_MISS"`
+	LookupOnly        bool         `envconfig:"LOOKUP_ONLY"`
 	Restarts          int          `envconfig:"DOWNLOAD_RETRIES" default:"3"`
 	Retries           int          `envconfig:"RETRIES"`
 	Bucket            string       `envconfig:"BUCKET"`
@@ -157,6 +163,8 @@ var Keys = []string{
 	"storage-class", "sse", "sse-kms-key-id", "conditional-writes", "stall-timeout",
 	"concurrency", "part-size", "max-size",
 	"annotate",
+	"fail-on-cache-miss",
+	"lookup-only",
 	// Accepted for compatibility with the official cache plugin's S3 backend.
 	"backend", "only-show-errors",
 }
@@ -207,6 +215,9 @@ func LoadEnv(environ []string) (*Config, error) {
 		SoftFail: v.SoftFail,
 		Prefix:   prefix,
 		Annotate: v.Annotate,
+
+		LookupOnly:      v.LookupOnly,
+		FailOnCacheMiss: v.FailOnCacheMiss,
 		Cache: CacheOptions{
 			Compression:      v.Compression.c,
 			CompressionLevel: v.CompressionLevel,
@@ -231,14 +242,28 @@ func LoadEnv(environ []string) (*Config, error) {
 			StallTimeout:      time.Duration(v.StallTimeout),
 		},
 	}
-	if r := strings.TrimSpace(env["RESTORE"]); r != "" {
+	restoreOff, err := off("restore", env["RESTORE"])
+	if err != nil {
+		return nil, err
+	}
+	if r := strings.TrimSpace(env["RESTORE"]); r != "" && !restoreOff {
 		l, err := parseLevel("restore", r)
 		if err != nil {
 			return nil, err
 		}
 		c.Restore = l
 	}
-	for _, s := range list(env, "SAVE") {
+	saves := list(env, "SAVE")
+	saveOff := false
+	if len(saves) == 1 { // false is a scalar; in a list it is an invalid level
+		if saveOff, err = off("save", saves[0]); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range saves {
+		if saveOff {
+			break
+		}
 		l, err := parseLevel("save", s)
 		if err != nil {
 			return nil, err
@@ -247,10 +272,27 @@ func LoadEnv(environ []string) (*Config, error) {
 			c.Save = append(c.Save, l)
 		}
 	}
+	if (restoreOff || saveOff) && c.Restore == "" && len(c.Save) == 0 {
+		return nil, &Error{Key: "restore", Msg: "neither restore nor save is on (false or unset): the plugin would do nothing; set one of them to a level, or remove the plugin from the step"}
+	}
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// off tells whether a restore or save key is the boolean false, the official cache plugin's
+// users' way of saying "not in this step" (read-only or save-only). True has no level to mean,
+// so it is an error that says what is allowed.
+func off(key, s string) (bool, error) {
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	switch {
+	case err != nil:
+		return false, nil // a level, or an invalid one: parseLevel says which
+	case b:
+		return false, &Error{Key: key, Msg: fmt.Sprintf("invalid value %q: want a level (file, step, branch, pipeline, all) or false", s)}
+	}
+	return true, nil
 }
 
 // probePrefix is where the conditional-writes probe puts its objects: under the key prefix, so
@@ -299,6 +341,10 @@ func (c *Config) validate() error {
 		return &Error{Key: "path", Msg: "missing: set path (or paths) to what should be cached"}
 	case c.Restore == "" && len(c.Save) == 0:
 		return &Error{Key: "restore", Msg: "missing: set restore and/or save to a level (file, step, branch, pipeline, all)"}
+	case c.LookupOnly && c.Restore == "":
+		return &Error{Key: "lookup-only", Msg: "needs restore: set restore to the widest level to look up"}
+	case c.FailOnCacheMiss && c.Restore == "":
+		return &Error{Key: "fail-on-cache-miss", Msg: "needs restore: set restore to the widest level a hit may come from"}
 	case len(c.Manifest) == 0 && (c.Restore == LevelFile || slices.Contains(c.Save, LevelFile)):
 		return &Error{Key: "manifest", Msg: "missing: the file level hashes the manifest; set manifest to the files that define the cache (e.g. package-lock.json)"}
 	case st.Bucket == "":

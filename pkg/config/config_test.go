@@ -131,6 +131,60 @@ func loadErrorCases() []loadErrorCase {
 		{"tiny stall-timeout", with(base(), "STALL_TIMEOUT", "10ms"), "stall-timeout", "1s to 1h"},
 		{"other backend", with(base(), "BACKEND", "fs"), "backend", "S3 only"},
 		{"bad annotate", with(base(), "ANNOTATE", "often"), "annotate", `invalid value "often": want true or false`},
+		{"restore true", with(base(), "RESTORE", "true"), "restore", `invalid value "true": want a level (file, step, branch, pipeline, all) or false`},
+		{"save true", with(base(), "SAVE", "true"), "save", `want a level (file, step, branch, pipeline, all) or false`},
+		{"false in a save list", with(base(), "SAVE", "<unset>", "SAVE_0", "file", "SAVE_1", "false"), "save", `invalid level "false"`},
+		{"restore and save false", with(base(), "RESTORE", "false", "SAVE", "false"), "restore", "neither restore nor save is on"},
+		{"restore false, no save", with(base(), "RESTORE", "false", "SAVE", "<unset>"), "restore", "neither restore nor save is on"},
+		{"bad lookup-only", with(base(), "LOOKUP_ONLY", "yes"), "lookup-only", "want true or false"},
+		{"lookup-only without restore", with(base(), "LOOKUP_ONLY", "true", "RESTORE", "false"), "lookup-only", "needs restore"},
+		{"bad fail-on-cache-miss", with(base(), "FAIL_ON_CACHE_MISS", "1x"), "fail-on-cache-miss", "want true or false"},
+		{"fail-on-cache-miss without restore", with(base(), "FAIL_ON_CACHE_MISS", "true", "RESTORE", "<unset>"), "fail-on-cache-miss", "needs restore"},
+	}
+}
+
+// restore: false and save: false turn one side off, as omitting the key does in the official
+// cache plugin; they also override an agent default (BUILDKITE_PLUGIN_S3_CACHE_SAVE=pipeline).
+// Every form that worked before still does.
+func TestRestoreAndSaveFalse(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		restore Level
+		save    []Level
+	}{
+		{"save false", with(base(), "SAVE", "false"), LevelFile, nil},
+		{"save False", with(base(), "SAVE", "False"), LevelFile, nil},
+		{"save unset", with(base(), "SAVE", "<unset>"), LevelFile, nil},
+		{"restore false", with(base(), "RESTORE", "false"), "", []Level{LevelFile}},
+		{"restore 0", with(base(), "RESTORE", "0"), "", []Level{LevelFile}},
+		{"restore unset", with(base(), "RESTORE", "<unset>"), "", []Level{LevelFile}},
+		{"save list", with(base(), "SAVE", "<unset>", "SAVE_0", "file", "SAVE_1", "all"), LevelFile, []Level{LevelFile, LevelAll}},
+		// An agent default in the scalar form is replaced by the pipeline's list, as before.
+		{"save list over false", with(base(), "SAVE", "false", "SAVE_0", "step"), LevelFile, []Level{LevelStep}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			setEnv(t, tc.env)
+			c, err := Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Restore != tc.restore || !slices.Equal(c.Save, tc.save) {
+				t.Fatalf("restore %q, save %q; want %q, %q", c.Restore, c.Save, tc.restore, tc.save)
+			}
+		})
+	}
+}
+
+func TestLookupOnlyAndFailOnCacheMiss(t *testing.T) {
+	setEnv(t, with(base(), "LOOKUP_ONLY", "true", "FAIL_ON_CACHE_MISS", "true"))
+	c, err := Load()
+	if err != nil || !c.LookupOnly || !c.FailOnCacheMiss {
+		t.Fatalf("Load() = %+v, %v; want lookup-only and fail-on-cache-miss on", c, err)
+	}
+	setEnv(t, base())
+	if c, err := Load(); err != nil || c.LookupOnly || c.FailOnCacheMiss {
+		t.Fatalf("Load() = %+v, %v; want both off by default", c, err)
 	}
 }
 

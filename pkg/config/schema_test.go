@@ -163,6 +163,18 @@ func TestSchemaAndConfigAgree(t *testing.T) {
 		{`{path: x, restore: step, backend: fs}`, false},               // another backend
 		{`{path: x, restore: step, part-size: lots}`, false},           // not a size
 		{`{path: x, restore: step, annotate: often}`, false},           // not a boolean
+		// restore and save false, lookup-only, fail-on-cache-miss.
+		{`{path: x, restore: step, save: false}`, true},                                 // read-only
+		{`{path: x, restore: false, save: step}`, true},                                 // save-only
+		{`{path: x, restore: step, lookup-only: true, fail-on-cache-miss: true}`, true}, // lookup, fail on a miss
+		{`{path: x, save: step, lookup-only: false, fail-on-cache-miss: false}`, true},  // both off
+		{`{path: x, restore: false, save: false}`, false},                               // nothing to do
+		{`{path: x, restore: false}`, false},                                            // nothing to do
+		{`{path: x, restore: true, save: step}`, false},                                 // true is no level
+		{`{path: x, restore: step, save: [step, false]}`, false},                        // false in a list
+		{`{path: x, save: step, lookup-only: true}`, false},                             // nothing to look up
+		{`{path: x, restore: false, save: step, fail-on-cache-miss: true}`, false},      // nothing to miss
+		{`{path: x, restore: step, lookup-only: sometimes}`, false},                     // not a boolean
 	} {
 		t.Run(tc.yaml, func(t *testing.T) {
 			var conf map[string]any

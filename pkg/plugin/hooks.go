@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cache"
@@ -20,8 +21,9 @@ const (
 	OutputHitLevel = config.Prefix + "HIT_LEVEL" // its level
 )
 
-// PreCommand restores the cache and records the keys post-command will save under: they are
-// computed now, before the command can change the manifest.
+// PreCommand restores the cache (or, lookup-only, finds what it would restore) and records the
+// keys post-command will save under: they are computed now, before the command can change the
+// manifest. With fail-on-cache-miss, a miss fails it.
 func PreCommand(ctx context.Context, inv *Invocation) error {
 	if err := inv.checkBinaryCache(); err != nil {
 		return err
@@ -31,20 +33,29 @@ func PreCommand(ctx context.Context, inv *Invocation) error {
 	if err != nil {
 		return err
 	}
-	st := state{SaveKeys: saveKeys, Hit: cache.Miss}
+	st := state{SaveKeys: saveKeys, Hit: cache.Miss, LookedUp: c.LookupOnly}
 	var restoreErr error
 	if c.Restore != "" {
 		inv.Outputs[OutputHit] = string(cache.Miss)
 		start := time.Now()
 		var res cache.Restored
-		res, restoreErr = inv.restore(ctx)
+		var tried []cachekey.Key
+		res, tried, restoreErr = inv.restore(ctx)
 		if restoreErr == nil && res.Hit != cache.Miss {
 			st.Hit, st.HitKey = res.Hit, res.Key.Name
 			inv.Outputs[OutputHit] = string(res.Hit)
 			inv.Outputs[OutputHitKey] = res.Key.Name
 			inv.Outputs[OutputHitLevel] = string(res.Key.Level)
 		}
-		inv.annotate(ctx, []summaryRow{restoreRow(res, restoreErr, time.Since(start))})
+		row := restoreRow(res, restoreErr, time.Since(start))
+		if c.LookupOnly && restoreErr == nil && res.Hit != cache.Miss {
+			row.result, row.moved = string(res.Hit)+" hit (lookup only, nothing downloaded)", false
+		}
+		inv.annotate(ctx, []summaryRow{row})
+		var cerr *config.Error
+		if c.FailOnCacheMiss && st.Hit == cache.Miss && ctx.Err() == nil && !errors.As(restoreErr, &cerr) {
+			restoreErr = &missError{tried: tried, cause: restoreErr}
+		}
 	}
 	// A cancelled job runs no post-command: leave no state file behind for it.
 	if len(c.Save) > 0 && ctx.Err() == nil {
@@ -55,17 +66,47 @@ func PreCommand(ctx context.Context, inv *Invocation) error {
 	return restoreErr
 }
 
-func (inv *Invocation) restore(ctx context.Context) (cache.Restored, error) {
+// restore restores the first of the restore ladder's keys that exists, or only finds it when
+// lookup-only, and returns the keys it tried.
+func (inv *Invocation) restore(ctx context.Context) (cache.Restored, []cachekey.Key, error) {
+	miss := cache.Restored{Hit: cache.Miss}
 	candidates, err := inv.keys(ctx, inv.Config.RestoreLadder())
 	if err != nil {
-		return cache.Restored{Hit: cache.Miss}, err
+		return miss, nil, err
 	}
 	cc, err := inv.openCache(ctx)
 	if err != nil {
-		return cache.Restored{Hit: cache.Miss}, err
+		return miss, candidates, err
 	}
-	return cc.Restore(ctx, candidates)
+	var res cache.Restored
+	if inv.Config.LookupOnly {
+		res, err = cc.Lookup(ctx, candidates)
+	} else {
+		res, err = cc.Restore(ctx, candidates)
+	}
+	return res, candidates, err
 }
+
+// missError fails pre-command on a miss when fail-on-cache-miss is on, whatever soft-fail says
+// (see exitStatus). A restore that failed is a miss: cause is its error.
+type missError struct {
+	tried []cachekey.Key
+	cause error
+}
+
+func (e *missError) Error() string {
+	names := make([]string, len(e.tried))
+	for i, k := range e.tried {
+		names[i] = k.Name
+	}
+	why := "no cache at any of the keys"
+	if e.cause != nil {
+		why = "the restore failed (" + strings.Join(strings.Fields(e.cause.Error()), " ") + ")"
+	}
+	return fmt.Sprintf("cache miss and fail-on-cache-miss is on: %s; tried %s", why, strings.Join(names, ", "))
+}
+
+func (e *missError) Unwrap() error { return e.cause }
 
 // PostCommand saves the cache under every save level, when the command's outcome asks for it.
 func PostCommand(ctx context.Context, inv *Invocation) error {
@@ -100,7 +141,16 @@ func PostCommand(ctx context.Context, inv *Invocation) error {
 	var keys []cachekey.Key
 	var rows []summaryRow
 	for _, k := range st.SaveKeys {
-		if st.Hit == cache.Exact && st.HitKey == k.Name && !c.Cache.Force {
+		switch {
+		case st.Hit != cache.Exact || c.Cache.Force:
+		case st.LookedUp:
+			// The command was told of an exact hit it never got: what lies in the paths is not
+			// known to be what the key describes (the command likely skipped its work).
+			inv.Log.Group("Saving cache (%s level)", k.Level)
+			inv.Log.Infof("Lookup-only found an exact hit of %s and restored nothing: nothing to save", st.HitKey)
+			rows = append(rows, skippedRow(k, "lookup-only found an exact hit"))
+			continue
+		case st.HitKey == k.Name:
 			inv.Log.Group("Saving cache (%s level)", k.Level)
 			inv.Log.Infof("Restored an exact hit of %s: nothing to save", k.Name)
 			rows = append(rows, skippedRow(k, "restored as an exact hit"))

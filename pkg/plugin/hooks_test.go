@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -28,6 +29,7 @@ type fakeCache struct {
 	saveErr    error
 	opened     int              // how often a hook built the cache
 	restores   [][]cachekey.Key // the candidates of each Restore
+	lookups    [][]cachekey.Key // the candidates of each Lookup
 	saves      [][]cachekey.Key // the keys of each Save
 }
 
@@ -35,6 +37,16 @@ func (f *fakeCache) open(context.Context) (hookCache, error) { f.opened++; retur
 
 func (f *fakeCache) Restore(_ context.Context, candidates []cachekey.Key) (cache.Restored, error) {
 	f.restores = append(f.restores, candidates)
+	return f.answer(candidates)
+}
+
+func (f *fakeCache) Lookup(_ context.Context, candidates []cachekey.Key) (cache.Restored, error) {
+	f.lookups = append(f.lookups, candidates)
+	return f.answer(candidates)
+}
+
+// answer is what a Restore or a Lookup of candidates finds.
+func (f *fakeCache) answer(candidates []cachekey.Key) (cache.Restored, error) {
 	switch {
 	case f.restoreErr != nil:
 		return cache.Restored{Hit: cache.Miss}, f.restoreErr
@@ -406,5 +418,91 @@ func TestExitStatus(t *testing.T) {
 			!strings.Contains(out.String(), tc.log) || tc.log == "" && out.Len() != 0 {
 			t.Errorf("%v, cancelled %v, soft-fail %v: %d, %q; want %d, %q", tc.err, tc.cancelled, tc.softFail, got, out.String(), tc.want, tc.log)
 		}
+	}
+}
+
+// Lookup-only asks the cache to look up, never to restore, and exports what it found.
+// Post-command then saves as usual, but after an exact hit (which it never restored) nothing.
+func TestLookupOnly(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		hitAt int
+		hit   cache.Hit
+		saved bool
+	}{
+		{"exact", 0, cache.Exact, false},
+		{"fallback", 1, cache.Fallback, true},
+		{"miss", -1, cache.Miss, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			isolate(t)
+			fc := &fakeCache{hitAt: tc.hitAt}
+			save := []config.Level{config.LevelStep, config.LevelBranch}
+			inv, _ := invocation(t, config.LevelBranch, save, fc)
+			inv.Config.LookupOnly = true
+			if err := PreCommand(t.Context(), inv); err != nil {
+				t.Fatal(err)
+			}
+			if len(fc.restores) != 0 || len(fc.lookups) != 1 || len(fc.lookups[0]) != 2 {
+				t.Fatalf("restores %v, lookups %v; want one lookup of step and branch", fc.restores, fc.lookups)
+			}
+			if got := inv.Outputs[OutputHit]; got != string(tc.hit) {
+				t.Fatalf("exported %s=%s, want %s", OutputHit, got, tc.hit)
+			}
+			if tc.hitAt >= 0 && inv.Outputs[OutputHitKey] != fc.lookups[0][tc.hitAt].Name {
+				t.Fatalf("exported %v, want the key found", inv.Outputs)
+			}
+			post, log := invocation(t, config.LevelBranch, save, fc)
+			post.Config.LookupOnly = true
+			if err := PostCommand(t.Context(), post); err != nil {
+				t.Fatal(err)
+			}
+			if saved := len(fc.saves) == 1 && len(fc.saves[0]) == 2; saved != tc.saved {
+				t.Fatalf("saves %v, want saved at both levels = %v; log:\n%s", fc.saves, tc.saved, log)
+			}
+			if !tc.saved && !strings.Contains(log.String(), "Lookup-only found an exact hit of") {
+				t.Errorf("log lacks why nothing was saved:\n%s", log)
+			}
+		})
+	}
+}
+
+// fail-on-cache-miss turns a miss, and a restore that failed, into a missError naming the keys
+// tried, which Main fails with exit 1 whatever soft-fail says; a hit passes.
+func TestFailOnCacheMiss(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fc     fakeCache
+		lookup bool
+		status int
+		logHas string
+	}{
+		{"hit", fakeCache{hitAt: 1}, false, 0, ""},
+		{"lookup-only hit", fakeCache{hitAt: 0}, true, 0, ""},
+		{"miss", fakeCache{hitAt: -1}, false, 1, "cache miss and fail-on-cache-miss is on: no cache at any of the keys; tried "},
+		{"lookup-only miss", fakeCache{hitAt: -1}, true, 1, "cache miss and fail-on-cache-miss is on: no cache at any of the keys; tried "},
+		{"failed restore", fakeCache{restoreErr: errors.New("endpoint\nunreachable")}, false, 1,
+			"cache miss and fail-on-cache-miss is on: the restore failed (endpoint unreachable); tried "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mainEnv(t, "PATH", "node_modules", "BUCKET", "b", "RESTORE", "branch", "SAVE", "step", "SOFT_FAIL", "true",
+				"FAIL_ON_CACHE_MISS", "true", "LOOKUP_ONLY", strconv.FormatBool(tc.lookup))
+			var out bytes.Buffer
+			fc := tc.fc
+			if got := run("pre-command", PreCommand, nil, &out, fc.open); got != tc.status {
+				t.Fatalf("exit status %d, want %d; log:\n%s", got, tc.status, out.String())
+			}
+			if tc.logHas == "" {
+				return
+			}
+			tried := slices.Concat(fc.restores, fc.lookups)
+			if len(tried) != 1 || len(tried[0]) != 2 {
+				t.Fatalf("candidates %v, want one call with step and branch", tried)
+			}
+			line := ":rotating_light: s3-cache: " + tc.logHas + tried[0][0].Name + ", " + tried[0][1].Name + "\n"
+			if !strings.Contains(out.String(), line) {
+				t.Errorf("log lacks the line %q:\n%s", line, out.String())
+			}
+		})
 	}
 }

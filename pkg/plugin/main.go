@@ -64,15 +64,20 @@ func run(name string, hook Hook, args []string, stdout io.Writer, newCache func(
 	return exitStatus(name, err, ctx.Err() != nil, cfg.SoftFail, log)
 }
 
-// exitStatus is the failure policy (see the package doc): configuration errors and cancellation
-// fail the hook; other errors fail it only when soft-fail is off.
+// exitStatus is the failure policy (see the package doc): configuration errors, a miss under
+// fail-on-cache-miss and cancellation fail the hook; other errors fail it only when soft-fail
+// is off.
 func exitStatus(name string, err error, cancelled, softFail bool, log *buildkite.Log) int {
 	var cerr *config.Error
+	var miss *missError
 	switch {
 	case err == nil:
 		return 0
 	case errors.As(err, &cerr):
 		log.Errorf("invalid configuration: %v", err)
+		return 1
+	case errors.As(err, &miss) && !cancelled:
+		log.Errorf("%v", err)
 		return 1
 	case cancelled:
 		log.Warnf("%s cancelled: %v", name, err)

@@ -15,6 +15,7 @@ import (
 // hookCache is what the hooks do with a cache; *cache.Cache implements it, tests use a fake.
 type hookCache interface {
 	Restore(ctx context.Context, candidates []cachekey.Key) (cache.Restored, error)
+	Lookup(ctx context.Context, candidates []cachekey.Key) (cache.Restored, error)
 	Save(ctx context.Context, keys []cachekey.Key) ([]cache.Saved, error)
 }
 

@@ -6,8 +6,10 @@
 // touched. Runtime errors (an
 // unreachable endpoint, missing credentials, a failed transfer) are warnings and exit 0 unless
 // soft-fail is false: a cache must never break a build by default. A restore that fails is a
-// miss. The summary on the build page (the annotate key) never fails a hook: a missing
-// buildkite-agent skips it, a failing or hanging one (stopped after a few seconds) is a warning. The state file that carries keys from pre-command to post-command is written atomically
+// miss; with fail-on-cache-miss a miss fails pre-command (exit 1) whatever soft-fail says. The
+// summary on the build page (the annotate key) never fails a hook: a missing buildkite-agent
+// skips it, a failing or hanging one (stopped after a few seconds) is a warning. The state file
+// that carries keys from pre-command to post-command is written atomically
 // in a directory private to the job's user (<TMPDIR>/s3-cache-<uid>, 0700; anything else there is
 // refused, and a state file this user does not own is ignored) and removed by post-command.
 //

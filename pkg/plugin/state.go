@@ -26,6 +26,8 @@ type state struct {
 	SaveKeys []cachekey.Key `json:"save_keys"`
 	Hit      cache.Hit      `json:"hit"`
 	HitKey   string         `json:"hit_key,omitempty"`
+	// LookedUp: pre-command was lookup-only, so the hit was found but never restored.
+	LookedUp bool `json:"looked_up,omitempty"`
 }
 
 var unsafeInName = regexp.MustCompile(`[^A-Za-z0-9-]`)
