@@ -332,7 +332,7 @@ s3_cache_cannot_run() {
 
 # Runs the hook's binary and exports the variables it reports (BUILDKITE_PLUGIN_S3_CACHE_HIT, …).
 s3_cache_run() {
-  local hook="$1" bin bin_cache="" env_dir env_file pid saved_traps status=0 name value
+  local hook="$1" bin bin_cache="" env_dir env_file pid="" cancelled="" saved_traps status=0 name value
   bin=$(s3_cache_resolve "$hook") || status=$?
   if [[ "$status" -eq 2 ]]; then
     echo "+++ :rotating_light: s3-cache: the $hook binary failed verification and was not run"
@@ -358,17 +358,19 @@ s3_cache_run() {
   env_file="$env_dir/env"
   # Run it in the background and wait, so that a SIGTERM (a cancelled job) reaches the binary and
   # the hook returns only once the binary has cleaned up (aborted its upload, removed staging).
-  # The agent's wrapper sources this file: put its own traps back afterwards.
+  # The trap is set before the binary starts, and never fails: the agent signals the whole process
+  # group, so the binary may be gone already, and a failing command in a trap ends the hook under
+  # set -e before its clean-up. The agent's wrapper sources this file: its own traps go back last.
   saved_traps=$(trap -p TERM INT)
+  trap 'cancelled=1; [[ -z "$pid" ]] || kill -TERM "$pid" 2>/dev/null || true' TERM INT
   S3_CACHE_BINARY_CACHE_DIR="$bin_cache" S3_CACHE_PLUGIN_DIR="$(s3_cache_plugin_dir)" "$bin" --env-file "$env_file" &
   pid=$!
-  trap 'kill -TERM "$pid" 2>/dev/null' TERM INT
+  [[ -z "$cancelled" ]] || kill -TERM "$pid" 2>/dev/null || true
   while :; do
     wait "$pid" && status=0 || status=$?
     kill -0 "$pid" 2>/dev/null || break
   done
-  trap - TERM INT
-  eval "$saved_traps"
+  trap '' TERM INT # the clean-up below is short: let nothing cut it
   if [[ -L "$env_file" || (-e "$env_file" && (! -f "$env_file" || ! -O "$env_file")) ]]; then
     echo ":warning: s3-cache: ignoring $env_file: it is not a regular file of this user's"
   elif [[ -f "$env_file" ]]; then
@@ -379,5 +381,7 @@ s3_cache_run() {
     done <"$env_file"
   fi
   rm -rf "$env_dir"
+  trap - TERM INT
+  eval "$saved_traps"
   return "$status"
 }

@@ -255,3 +255,24 @@ BIN
   assert_output --partial "removing it to download it again"
   assert_not_exist "$dir/pre-command"
 }
+
+@test "a cancelled hook whose binary stops at once still removes its env directory" {
+  # The agent sends SIGTERM to the hook's process group: the binary may exit before the shim's
+  # trap forwards the signal, and that trap must not end the hook (set -e) before its clean-up.
+  mkdir -p "$BATS_TEST_TMPDIR/bin" "$BATS_TEST_TMPDIR/tmp"
+  printf '#!/bin/sh\ntrap "exit 1" TERM\necho started >"$S3_CACHE_STARTED"\nwhile :; do sleep 0.01; done\n' \
+    >"$BATS_TEST_TMPDIR/bin/pre-command"
+  chmod +x "$BATS_TEST_TMPDIR/bin/pre-command"
+  local i
+  for i in $(seq 1 20); do
+    rm -f "$BATS_TEST_TMPDIR/started"
+    S3_CACHE_STARTED="$BATS_TEST_TMPDIR/started" S3_CACHE_BIN_DIR="$BATS_TEST_TMPDIR/bin" TMPDIR="$BATS_TEST_TMPDIR/tmp" \
+      setsid bash -c '. "$1"' _ "$PLUGIN_DIR/hooks/pre-command" 3>&- &
+    local hook=$!
+    while [[ ! -f "$BATS_TEST_TMPDIR/started" ]]; do sleep 0.01; done
+    kill -TERM -- "-$hook"
+    wait "$hook" || true
+    run ls -A "$BATS_TEST_TMPDIR/tmp"
+    assert_output ""
+  done
+}
