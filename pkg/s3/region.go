@@ -40,7 +40,7 @@ func wrongRegion(err error) string {
 	}
 	if code(err) == "AuthorizationHeaderMalformed" {
 		// The SDK keeps the message but drops the <Region> element: "the region 'us-east-1' is
-		// wrong; expecting 'eu-west-3'".
+		// wrong; expecting 'eu-west-3'" (AWS), or with double quotes (versitygw).
 		if m := expecting.FindStringSubmatch(err.Error()); m != nil {
 			return m[1]
 		}
@@ -48,7 +48,7 @@ func wrongRegion(err error) string {
 	return ""
 }
 
-var expecting = regexp.MustCompile(`expecting '([a-z0-9-]+)'`)
+var expecting = regexp.MustCompile(`expecting ['"]([a-z0-9-]+)['"]`)
 
 // current returns the region to sign for and the options that select it.
 func (r *regional) current() (string, []func(*awss3.Options)) {

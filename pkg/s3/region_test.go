@@ -176,3 +176,25 @@ func TestWrongRegionIsRetriedOnce(t *testing.T) {
 		})
 	}
 }
+
+// The region a rejection names: its header, else an AuthorizationHeaderMalformed message as AWS
+// and versitygw word it.
+func TestWrongRegion(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"header", fault{status: 301, code: "PermanentRedirect", bucketRegion: "eu-west-3"}.err("GetObject"), "eu-west-3"},
+		{"AWS's message", malformed.err("GetObject"), "eu-west-3"},
+		{"versitygw's message", fault{status: 400, code: "AuthorizationHeaderMalformed",
+			message: `The authorization header is malformed; the region "us-east-1" is wrong; expecting "ap-south-1"`}.err("PutObject"), "ap-south-1"},
+		{"another code with such a message", fault{status: 400, code: "InvalidArgument", message: "expecting 'eu-west-3'"}.err("PutObject"), ""},
+		{"a 403 without the header", fault{status: 403, code: "AccessDenied"}.err("GetObject"), ""},
+		{"a transport error", transportError("GetObject"), ""},
+	} {
+		if got := wrongRegion(tc.err); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

@@ -101,9 +101,10 @@ func (o Options) withDefaults() Options {
 
 // Store reads and writes cache objects in one bucket.
 type Store struct {
-	client   *regional // the SDK's client (or a test's fake) in the bucket's region
-	opts     Options   // resolved: see withDefaults
-	endpoint string    // the endpoint's name, for warnings and the verdict cache
+	// client is the SDK's client (or a test's fake), in the bucket's region.
+	client   *regional
+	opts     Options // resolved: see withDefaults
+	endpoint string  // the endpoint's name, for warnings and the verdict cache
 
 	now         func() time.Time                                 // judges the age of multipart uploads; tests move it
 	wait        func(ctx context.Context, d time.Duration) error // backs off between attempts; tests record it
