@@ -42,7 +42,7 @@ type Server struct {
 	Kind     string
 	Endpoint string // http://127.0.0.1:PORT
 	Bucket   string
-	Region   string // the region it checks signatures against (versitygw; MinIO accepts any)
+	Region   string // the region it checks signatures against (versitygw; MinIO accepts any); "": us-east-1
 	Dir      string // its data directory
 	cmd      *exec.Cmd
 	binary   string
@@ -113,7 +113,7 @@ func (s *Server) start(ctx context.Context) error {
 	var cmd *exec.Cmd
 	switch s.Kind {
 	case Versitygw:
-		cmd = exec.Command(s.binary, "--access", AccessKey, "--secret", SecretKey, "--port", addr, "--quiet", "--region", s.Region,
+		cmd = exec.Command(s.binary, "--access", AccessKey, "--secret", SecretKey, "--port", addr, "--quiet", "--region", s.region(),
 			"posix", "--sidecar", filepath.Join(s.Dir, "meta"), "--versioning-dir", filepath.Join(s.Dir, "versions"), data)
 		for _, d := range []string{"meta", "versions"} {
 			if err := os.MkdirAll(filepath.Join(s.Dir, d), 0o755); err != nil {
@@ -179,10 +179,17 @@ func (s *Server) Stop() {
 	}
 }
 
+func (s *Server) region() string {
+	if s.Region == "" {
+		return "us-east-1"
+	}
+	return s.Region
+}
+
 // Client returns an S3 client for the server.
 func (s *Server) Client() *awss3.Client {
 	return awss3.New(awss3.Options{
-		Region:       s.Region,
+		Region:       s.region(),
 		BaseEndpoint: aws.String(s.Endpoint),
 		UsePathStyle: true,
 		Credentials:  credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
@@ -193,7 +200,7 @@ func (s *Server) Client() *awss3.Client {
 // the server's directory, not the user's.
 func (s *Server) Options() s3.Options {
 	return s3.Options{
-		Bucket: s.Bucket, Endpoint: s.Endpoint, Region: s.Region,
+		Bucket: s.Bucket, Endpoint: s.Endpoint, Region: s.region(),
 		Credentials: credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
 		VerdictDir:  filepath.Join(s.Dir, "verdicts"),
 	}
@@ -213,7 +220,7 @@ func (s *Server) Env() []string {
 		"BUILDKITE_PLUGIN_S3_CACHE_ENDPOINT=" + s.Endpoint,
 		"AWS_ACCESS_KEY_ID=" + AccessKey,
 		"AWS_SECRET_ACCESS_KEY=" + SecretKey,
-		"AWS_REGION=" + s.Region,
+		"AWS_REGION=" + s.region(),
 	}
 }
 
