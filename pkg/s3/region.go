@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"regexp"
 	"sync"
 
@@ -14,8 +15,8 @@ import (
 
 // regional is the Store's client: it sends each request signed for the region it believes the
 // bucket is in, and a request answered with a wrong-region error (301 PermanentRedirect, 400
-// AuthorizationHeaderMalformed, or any error whose x-amz-bucket-region header names another
-// region) is sent once more in the region the answer names. The client switches region once per
+// AuthorizationHeaderMalformed, or a 301, 400 or 403 whose x-amz-bucket-region header names
+// another region) is sent once more in the region the answer names. The client switches region once per
 // Store, and says so in the log; requests that were in flight when it switched are resent too.
 type regional struct {
 	client api
@@ -33,7 +34,10 @@ func wrongRegion(err error) string {
 	if !errors.As(err, &re) {
 		return ""
 	}
-	if re.Response != nil && re.Response.Response != nil {
+	// Only the statuses S3 rejects a wrong region with: some servers name their region on
+	// every answer, and a 404 is never the region's fault.
+	switch re.HTTPStatusCode() {
+	case http.StatusMovedPermanently, http.StatusBadRequest, http.StatusForbidden:
 		if r := re.Response.Header.Get("x-amz-bucket-region"); r != "" {
 			return r
 		}

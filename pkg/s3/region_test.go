@@ -190,7 +190,9 @@ func TestWrongRegion(t *testing.T) {
 		{"versitygw's message", fault{status: 400, code: "AuthorizationHeaderMalformed",
 			message: `The authorization header is malformed; the region "us-east-1" is wrong; expecting "ap-south-1"`}.err("PutObject"), "ap-south-1"},
 		{"another code with such a message", fault{status: 400, code: "InvalidArgument", message: "expecting 'eu-west-3'"}.err("PutObject"), ""},
+		{"a 403 with the header", fault{status: 403, code: "AccessDenied", bucketRegion: "eu-west-3"}.err("GetObject"), "eu-west-3"},
 		{"a 403 without the header", fault{status: 403, code: "AccessDenied"}.err("GetObject"), ""},
+		{"a 404 with the header", fault{status: 404, code: "NoSuchKey", bucketRegion: "eu-west-3"}.err("GetObject"), ""},
 		{"a transport error", transportError("GetObject"), ""},
 	} {
 		if got := wrongRegion(tc.err); got != tc.want {
