@@ -16,8 +16,8 @@ import (
 // regional is the Store's client: it sends each request signed for the region it believes the
 // bucket is in, and a request answered with a wrong-region error (301 PermanentRedirect, 400
 // AuthorizationHeaderMalformed, or a 301, 400 or 403 whose x-amz-bucket-region header names
-// another region) is sent once more in the region the answer names. The client switches region once per
-// Store, and says so in the log; requests that were in flight when it switched are resent too.
+// another region) is sent once more in the region the answer names. The client switches region
+// once per Store, and says so in the log; requests in flight when it switched are resent too.
 type regional struct {
 	client api
 	infof  func(format string, args ...any)
