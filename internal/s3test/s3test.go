@@ -42,6 +42,7 @@ type Server struct {
 	Kind     string
 	Endpoint string // http://127.0.0.1:PORT
 	Bucket   string
+	Region   string // the region it checks signatures against (versitygw; MinIO accepts any); "": us-east-1
 	Dir      string // its data directory
 	cmd      *exec.Cmd
 	binary   string
@@ -68,13 +69,18 @@ func Binary(kind string) (string, error) {
 	return p, nil
 }
 
-// Start starts a server of kind with its data in dir and creates bucket.
+// Start starts a server of kind with its data in dir and creates bucket, in us-east-1.
 func Start(ctx context.Context, kind, dir, bucket string) (*Server, error) {
+	return StartIn(ctx, kind, dir, bucket, "us-east-1")
+}
+
+// StartIn starts a server as Start does, in region.
+func StartIn(ctx context.Context, kind, dir, bucket, region string) (*Server, error) {
 	bin, err := Binary(kind)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Kind: kind, Dir: dir, Bucket: bucket, binary: bin, logFile: filepath.Join(dir, kind+".log")}
+	s := &Server{Kind: kind, Dir: dir, Bucket: bucket, Region: region, binary: bin, logFile: filepath.Join(dir, kind+".log")}
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
 		return nil, err
 	}
@@ -107,7 +113,7 @@ func (s *Server) start(ctx context.Context) error {
 	var cmd *exec.Cmd
 	switch s.Kind {
 	case Versitygw:
-		cmd = exec.Command(s.binary, "--access", AccessKey, "--secret", SecretKey, "--port", addr, "--quiet",
+		cmd = exec.Command(s.binary, "--access", AccessKey, "--secret", SecretKey, "--port", addr, "--quiet", "--region", s.region(),
 			"posix", "--sidecar", filepath.Join(s.Dir, "meta"), "--versioning-dir", filepath.Join(s.Dir, "versions"), data)
 		for _, d := range []string{"meta", "versions"} {
 			if err := os.MkdirAll(filepath.Join(s.Dir, d), 0o755); err != nil {
@@ -173,10 +179,17 @@ func (s *Server) Stop() {
 	}
 }
 
+func (s *Server) region() string {
+	if s.Region == "" {
+		return "us-east-1"
+	}
+	return s.Region
+}
+
 // Client returns an S3 client for the server.
 func (s *Server) Client() *awss3.Client {
 	return awss3.New(awss3.Options{
-		Region:       "us-east-1",
+		Region:       s.region(),
 		BaseEndpoint: aws.String(s.Endpoint),
 		UsePathStyle: true,
 		Credentials:  credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
@@ -187,7 +200,7 @@ func (s *Server) Client() *awss3.Client {
 // the server's directory, not the user's.
 func (s *Server) Options() s3.Options {
 	return s3.Options{
-		Bucket: s.Bucket, Endpoint: s.Endpoint, Region: "us-east-1",
+		Bucket: s.Bucket, Endpoint: s.Endpoint, Region: s.region(),
 		Credentials: credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
 		VerdictDir:  filepath.Join(s.Dir, "verdicts"),
 	}
@@ -207,7 +220,7 @@ func (s *Server) Env() []string {
 		"BUILDKITE_PLUGIN_S3_CACHE_ENDPOINT=" + s.Endpoint,
 		"AWS_ACCESS_KEY_ID=" + AccessKey,
 		"AWS_SECRET_ACCESS_KEY=" + SecretKey,
-		"AWS_REGION=us-east-1",
+		"AWS_REGION=" + s.region(),
 	}
 }
 

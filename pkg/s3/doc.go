@@ -29,6 +29,12 @@
 // what it read and starts again. Transport errors are retried per range. Endpoints that ignore
 // If-Match still name the ETag they served, and a different one is ErrChanged too.
 //
+// Region: with no region from the options or the SDK's chain, New asks the bucket (HeadBucket's
+// x-amz-bucket-region header) and keeps us-east-1 if it does not say. Any request answered with
+// a wrong-region error (301 PermanentRedirect, 400 AuthorizationHeaderMalformed, or a header
+// naming another region) switches the Store to the region the answer names, once, and is sent
+// once more there.
+//
 // Stalls: every request body read and every response body read feeds a watchdog; a request
 // without progress for the stall timeout is cancelled and retried, and response headers are
 // awaited no longer than that, so a dead endpoint never hangs a job.

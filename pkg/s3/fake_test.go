@@ -40,6 +40,9 @@ type fakeS3 struct {
 	ignoreIfMatch bool  // GETs serve the current object whatever If-Match says
 	ignoreINM     struct{ put, complete bool }
 
+	region       string // the region of the client: calls without a region option are signed for it
+	bucketRegion string // what HeadBucket's x-amz-bucket-region header says; "": no header
+
 	// fault picks the fate of each call (under the fake's lock); nil: every call succeeds.
 	fault func(c call) fault
 	now   func() time.Time
@@ -59,6 +62,7 @@ type fakeUpload struct {
 // call is one recorded request: what the flows are asserted on.
 type call struct {
 	op          string // the SDK's operation name
+	region      string // the region the call was signed for
 	key         string
 	part        int32   // UploadPart's number
 	size        int     // UploadPart's and PutObject's body size
@@ -77,13 +81,25 @@ type fault struct {
 	applied bool   // the call takes effect before it fails: a lost response, or an SDK retry's answer to one
 	cutAt   int    // GetObject: the body breaks after this many bytes
 	hang    bool   // the call waits for its context to end: a wedged server
+	message string // the error's message; "": the status text
+	// bucketRegion is the failed answer's x-amz-bucket-region header; "": none.
+	bucketRegion string
 }
 
 func (f fault) failing() bool { return f.status != 0 || f.lost }
 
 func newFake() *fakeS3 {
 	return &fakeS3{objects: map[string]fakeObject{}, versions: map[string]fakeObject{},
-		uploads: map[string]*fakeUpload{}, now: time.Now}
+		uploads: map[string]*fakeUpload{}, now: time.Now, region: "us-east-1"}
+}
+
+// signedFor returns the region a call with these options is signed for.
+func (f *fakeS3) signedFor(opts []func(*awss3.Options)) string {
+	o := awss3.Options{Region: f.region}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	return o.Region
 }
 
 // apiError is how the SDK reports an S3 error answer: status() and code() read it.
@@ -108,7 +124,15 @@ func (f fault) err(op string) error {
 	if f.lost {
 		return transportError(op)
 	}
-	return apiError(op, f.status, f.code)
+	err := apiError(op, f.status, f.code)
+	re := err.(*smithy.OperationError).Err.(*awshttp.ResponseError)
+	if f.message != "" {
+		re.Err = &smithy.GenericAPIError{Code: f.code, Message: f.message}
+	}
+	if f.bucketRegion != "" {
+		re.Response.Header.Set("X-Amz-Bucket-Region", f.bucketRegion)
+	}
+	return err
 }
 
 // begin records c and returns its fault, or the error it fails with before taking effect.
@@ -206,8 +230,20 @@ func readBody(r io.Reader) ([]byte, error) {
 	return io.ReadAll(r)
 }
 
-func (f *fakeS3) HeadObject(ctx context.Context, in *awss3.HeadObjectInput, _ ...func(*awss3.Options)) (*awss3.HeadObjectOutput, error) {
-	ft, err := f.begin(ctx, call{op: "HeadObject", key: *in.Key})
+func (f *fakeS3) HeadBucket(ctx context.Context, _ *awss3.HeadBucketInput, opts ...func(*awss3.Options)) (*awss3.HeadBucketOutput, error) {
+	ft, err := f.begin(ctx, call{op: "HeadBucket", region: f.signedFor(opts)})
+	if err != nil {
+		return nil, err
+	}
+	out := &awss3.HeadBucketOutput{}
+	if f.bucketRegion != "" {
+		out.BucketRegion = aws.String(f.bucketRegion)
+	}
+	return out, f.end(ft, "HeadBucket", nil)
+}
+
+func (f *fakeS3) HeadObject(ctx context.Context, in *awss3.HeadObjectInput, opts ...func(*awss3.Options)) (*awss3.HeadObjectOutput, error) {
+	ft, err := f.begin(ctx, call{op: "HeadObject", region: f.signedFor(opts), key: *in.Key})
 	if err != nil {
 		return nil, err
 	}
@@ -222,8 +258,8 @@ func (f *fakeS3) HeadObject(ctx context.Context, in *awss3.HeadObjectInput, _ ..
 	return out, f.end(ft, "HeadObject", nil)
 }
 
-func (f *fakeS3) GetObject(ctx context.Context, in *awss3.GetObjectInput, _ ...func(*awss3.Options)) (*awss3.GetObjectOutput, error) {
-	c := call{op: "GetObject", key: *in.Key, rng: aws.ToString(in.Range), ifMatch: aws.ToString(in.IfMatch), version: aws.ToString(in.VersionId)}
+func (f *fakeS3) GetObject(ctx context.Context, in *awss3.GetObjectInput, opts ...func(*awss3.Options)) (*awss3.GetObjectOutput, error) {
+	c := call{op: "GetObject", region: f.signedFor(opts), key: *in.Key, rng: aws.ToString(in.Range), ifMatch: aws.ToString(in.IfMatch), version: aws.ToString(in.VersionId)}
 	ft, err := f.begin(ctx, c)
 	if err != nil {
 		return nil, err
@@ -257,12 +293,12 @@ type brokenReader struct{ err error }
 
 func (b *brokenReader) Read([]byte) (int, error) { return 0, b.err }
 
-func (f *fakeS3) PutObject(ctx context.Context, in *awss3.PutObjectInput, _ ...func(*awss3.Options)) (*awss3.PutObjectOutput, error) {
+func (f *fakeS3) PutObject(ctx context.Context, in *awss3.PutObjectInput, opts ...func(*awss3.Options)) (*awss3.PutObjectOutput, error) {
 	data, err := readBody(in.Body)
 	if err != nil {
 		return nil, transportError("PutObject")
 	}
-	ft, err := f.begin(ctx, call{op: "PutObject", key: *in.Key, size: len(data), ifNoneMatch: aws.ToString(in.IfNoneMatch)})
+	ft, err := f.begin(ctx, call{op: "PutObject", region: f.signedFor(opts), key: *in.Key, size: len(data), ifNoneMatch: aws.ToString(in.IfNoneMatch)})
 	if err != nil {
 		return nil, err
 	}
@@ -273,8 +309,8 @@ func (f *fakeS3) PutObject(ctx context.Context, in *awss3.PutObjectInput, _ ...f
 	return &awss3.PutObjectOutput{ETag: aws.String(o.etag)}, f.end(ft, "PutObject", nil)
 }
 
-func (f *fakeS3) DeleteObject(ctx context.Context, in *awss3.DeleteObjectInput, _ ...func(*awss3.Options)) (*awss3.DeleteObjectOutput, error) {
-	ft, err := f.begin(ctx, call{op: "DeleteObject", key: *in.Key})
+func (f *fakeS3) DeleteObject(ctx context.Context, in *awss3.DeleteObjectInput, opts ...func(*awss3.Options)) (*awss3.DeleteObjectOutput, error) {
+	ft, err := f.begin(ctx, call{op: "DeleteObject", region: f.signedFor(opts), key: *in.Key})
 	if err != nil {
 		return nil, err
 	}
@@ -282,8 +318,8 @@ func (f *fakeS3) DeleteObject(ctx context.Context, in *awss3.DeleteObjectInput, 
 	return &awss3.DeleteObjectOutput{}, f.end(ft, "DeleteObject", nil)
 }
 
-func (f *fakeS3) CreateMultipartUpload(ctx context.Context, in *awss3.CreateMultipartUploadInput, _ ...func(*awss3.Options)) (*awss3.CreateMultipartUploadOutput, error) {
-	ft, err := f.begin(ctx, call{op: "CreateMultipartUpload", key: *in.Key})
+func (f *fakeS3) CreateMultipartUpload(ctx context.Context, in *awss3.CreateMultipartUploadInput, opts ...func(*awss3.Options)) (*awss3.CreateMultipartUploadOutput, error) {
+	ft, err := f.begin(ctx, call{op: "CreateMultipartUpload", region: f.signedFor(opts), key: *in.Key})
 	if err != nil {
 		return nil, err
 	}
@@ -293,12 +329,12 @@ func (f *fakeS3) CreateMultipartUpload(ctx context.Context, in *awss3.CreateMult
 	return &awss3.CreateMultipartUploadOutput{UploadId: aws.String(u.id)}, f.end(ft, "CreateMultipartUpload", nil)
 }
 
-func (f *fakeS3) UploadPart(ctx context.Context, in *awss3.UploadPartInput, _ ...func(*awss3.Options)) (*awss3.UploadPartOutput, error) {
+func (f *fakeS3) UploadPart(ctx context.Context, in *awss3.UploadPartInput, opts ...func(*awss3.Options)) (*awss3.UploadPartOutput, error) {
 	data, err := readBody(in.Body)
 	if err != nil {
 		return nil, transportError("UploadPart")
 	}
-	ft, err := f.begin(ctx, call{op: "UploadPart", key: *in.Key, part: *in.PartNumber, size: len(data)})
+	ft, err := f.begin(ctx, call{op: "UploadPart", region: f.signedFor(opts), key: *in.Key, part: *in.PartNumber, size: len(data)})
 	if err != nil {
 		return nil, err
 	}
@@ -311,9 +347,9 @@ func (f *fakeS3) UploadPart(ctx context.Context, in *awss3.UploadPartInput, _ ..
 	return &awss3.UploadPartOutput{ETag: aws.String(p.etag)}, f.end(ft, "UploadPart", nil)
 }
 
-func (f *fakeS3) CompleteMultipartUpload(ctx context.Context, in *awss3.CompleteMultipartUploadInput, _ ...func(*awss3.Options)) (*awss3.CompleteMultipartUploadOutput, error) {
+func (f *fakeS3) CompleteMultipartUpload(ctx context.Context, in *awss3.CompleteMultipartUploadInput, opts ...func(*awss3.Options)) (*awss3.CompleteMultipartUploadOutput, error) {
 	const op = "CompleteMultipartUpload"
-	c := call{op: op, key: *in.Key, ifNoneMatch: aws.ToString(in.IfNoneMatch)}
+	c := call{op: op, region: f.signedFor(opts), key: *in.Key, ifNoneMatch: aws.ToString(in.IfNoneMatch)}
 	for _, p := range in.MultipartUpload.Parts {
 		c.parts = append(c.parts, *p.PartNumber)
 	}
@@ -349,8 +385,8 @@ func (f *fakeS3) CompleteMultipartUpload(ctx context.Context, in *awss3.Complete
 	return &awss3.CompleteMultipartUploadOutput{ETag: aws.String(o.etag)}, f.end(ft, op, nil)
 }
 
-func (f *fakeS3) AbortMultipartUpload(ctx context.Context, in *awss3.AbortMultipartUploadInput, _ ...func(*awss3.Options)) (*awss3.AbortMultipartUploadOutput, error) {
-	ft, err := f.begin(ctx, call{op: "AbortMultipartUpload", key: *in.Key})
+func (f *fakeS3) AbortMultipartUpload(ctx context.Context, in *awss3.AbortMultipartUploadInput, opts ...func(*awss3.Options)) (*awss3.AbortMultipartUploadOutput, error) {
+	ft, err := f.begin(ctx, call{op: "AbortMultipartUpload", region: f.signedFor(opts), key: *in.Key})
 	if err != nil {
 		return nil, err
 	}
@@ -361,8 +397,8 @@ func (f *fakeS3) AbortMultipartUpload(ctx context.Context, in *awss3.AbortMultip
 	return &awss3.AbortMultipartUploadOutput{}, f.end(ft, "AbortMultipartUpload", nil)
 }
 
-func (f *fakeS3) ListMultipartUploads(ctx context.Context, in *awss3.ListMultipartUploadsInput, _ ...func(*awss3.Options)) (*awss3.ListMultipartUploadsOutput, error) {
-	ft, err := f.begin(ctx, call{op: "ListMultipartUploads", key: aws.ToString(in.Prefix)})
+func (f *fakeS3) ListMultipartUploads(ctx context.Context, in *awss3.ListMultipartUploadsInput, opts ...func(*awss3.Options)) (*awss3.ListMultipartUploadsOutput, error) {
+	ft, err := f.begin(ctx, call{op: "ListMultipartUploads", region: f.signedFor(opts), key: aws.ToString(in.Prefix)})
 	if err != nil {
 		return nil, err
 	}
@@ -428,7 +464,7 @@ type testStore struct {
 func newTestStore(t *testing.T, f *fakeS3, configure ...func(*Options)) *testStore {
 	t.Helper()
 	f.minPart = testPart
-	o := Options{Bucket: "cache", PartSize: testPart, Concurrency: 4, ConditionalWrites: ConditionalOn, VerdictDir: t.TempDir()}
+	o := Options{Bucket: "cache", Region: f.region, PartSize: testPart, Concurrency: 4, ConditionalWrites: ConditionalOn, VerdictDir: t.TempDir()}
 	for _, c := range configure {
 		c(&o)
 	}

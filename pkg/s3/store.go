@@ -47,7 +47,7 @@ type Logger interface {
 // Options configure a Store.
 type Options struct {
 	Bucket         string
-	Region         string
+	Region         string // "": the SDK chain's, else the bucket's (see New)
 	Endpoint       string // custom endpoint (S3-compatible servers); AWS_ENDPOINT_URL works too
 	Profile        string // shared config profile
 	ForcePathStyle *bool  // nil: path-style exactly when a custom endpoint is used
@@ -101,7 +101,8 @@ func (o Options) withDefaults() Options {
 
 // Store reads and writes cache objects in one bucket.
 type Store struct {
-	client   api
+	// client is the SDK's client (or a test's fake), in the bucket's region.
+	client   *regional
 	opts     Options // resolved: see withDefaults
 	endpoint string  // the endpoint's name, for warnings and the verdict cache
 
@@ -119,6 +120,8 @@ type Store struct {
 
 // New builds a Store whose credentials, region and endpoint come from the SDK's default chain
 // (environment, shared config and profile, web identity, ECS and EC2 metadata), overridden by o.
+// When neither o nor the chain names a region, New asks the bucket for its region (one
+// HeadBucket) and falls back to us-east-1 if the answer does not name one.
 func New(ctx context.Context, o Options) (*Store, error) {
 	o = o.withDefaults()
 	var loads []func(*awsconfig.LoadOptions) error
@@ -153,9 +156,11 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
 	custom := o.Endpoint != "" || cfg.BaseEndpoint != nil || os.Getenv("AWS_ENDPOINT_URL_S3") != ""
-	if cfg.Region == "" {
-		// S3-compatible servers rarely care; AWS answers with a redirect naming the region.
-		cfg.Region = "us-east-1"
+	// No region from the options or the chain: ask the bucket (S3-compatible servers rarely
+	// care, and keep the default).
+	find := cfg.Region == ""
+	if find {
+		cfg.Region = defaultRegion
 	}
 	client := awss3.NewFromConfig(cfg, func(so *awss3.Options) {
 		if o.Endpoint != "" {
@@ -166,17 +171,25 @@ func New(ctx context.Context, o Options) (*Store, error) {
 			so.UsePathStyle = *o.ForcePathStyle
 		}
 	})
-	endpoint := "s3." + client.Options().Region + ".amazonaws.com"
-	if client.Options().BaseEndpoint != nil {
-		endpoint = aws.ToString(client.Options().BaseEndpoint)
+	o.Region = cfg.Region
+	s := newStore(client, o, aws.ToString(client.Options().BaseEndpoint))
+	if find {
+		s.findRegion(ctx)
 	}
-	return newStore(client, o, endpoint), nil
+	if s.endpoint == "" {
+		region, _ := s.client.current()
+		s.endpoint = "s3." + region + ".amazonaws.com"
+	}
+	return s, nil
 }
 
-// newStore builds a Store around client (the SDK's, or a test's fake) with resolved options.
+// newStore builds a Store around client (the SDK's, or a test's fake, whose requests are
+// signed for o.Region) with resolved options.
 func newStore(client api, o Options, endpoint string) *Store {
-	return &Store{client: client, opts: o, endpoint: endpoint, now: time.Now, wait: sleep,
+	s := &Store{opts: o, endpoint: endpoint, now: time.Now, wait: sleep,
 		limits: partLimits{minSize: minPartSize, maxSize: maxPartSize, maxParts: maxParts}}
+	s.client = &regional{client: client, infof: s.infof, bucket: o.Bucket, region: o.Region}
+	return s
 }
 
 // sleep waits for d, or until ctx ends.
