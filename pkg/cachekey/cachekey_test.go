@@ -157,3 +157,69 @@ func TestHashManifestOverlappingPatterns(t *testing.T) {
 		t.Errorf("a pattern that matches nothing beside one that does: %v, want a manifest error naming it", err)
 	}
 }
+
+// An isolated namespace has folders of its own and keys no other namespace has; the shared
+// namespace's keys are those of before namespaces existed.
+func TestNamespaces(t *testing.T) {
+	key := func(level config.Level, ns string) string {
+		in := inputs()
+		in.Build.Namespace = ns
+		k, err := For(level, "pre", in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.Namespace != ns {
+			t.Errorf("%s: key namespace %q, want %q", level, k.Namespace, ns)
+		}
+		return k.Name
+	}
+	branch := BranchNamespace("feature/x y")
+	if !regexp.MustCompile(`^branch-feature-x-y-[0-9a-f]{8}$`).MatchString(branch) {
+		t.Errorf("branch namespace %q", branch)
+	}
+	for level, pattern := range map[config.Level]string{
+		config.LevelFile: `^pre/acme/web/ns/pr-42/file/[0-9a-f]{32}\.tar\.zst$`,
+		config.LevelStep: `^pre/acme/web/ns/pr-42/step/npm-install/[0-9a-f]{32}\.tar\.zst$`,
+		config.LevelAll:  `^pre/acme/web/ns/pr-42/all/[0-9a-f]{32}\.tar\.zst$`,
+	} {
+		if k := key(level, PullRequestNamespace("42")); !regexp.MustCompile(pattern).MatchString(k) {
+			t.Errorf("%s: %s does not match %s", level, k, pattern)
+		}
+	}
+	for _, level := range config.Levels {
+		names := map[string]string{}
+		// A pull request whose branch is called main, the branch main, branches that slug alike.
+		for _, ns := range []string{"", PullRequestNamespace("7"), BranchNamespace("main"), BranchNamespace("a/b"),
+			BranchNamespace("a-b"), BranchNamespace("pr-7")} {
+			k := key(level, ns)
+			if other, dup := names[k]; dup {
+				t.Errorf("%s: namespaces %q and %q share key %s", level, other, ns, k)
+			}
+			names[k] = ns
+		}
+	}
+	// The all level of a namespace is the pipeline's own; the shared one is the organisation's.
+	in := inputs()
+	in.Build.Namespace = branch
+	api := in
+	api.Build.Pipeline = "api"
+	a, _ := For(config.LevelAll, "", in)
+	b, _ := For(config.LevelAll, "", api)
+	if a.Name == b.Name {
+		t.Error("two pipelines share an isolated all-level key")
+	}
+}
+
+// The shared namespace's keys did not change when namespaces came: existing caches keep hitting.
+func TestSharedKeysUnchanged(t *testing.T) {
+	k, err := For(config.LevelPipeline, "", inputs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "acme/web/pipeline/" + sharedPipelineHash + ".tar.zst"; k.Name != want {
+		t.Errorf("pipeline key %s, want %s (as before namespaces)", k.Name, want)
+	}
+}
+
+// sharedPipelineHash is the pipeline-level key of inputs() as computed before namespaces existed.
+const sharedPipelineHash = "f5b329477cb1e20b1d1856353aa5f0e7"
