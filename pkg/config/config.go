@@ -71,6 +71,18 @@ const (
 	WhenAlways    When = "always"
 )
 
+// Isolation says which builds share caches (docs/design.md#keys).
+type Isolation string
+
+// The values of the isolation key.
+const (
+	// IsolationBranch: only the default branch's builds that are not pull requests write the
+	// shared caches; every other build writes a namespace of its own and reads it, then the shared one.
+	IsolationBranch Isolation = "branch"
+	// IsolationNone: every build reads and writes the shared caches.
+	IsolationNone Isolation = "none"
+)
+
 // Config is the validated configuration of one plugin instance. The options of the object store
 // and of the cache are the packages' own types, filled here once; their consumers add only what
 // is not configuration (the log, resolved paths, credentials in tests).
@@ -83,6 +95,10 @@ type Config struct {
 	When     When
 	SoftFail bool   // runtime errors are warnings
 	Prefix   string // key prefix, without leading or trailing "/"
+	// Isolation scopes the caches a build reads and writes; ForkSaves lets pull requests from
+	// forks save (into their own namespace, unless Isolation is none).
+	Isolation Isolation
+	ForkSaves bool
 
 	Cache CacheOptions // how the archive is written, restored and saved
 	// Store is the bucket and how to reach it: every key of s3.Options but Log,
@@ -144,6 +160,8 @@ type vars struct {
 	MaxSize           Size         `envconfig:"MAX_SIZE"`
 	Backend           backend      `envconfig:"BACKEND"`
 	OnlyShowErrors    string       `envconfig:"ONLY_SHOW_ERRORS"` // the aws CLI's flag; this plugin is quiet anyway
+	Isolation         Isolation    `envconfig:"ISOLATION" default:"branch"`
+	ForkSaves         bool         `envconfig:"FORK_SAVES"`
 }
 
 // Keys lists every configuration key the plugin accepts, as written in a pipeline.
@@ -152,7 +170,7 @@ var Keys = []string{
 	"compression", "compression-level", "soft-fail", "download-retries", "retries",
 	"bucket", "prefix", "region", "endpoint", "profile", "force-path-style",
 	"storage-class", "sse", "sse-kms-key-id", "conditional-writes", "stall-timeout",
-	"concurrency", "part-size", "max-size",
+	"concurrency", "part-size", "max-size", "isolation", "fork-saves",
 	// Accepted for compatibility with the official cache plugin's S3 backend.
 	"backend", "only-show-errors",
 }
@@ -196,12 +214,14 @@ func LoadEnv(environ []string) (*Config, error) {
 	prefix := strings.Trim(v.Prefix, "/")
 	c := &Config{
 		// path is the official cache plugin's key, paths this plugin's own: see list.
-		Paths:    list(env, "PATHS", "PATH"),
-		Manifest: list(env, "MANIFEST"),
-		KeyExtra: v.KeyExtra,
-		When:     v.When,
-		SoftFail: v.SoftFail,
-		Prefix:   prefix,
+		Paths:     list(env, "PATHS", "PATH"),
+		Manifest:  list(env, "MANIFEST"),
+		KeyExtra:  v.KeyExtra,
+		When:      v.When,
+		SoftFail:  v.SoftFail,
+		Prefix:    prefix,
+		Isolation: v.Isolation,
+		ForkSaves: v.ForkSaves,
 		Cache: CacheOptions{
 			Compression:      v.Compression.c,
 			CompressionLevel: v.CompressionLevel,

@@ -27,17 +27,23 @@ func PreCommand(ctx context.Context, inv *Invocation) error {
 		return err
 	}
 	c := inv.Config
-	saveKeys, err := inv.keys(ctx, c.Save)
-	if err != nil {
-		return err
+	sc := inv.scope()
+	save := len(c.Save) > 0 && sc.noSave == ""
+	var saveKeys []cachekey.Key
+	if save {
+		var err error
+		if saveKeys, err = inv.keys(ctx, c.Save, sc.write); err != nil {
+			return err
+		}
 	}
 	st := state{SaveKeys: saveKeys, Hit: cache.Miss}
 	var restoreErr error
 	if c.Restore != "" {
 		inv.Outputs[OutputHit] = string(cache.Miss)
 		var res cache.Restored
-		res, restoreErr = inv.restore(ctx)
+		res, restoreErr = inv.restore(ctx, sc)
 		if restoreErr == nil && res.Hit != cache.Miss {
+			inv.Log.Infof("Restored from %s", namespaceName(res.Key.Namespace))
 			st.Hit, st.HitKey = res.Hit, res.Key.Name
 			inv.Outputs[OutputHit] = string(res.Hit)
 			inv.Outputs[OutputHitKey] = res.Key.Name
@@ -45,7 +51,7 @@ func PreCommand(ctx context.Context, inv *Invocation) error {
 		}
 	}
 	// A cancelled job runs no post-command: leave no state file behind for it.
-	if len(c.Save) > 0 && ctx.Err() == nil {
+	if save && ctx.Err() == nil {
 		if err := inv.writeState(st); err != nil {
 			return errors.Join(restoreErr, err)
 		}
@@ -53,11 +59,23 @@ func PreCommand(ctx context.Context, inv *Invocation) error {
 	return restoreErr
 }
 
-func (inv *Invocation) restore(ctx context.Context) (cache.Restored, error) {
-	candidates, err := inv.keys(ctx, inv.Config.RestoreLadder())
-	if err != nil {
-		return cache.Restored{Hit: cache.Miss}, err
+// restore tries every level of the ladder in the build's own namespace, then every level in the
+// shared one: a branch's own caches, however wide, are closer to it than the default branch's.
+// Only the first candidate is an exact hit.
+func (inv *Invocation) restore(ctx context.Context, sc scope) (cache.Restored, error) {
+	var candidates []cachekey.Key
+	for _, ns := range sc.reads {
+		keys, err := inv.keys(ctx, inv.Config.RestoreLadder(), ns)
+		if err != nil {
+			return cache.Restored{Hit: cache.Miss}, err
+		}
+		candidates = append(candidates, keys...)
 	}
+	from := namespaceName(sc.write)
+	if len(sc.reads) > 1 {
+		from += ", then from the shared namespace"
+	}
+	inv.Log.Infof("Restoring from %s: %s", from, sc.why)
 	cc, err := inv.openCache(ctx)
 	if err != nil {
 		return cache.Restored{Hit: cache.Miss}, err
@@ -76,6 +94,12 @@ func PostCommand(ctx context.Context, inv *Invocation) error {
 	}
 	defer inv.removeState()
 	defer removeStaleStates(time.Now().Add(-staleState))
+	sc := inv.scope()
+	if sc.noSave != "" {
+		inv.Log.Group("Not saving cache")
+		inv.Log.Infof("%s", sc.noSave)
+		return nil
+	}
 	if reason := inv.skipForExitStatus(); reason != "" {
 		inv.Log.Group("Not saving cache")
 		inv.Log.Infof("%s", reason)
@@ -84,7 +108,7 @@ func PostCommand(ctx context.Context, inv *Invocation) error {
 	st, ok := inv.readState()
 	if !ok {
 		inv.Log.Infof("No state from pre-command: computing the keys now")
-		keys, err := inv.keys(ctx, c.Save)
+		keys, err := inv.keys(ctx, c.Save, sc.write)
 		if err != nil {
 			return err
 		}
@@ -106,6 +130,7 @@ func PostCommand(ctx context.Context, inv *Invocation) error {
 	if len(keys) == 0 {
 		return nil
 	}
+	inv.Log.Infof("Saving to %s: %s", namespaceName(keys[0].Namespace), sc.why)
 	_, err = cc.Save(ctx, keys)
 	return err
 }

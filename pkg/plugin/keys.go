@@ -10,12 +10,13 @@ import (
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
 )
 
-// keys computes the object keys of levels. The manifest is hashed only when needed.
-func (inv *Invocation) keys(ctx context.Context, levels []config.Level) ([]cachekey.Key, error) {
+// keys computes the object keys of levels in namespace ns ("": the shared one). The manifest is
+// hashed only when needed.
+func (inv *Invocation) keys(ctx context.Context, levels []config.Level, ns string) ([]cachekey.Key, error) {
 	c := inv.Config
 	in := cachekey.Inputs{
 		Build: cachekey.Build{Organization: inv.Job.Organization, Pipeline: inv.Job.Pipeline,
-			Branch: inv.Job.Branch, Step: inv.Job.Step},
+			Branch: inv.Job.Branch, Step: inv.Job.Step, Namespace: ns},
 		Paths: c.Paths, Compression: c.Cache.Compression, KeyExtra: c.KeyExtra,
 		OS: runtime.GOOS, Arch: runtime.GOARCH,
 	}
