@@ -10,7 +10,7 @@
 //
 // Object names are browsable with ordinary S3 tools:
 //
-//	<prefix>/<organisation>/<pipeline>/file/<hash><ext>
+//	<prefix>/<organisation>/<pipeline>/file/<family>/<hash><ext>
 //	<prefix>/<organisation>/<pipeline>/step/<step>/<hash><ext>
 //	<prefix>/<organisation>/<pipeline>/branch/<branch>/<hash><ext>
 //	<prefix>/<organisation>/<pipeline>/pipeline/<hash><ext>
@@ -24,6 +24,10 @@
 //
 // The readable parts are slugs for people and lifecycle rules; the hash alone identifies the
 // contents, so two branches whose names slug alike never share an object.
+//
+// A file-level family is every file-level key with the same inputs but the manifest hash: its
+// folder <family> is a hash of those inputs, so one prefix (Family) holds one family and the
+// newest-match fallback lists it in one call.
 package cachekey
 
 import (
@@ -84,6 +88,21 @@ type Key struct {
 	Level     config.Level `json:"level"`
 	Name      string       `json:"name"`
 	Namespace string       `json:"namespace,omitempty"` // "": the shared namespace
+	// Newest marks a family (see Family): Name is a prefix, and the candidate is the most recently
+	// saved object below it.
+	Newest bool `json:"newest,omitempty"`
+}
+
+// Family returns the file-level family of in: the prefix below which every file-level object of
+// the same inputs but any manifest lies, as a Key with Newest set.
+func Family(prefix string, in Inputs) (Key, error) {
+	in.ManifestHash = "-" // any: For needs one, and the family's folder does not depend on it
+	k, err := For(config.LevelFile, prefix, in)
+	if err != nil {
+		return Key{}, err
+	}
+	k.Name, k.Newest = path.Dir(k.Name)+"/", true
+	return k, nil
 }
 
 // For returns the object key for level under prefix.
@@ -114,6 +133,28 @@ func For(level config.Level, prefix string, in Inputs) (Key, error) {
 	default:
 		return Key{}, fmt.Errorf("key for unknown level %q", level)
 	}
+	name, err := hashOf(level, base, in)
+	if err != nil {
+		return Key{}, err
+	}
+	if level == config.LevelFile {
+		// The family: every input but the manifest, so that one folder holds one family.
+		family, err := hashOf(level, "", in)
+		if err != nil {
+			return Key{}, err
+		}
+		folder = path.Join(folder, family)
+	}
+	name = path.Join(folder, name) + in.Compression.Extension()
+	if prefix != "" {
+		name = strings.Trim(prefix, "/") + "/" + name
+	}
+	return Key{Level: level, Name: name, Namespace: ns}, nil
+}
+
+// hashOf hashes every input of a key of level with base (hex, 16 bytes).
+func hashOf(level config.Level, base string, in Inputs) (string, error) {
+	ns := in.Build.Namespace
 	// Canonical JSON of every input: unambiguous, unlike string concatenation.
 	doc, err := json.Marshal(struct {
 		Version     int      `json:"v"`
@@ -130,14 +171,10 @@ func For(level config.Level, prefix string, in Inputs) (Key, error) {
 	}{FormatVersion, string(level), in.Build.Organization, pipelineOf(level, in.Build.Pipeline, ns), base,
 		in.Paths, string(in.Compression), in.OS, in.Arch, in.KeyExtra, ns})
 	if err != nil {
-		return Key{}, fmt.Errorf("key for level %s: %w", level, err)
+		return "", fmt.Errorf("key for level %s: %w", level, err)
 	}
 	sum := sha256.Sum256(doc)
-	name := path.Join(folder, hex.EncodeToString(sum[:16])) + in.Compression.Extension()
-	if prefix != "" {
-		name = strings.Trim(prefix, "/") + "/" + name
-	}
-	return Key{Level: level, Name: name, Namespace: ns}, nil
+	return hex.EncodeToString(sum[:16]), nil
 }
 
 // pipelineOf keeps the pipeline out of the shared all level's hash: that level is shared by

@@ -22,7 +22,7 @@ func inputs() Inputs {
 
 func TestLayout(t *testing.T) {
 	for level, pattern := range map[config.Level]string{
-		config.LevelFile:     `^pre/acme/web/file/[0-9a-f]{32}\.tar\.zst$`,
+		config.LevelFile:     `^pre/acme/web/file/[0-9a-f]{32}/[0-9a-f]{32}\.tar\.zst$`,
 		config.LevelStep:     `^pre/acme/web/step/npm-install/[0-9a-f]{32}\.tar\.zst$`,
 		config.LevelBranch:   `^pre/acme/web/branch/feature-x-y/[0-9a-f]{32}\.tar\.zst$`,
 		config.LevelPipeline: `^pre/acme/web/pipeline/[0-9a-f]{32}\.tar\.zst$`,
@@ -178,7 +178,7 @@ func TestNamespaces(t *testing.T) {
 		t.Errorf("branch namespace %q", branch)
 	}
 	for level, pattern := range map[config.Level]string{
-		config.LevelFile: `^pre/acme/web/ns/pr-42/file/[0-9a-f]{32}\.tar\.zst$`,
+		config.LevelFile: `^pre/acme/web/ns/pr-42/file/[0-9a-f]{32}/[0-9a-f]{32}\.tar\.zst$`,
 		config.LevelStep: `^pre/acme/web/ns/pr-42/step/npm-install/[0-9a-f]{32}\.tar\.zst$`,
 		config.LevelAll:  `^pre/acme/web/ns/pr-42/all/[0-9a-f]{32}\.tar\.zst$`,
 	} {
@@ -223,3 +223,37 @@ func TestSharedKeysUnchanged(t *testing.T) {
 
 // sharedPipelineHash is the pipeline-level key of inputs() as computed before namespaces existed.
 const sharedPipelineHash = "f5b329477cb1e20b1d1856353aa5f0e7"
+
+// A family's folder holds the file-level keys of every manifest, and only of its inputs.
+func TestFamily(t *testing.T) {
+	fam, err := Family("pre", inputs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fam.Newest || fam.Level != config.LevelFile || !regexp.MustCompile(`^pre/acme/web/file/[0-9a-f]{32}/$`).MatchString(fam.Name) {
+		t.Fatalf("family %+v", fam)
+	}
+	for _, manifest := range []string{"abc", "def"} {
+		in := inputs()
+		in.ManifestHash = manifest
+		k, _ := For(config.LevelFile, "pre", in)
+		if !strings.HasPrefix(k.Name, fam.Name) || strings.Contains(strings.TrimPrefix(k.Name, fam.Name), "/") {
+			t.Errorf("manifest %s: key %s is not in family %s", manifest, k.Name, fam.Name)
+		}
+	}
+	for name, mod := range map[string]func(*Inputs){
+		"paths":       func(in *Inputs) { in.Paths = []string{"vendor"} },
+		"compression": func(in *Inputs) { in.Compression = archive.Gzip },
+		"platform":    func(in *Inputs) { in.Arch = "arm64" },
+		"key-extra":   func(in *Inputs) { in.KeyExtra = "node20" },
+		"pipeline":    func(in *Inputs) { in.Build.Pipeline = "api" },
+		"namespace":   func(in *Inputs) { in.Build.Namespace = "pr-1" },
+	} {
+		in := inputs()
+		mod(&in)
+		other, _ := Family("pre", in)
+		if strings.HasPrefix(other.Name, fam.Name) || strings.HasPrefix(fam.Name, other.Name) {
+			t.Errorf("%s: families %s and %s overlap", name, other.Name, fam.Name)
+		}
+	}
+}

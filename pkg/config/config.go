@@ -99,6 +99,9 @@ type Config struct {
 	// forks save (into their own namespace, unless Isolation is none).
 	Isolation Isolation
 	ForkSaves bool
+	// RestoreNewest: when every level misses, restore the newest file-level cache of the same
+	// family (any manifest).
+	RestoreNewest bool
 
 	Cache CacheOptions // how the archive is written, restored and saved
 	// Store is the bucket and how to reach it: every key of s3.Options but Log,
@@ -162,6 +165,7 @@ type vars struct {
 	OnlyShowErrors    string       `envconfig:"ONLY_SHOW_ERRORS"` // the aws CLI's flag; this plugin is quiet anyway
 	Isolation         Isolation    `envconfig:"ISOLATION" default:"branch"`
 	ForkSaves         bool         `envconfig:"FORK_SAVES"`
+	RestoreNewest     bool         `envconfig:"RESTORE_NEWEST" default:"true"`
 }
 
 // Keys lists every configuration key the plugin accepts, as written in a pipeline.
@@ -170,7 +174,7 @@ var Keys = []string{
 	"compression", "compression-level", "soft-fail", "download-retries", "retries",
 	"bucket", "prefix", "region", "endpoint", "profile", "force-path-style",
 	"storage-class", "sse", "sse-kms-key-id", "conditional-writes", "stall-timeout",
-	"concurrency", "part-size", "max-size", "isolation", "fork-saves",
+	"concurrency", "part-size", "max-size", "isolation", "fork-saves", "restore-newest",
 	// Accepted for compatibility with the official cache plugin's S3 backend.
 	"backend", "only-show-errors",
 }
@@ -214,14 +218,15 @@ func LoadEnv(environ []string) (*Config, error) {
 	prefix := strings.Trim(v.Prefix, "/")
 	c := &Config{
 		// path is the official cache plugin's key, paths this plugin's own: see list.
-		Paths:     list(env, "PATHS", "PATH"),
-		Manifest:  list(env, "MANIFEST"),
-		KeyExtra:  v.KeyExtra,
-		When:      v.When,
-		SoftFail:  v.SoftFail,
-		Prefix:    prefix,
-		Isolation: v.Isolation,
-		ForkSaves: v.ForkSaves,
+		Paths:         list(env, "PATHS", "PATH"),
+		Manifest:      list(env, "MANIFEST"),
+		KeyExtra:      v.KeyExtra,
+		When:          v.When,
+		SoftFail:      v.SoftFail,
+		Prefix:        prefix,
+		Isolation:     v.Isolation,
+		ForkSaves:     v.ForkSaves,
+		RestoreNewest: v.RestoreNewest,
 		Cache: CacheOptions{
 			Compression:      v.Compression.c,
 			CompressionLevel: v.CompressionLevel,

@@ -56,7 +56,7 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.Cache.Compression != archive.Zstd || !c.SoftFail || c.Cache.Restarts != 3 || c.When != WhenOnSuccess ||
 		c.Store.ConditionalWrites != s3.ConditionalAuto || c.Cache.Force || c.Store.ForcePathStyle != nil || c.Store.StallTimeout != time.Minute ||
-		c.Isolation != IsolationBranch || c.ForkSaves {
+		c.Isolation != IsolationBranch || c.ForkSaves || !c.RestoreNewest {
 		t.Fatalf("defaults: %+v", c)
 	}
 	if !slices.Equal(c.Paths, []string{"node_modules"}) || c.Restore != LevelFile || !slices.Equal(c.Save, []Level{LevelFile}) {
@@ -71,7 +71,7 @@ func TestLoadValues(t *testing.T) {
 		"RESTORE", "pipeline", "COMPRESSION", "tgz", "COMPRESSION_LEVEL", "9", "FORCE", "true",
 		"SOFT_FAIL", "false", "DOWNLOAD_RETRIES", "5", "PART_SIZE", "64MiB", "MAX_SIZE", "2GB",
 		"FORCE_PATH_STYLE", "false", "WHEN", "always", "PREFIX", "/caches/", "BACKEND", "s3",
-		"HIT", "exact", "ONLY_SHOW_ERRORS", "true", "ISOLATION", "none", "FORK_SAVES", "true"))
+		"HIT", "exact", "ONLY_SHOW_ERRORS", "true", "ISOLATION", "none", "FORK_SAVES", "true", "RESTORE_NEWEST", "false"))
 	c, err := Load()
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func equal(a, b Config) bool {
 		a.Cache.Force == b.Cache.Force && a.SoftFail == b.SoftFail && a.Cache.Restarts == b.Cache.Restarts &&
 		a.Store.PartSize == b.Store.PartSize && a.Cache.MaxSize == b.Cache.MaxSize && a.When == b.When && a.Prefix == b.Prefix &&
 		a.Store.Bucket == b.Store.Bucket && a.Store.ConditionalWrites == b.Store.ConditionalWrites &&
-		a.Isolation == b.Isolation && a.ForkSaves == b.ForkSaves
+		a.Isolation == b.Isolation && a.ForkSaves == b.ForkSaves && a.RestoreNewest == b.RestoreNewest
 }
 
 type loadErrorCase struct {
@@ -134,6 +134,7 @@ func loadErrorCases() []loadErrorCase {
 		{"other backend", with(base(), "BACKEND", "fs"), "backend", "S3 only"},
 		{"bad isolation", with(base(), "ISOLATION", "pipeline"), "isolation", `invalid value "pipeline": want branch`},
 		{"bad fork-saves", with(base(), "FORK_SAVES", "never"), "fork-saves", "want true or false"},
+		{"bad restore-newest", with(base(), "RESTORE_NEWEST", "latest"), "restore-newest", "want true or false"},
 	}
 }
 

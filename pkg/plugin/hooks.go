@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cache"
@@ -61,16 +62,26 @@ func PreCommand(ctx context.Context, inv *Invocation) error {
 
 // restore tries every level of the ladder in the build's own namespace, then every level in the
 // shared one: a branch's own caches, however wide, are closer to it than the default branch's.
+// When all miss, the newest of the file-level family in each namespace, in the same order.
 // Only the first candidate is an exact hit.
 func (inv *Invocation) restore(ctx context.Context, sc scope) (cache.Restored, error) {
-	var candidates []cachekey.Key
+	ladder := inv.Config.RestoreLadder()
+	var candidates, families []cachekey.Key
 	for _, ns := range sc.reads {
-		keys, err := inv.keys(ctx, inv.Config.RestoreLadder(), ns)
+		keys, err := inv.keys(ctx, ladder, ns)
 		if err != nil {
 			return cache.Restored{Hit: cache.Miss}, err
 		}
 		candidates = append(candidates, keys...)
+		if inv.Config.RestoreNewest && slices.Contains(ladder, config.LevelFile) {
+			fam, err := inv.family(ctx, ns)
+			if err != nil {
+				return cache.Restored{Hit: cache.Miss}, err
+			}
+			families = append(families, fam)
+		}
 	}
+	candidates = append(candidates, families...)
 	from := namespaceName(sc.write)
 	if len(sc.reads) > 1 {
 		from += ", then from the shared namespace"

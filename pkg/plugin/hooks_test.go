@@ -572,3 +572,64 @@ func TestHitKindsAcrossNamespaces(t *testing.T) {
 		}
 	}
 }
+
+// The newest-match fallback comes after every level of every namespace, own namespace first, and
+// only for a ladder with the file level, unless restore-newest is off.
+func TestNewestMatchCandidates(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		branch   string
+		restore  config.Level
+		newest   bool
+		families []string // the namespaces of the family candidates, in order
+	}{
+		{"default branch", "main", config.LevelStep, true, []string{""}},
+		{"feature branch", "feature", config.LevelPipeline, true, []string{cachekey.BranchNamespace("feature"), ""}},
+		{"restore-newest off", "main", config.LevelStep, false, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			isolate(t)
+			fc := &fakeCache{hitAt: -1}
+			inv, _ := invocation(t, tc.restore, nil, fc)
+			inv.Job.Branch, inv.Config.RestoreNewest, inv.Config.Manifest = tc.branch, tc.newest, []string{"package-lock.json"}
+			must := func(err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			must(os.WriteFile(filepath.Join(inv.Job.Dir, "package-lock.json"), []byte("{}"), 0o644))
+			must(PreCommand(t.Context(), inv))
+			cands := fc.restores[0]
+			levels := len(inv.Config.RestoreLadder())
+			if want := levels*len(inv.scope().reads) + len(tc.families); len(cands) != want {
+				t.Fatalf("%d candidates, want %d: %+v", len(cands), want, cands)
+			}
+			for i, k := range cands {
+				fam := i >= len(cands)-len(tc.families)
+				if k.Newest != fam {
+					t.Errorf("candidate %d (%s): newest %v, want %v", i, k.Name, k.Newest, fam)
+				}
+				if fam {
+					want := tc.families[i-(len(cands)-len(tc.families))]
+					if k.Namespace != want || k.Level != config.LevelFile || !strings.HasSuffix(k.Name, "/") {
+						t.Errorf("family candidate %+v, want the file-level family of namespace %q", k, want)
+					}
+				}
+			}
+		})
+	}
+	t.Run("no file level", func(t *testing.T) {
+		isolate(t)
+		fc := &fakeCache{hitAt: -1}
+		inv, _ := invocation(t, config.LevelStep, nil, fc)
+		inv.Config.RestoreNewest = true
+		if err := PreCommand(t.Context(), inv); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range fc.restores[0] {
+			if k.Newest {
+				t.Errorf("a family candidate without a file level: %+v", k)
+			}
+		}
+	})
+}

@@ -136,13 +136,19 @@ func TestFeatureBranchReadsMainsCacheAndItsOwn(t *testing.T) {
 	if out, hit, key := m2.restore(); hit != "exact" || key != mainKey || listing(t, m2.cacheDir()) != want {
 		t.Fatalf("main: HIT=%s HIT_KEY=%s, want exact of %s\n%s", hit, key, mainKey, out)
 	}
-	// With a lockfile only the branch has saved for, main misses.
+	// With a lockfile only the branch has saved for, main misses every level and falls back to
+	// the newest of its own family (restore-newest), never to the branch's newer object.
 	changed := a.job(srv, "feature-lock").on("feature/x", "", "").fill(16 << 10)
 	must(t, os.WriteFile(filepath.Join(changed.checkout, "package-lock.json"), []byte(`{"lockfileVersion": 3, "x": 1}`), 0o644))
 	changed.mustSave()
 	m3 := a.job(srv, "main-lock").on("main", "", "")
 	must(t, os.WriteFile(filepath.Join(m3.checkout, "package-lock.json"), []byte(`{"lockfileVersion": 3, "x": 1}`), 0o644))
-	if out, hit, _ := m3.restore(); hit != "miss" {
+	if out, hit, key := m3.restore(); hit != "fallback" || key != mainKey {
+		t.Fatalf("main: HIT=%s HIT_KEY=%s, want a fallback to its own %s\n%s", hit, key, mainKey, out)
+	}
+	m4 := a.job(srv, "main-lock-off").on("main", "", "").set("RESTORE_NEWEST", "false")
+	must(t, os.WriteFile(filepath.Join(m4.checkout, "package-lock.json"), []byte(`{"lockfileVersion": 3, "x": 1}`), 0o644))
+	if out, hit, _ := m4.restore(); hit != "miss" {
 		t.Fatalf("main restored the branch's cache: HIT=%s\n%s", hit, out)
 	}
 }
