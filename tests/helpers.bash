@@ -52,6 +52,7 @@ new_job() {
   export S3_CACHE_BIN_DIR="$BIN"
   export BUILDKITE_JOB_ID="$name-$BATS_TEST_NUMBER-$RANDOM$RANDOM"
   export BUILDKITE_ORGANIZATION_SLUG=acme BUILDKITE_PIPELINE_SLUG=web BUILDKITE_BRANCH=main
+  export BUILDKITE_PIPELINE_DEFAULT_BRANCH=main
   export BUILDKITE_LABEL=":npm: install" BUILDKITE_COMMAND_EXIT_STATUS=0
   # Each test has its own prefix, so tests never see each other's objects.
   export BUILDKITE_PLUGIN_S3_CACHE_PREFIX="t$BATS_TEST_NUMBER"

@@ -37,7 +37,7 @@ file_level_config() {
   run_hook post-command
   assert_success
   assert_output --partial "--- :s3: Saving cache (file level)"
-  assert_output --regexp "Saved t[0-9]+/acme/web/file/[0-9a-f]{32}\.tar\.zst \([0-9.]+ [KMG]?i?B, [0-9]+ entries\) in .*/s"
+  assert_output --regexp "Saved t[0-9]+/acme/web/file/[0-9a-f]{32}/[0-9a-f]{32}\.tar\.zst \([0-9.]+ [KMG]?i?B, [0-9]+ entries\) in .*/s"
   [ "$(objects | wc -l)" -eq 1 ]
   src="$CHECKOUT"
 

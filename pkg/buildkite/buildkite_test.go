@@ -93,3 +93,37 @@ func TestJobFromEnvParallel(t *testing.T) {
 		}
 	}
 }
+
+func TestPullRequests(t *testing.T) {
+	const repo = "git@github.com:acme/web.git"
+	for _, tc := range []struct {
+		pr, prRepo string
+		isPR, fork bool
+	}{
+		{"false", "", false, false},
+		{"", "", false, false},
+		{"12", "", true, false}, // no repository given: not known to be a fork
+		{"12", repo, true, false},
+		{"12", "https://github.com/acme/web.git", true, false},
+		{"12", "git://github.com/Acme/web", true, false},
+		{"12", "ssh://git@github.com:22/acme/web.git", true, false},
+		{"12", "https://github.com/mallory/web.git", true, true},
+		{"12", "git@github.com:acme/web-fork.git", true, true},
+		{"12", "git@gitlab.com:acme/web.git", true, true},
+	} {
+		t.Setenv("BUILDKITE_JOB_ID", "j")
+		t.Setenv("BUILDKITE_ORGANIZATION_SLUG", "acme")
+		t.Setenv("BUILDKITE_PIPELINE_SLUG", "web")
+		t.Setenv("BUILDKITE_REPO", repo)
+		t.Setenv("BUILDKITE_PULL_REQUEST", tc.pr)
+		t.Setenv("BUILDKITE_PULL_REQUEST_REPO", tc.prRepo)
+		j, err := JobFromEnv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.IsPullRequest() != tc.isPR || j.IsFork() != tc.fork {
+			t.Errorf("pull request %q from %q: pull request %v, fork %v; want %v, %v", tc.pr, tc.prRepo,
+				j.IsPullRequest(), j.IsFork(), tc.isPR, tc.fork)
+		}
+	}
+}

@@ -22,6 +22,7 @@ type Store interface {
 	Head(ctx context.Context, key string) (s3.Object, error)
 	Open(ctx context.Context, obj s3.Object) io.ReadCloser
 	UploadEach(ctx context.Context, keys []string, r io.Reader, o s3.PutOptions) ([]s3.Result, []error)
+	Newest(ctx context.Context, prefix string) (s3.Listed, error)
 }
 
 // Cache is one cache as configured: what is archived and how. Build it with New.
@@ -56,7 +57,7 @@ type Hit string
 // The outcomes of a restore.
 const (
 	Exact    Hit = "exact"    // the first (narrowest) candidate
-	Fallback Hit = "fallback" // a wider candidate
+	Fallback Hit = "fallback" // a wider candidate, or the newest of a family
 	Miss     Hit = "miss"
 )
 
@@ -81,6 +82,16 @@ func (c *Cache) Restore(ctx context.Context, candidates []cachekey.Key) (Restore
 	defer locks.Unlock()
 	for i, k := range candidates {
 		c.Log.Group("Restoring cache (%s level)", k.Level)
+		if k.Newest {
+			found, err := c.newest(ctx, k)
+			if errors.Is(err, errMissing) {
+				continue
+			}
+			if err != nil {
+				return Restored{Hit: Miss}, fmt.Errorf("restore the newest of %s: %w", k.Name, err)
+			}
+			k = found
+		}
 		r, err := c.restoreKey(ctx, k)
 		if errors.Is(err, errMissing) {
 			if r.Restarts > 0 {
@@ -93,7 +104,7 @@ func (c *Cache) Restore(ctx context.Context, candidates []cachekey.Key) (Restore
 		if err != nil {
 			return Restored{Hit: Miss}, fmt.Errorf("restore %s: %w", k.Name, err)
 		}
-		r.Hit = hitAt(i)
+		r.Hit = hitAt(i, candidates[i])
 		c.Log.Infof("Cache hit (%s, %s level): restored %s (%s, %d entries) in %s, %s/s", r.Hit, k.Level, k.Name,
 			buildkite.Bytes(r.Size), r.Stats.Entries, r.Duration.Round(time.Millisecond),
 			buildkite.Bytes(buildkite.Rate(r.Size, r.Duration)))
@@ -103,9 +114,10 @@ func (c *Cache) Restore(ctx context.Context, candidates []cachekey.Key) (Restore
 	return Restored{Hit: Miss}, nil
 }
 
-// hitAt is the kind of a hit on candidate i: the narrowest is exact.
-func hitAt(i int) Hit {
-	if i == 0 {
+// hitAt is the kind of a hit on candidate i, k: the narrowest is exact, unless it stands for a
+// family (cachekey.Family), whose newest member is never the exact key.
+func hitAt(i int, k cachekey.Key) Hit {
+	if i == 0 && !k.Newest {
 		return Exact
 	}
 	return Fallback
@@ -118,6 +130,16 @@ func (c *Cache) Lookup(ctx context.Context, candidates []cachekey.Key) (Restored
 	start := time.Now()
 	for i, k := range candidates {
 		c.Log.Group("Looking up cache (%s level)", k.Level)
+		if k.Newest {
+			newest, err := c.newest(ctx, k)
+			if errors.Is(err, errMissing) {
+				continue
+			}
+			if err != nil {
+				return Restored{Hit: Miss}, fmt.Errorf("look up %s: %w", k.Name, err)
+			}
+			k = newest
+		}
 		obj, err := c.Store.Head(ctx, k.Name)
 		if errors.Is(err, s3.ErrNotFound) {
 			c.Log.Infof("No cache at %s", k.Name)
@@ -126,13 +148,33 @@ func (c *Cache) Lookup(ctx context.Context, candidates []cachekey.Key) (Restored
 		if err != nil {
 			return Restored{Hit: Miss}, fmt.Errorf("look up %s: %w", k.Name, err)
 		}
-		r := Restored{Hit: hitAt(i), Key: k, Duration: time.Since(start)}
+		r := Restored{Hit: hitAt(i, candidates[i]), Key: k, Duration: time.Since(start)}
 		c.Log.Infof("Cache hit (%s, %s level): found %s (%s); lookup-only, so nothing is restored", r.Hit, k.Level, k.Name,
 			buildkite.Bytes(obj.Size))
 		return r, nil
 	}
 	c.Log.Infof("Cache miss: none of %d key(s) exists", len(candidates))
 	return Restored{Hit: Miss}, nil
+}
+
+// newest resolves a family candidate (cachekey.Family) to its most recently saved object, from
+// one listing; errMissing when the family is empty.
+func (c *Cache) newest(ctx context.Context, fam cachekey.Key) (cachekey.Key, error) {
+	l, err := c.Store.Newest(ctx, fam.Name)
+	if errors.Is(err, s3.ErrNotFound) {
+		c.Log.Infof("No cache in %s (any manifest)", fam.Name)
+		return fam, errMissing
+	}
+	if err != nil {
+		return fam, err
+	}
+	more := ""
+	if l.Truncated {
+		more = fmt.Sprintf(" (of the first %d listed: the family has more)", l.Count)
+	}
+	c.Log.Infof("Newest of %d cache(s) with any manifest%s: %s, saved %s", l.Count, more, l.Key,
+		l.Modified.UTC().Format(time.RFC3339))
+	return cachekey.Key{Level: fam.Level, Name: l.Key, Namespace: fam.Namespace}, nil
 }
 
 // errMissing: the key has no object (any more).

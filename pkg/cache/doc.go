@@ -2,7 +2,9 @@
 // content-addressed key (docs/design.md#save, docs/design.md#restore). It joins pkg/archive and
 // pkg/s3, which know nothing of each other.
 //
-// Restore walks the candidate keys narrowest first; the first that exists wins. Its archive is
+// Restore walks the candidate keys narrowest first; the first that exists wins. A family
+// candidate (cachekey.Key.Newest, the newest-match fallback) is resolved to the most recently
+// saved object below its prefix by one listing bounded by s3.ListLimit keys, and is a fallback. Its archive is
 // streamed from pinned ranged GETs straight into decompress and untar, into staging directories
 // next to the targets, and swapped into place only when the whole stream has been read and its
 // checksum verified. If the object changes, disappears, or arrives corrupt, staging is discarded

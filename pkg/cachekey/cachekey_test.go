@@ -22,7 +22,7 @@ func inputs() Inputs {
 
 func TestLayout(t *testing.T) {
 	for level, pattern := range map[config.Level]string{
-		config.LevelFile:     `^pre/acme/web/file/[0-9a-f]{32}\.tar\.zst$`,
+		config.LevelFile:     `^pre/acme/web/file/[0-9a-f]{32}/[0-9a-f]{32}\.tar\.zst$`,
 		config.LevelStep:     `^pre/acme/web/step/npm-install/[0-9a-f]{32}\.tar\.zst$`,
 		config.LevelBranch:   `^pre/acme/web/branch/feature-x-y/[0-9a-f]{32}\.tar\.zst$`,
 		config.LevelPipeline: `^pre/acme/web/pipeline/[0-9a-f]{32}\.tar\.zst$`,
@@ -155,5 +155,105 @@ func TestHashManifestOverlappingPatterns(t *testing.T) {
 	var ce *config.Error
 	if !errors.As(err, &ce) || ce.Key != "manifest" || !strings.Contains(err.Error(), `"nothing.lock" matches no file`) {
 		t.Errorf("a pattern that matches nothing beside one that does: %v, want a manifest error naming it", err)
+	}
+}
+
+// An isolated namespace has folders of its own and keys no other namespace has; the shared
+// namespace's keys are those of before namespaces existed.
+func TestNamespaces(t *testing.T) {
+	key := func(level config.Level, ns string) string {
+		in := inputs()
+		in.Build.Namespace = ns
+		k, err := For(level, "pre", in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.Namespace != ns {
+			t.Errorf("%s: key namespace %q, want %q", level, k.Namespace, ns)
+		}
+		return k.Name
+	}
+	branch := BranchNamespace("feature/x y")
+	if !regexp.MustCompile(`^branch-feature-x-y-[0-9a-f]{8}$`).MatchString(branch) {
+		t.Errorf("branch namespace %q", branch)
+	}
+	for level, pattern := range map[config.Level]string{
+		config.LevelFile: `^pre/acme/web/ns/pr-42/file/[0-9a-f]{32}/[0-9a-f]{32}\.tar\.zst$`,
+		config.LevelStep: `^pre/acme/web/ns/pr-42/step/npm-install/[0-9a-f]{32}\.tar\.zst$`,
+		config.LevelAll:  `^pre/acme/web/ns/pr-42/all/[0-9a-f]{32}\.tar\.zst$`,
+	} {
+		if k := key(level, PullRequestNamespace("42")); !regexp.MustCompile(pattern).MatchString(k) {
+			t.Errorf("%s: %s does not match %s", level, k, pattern)
+		}
+	}
+	for _, level := range config.Levels {
+		names := map[string]string{}
+		// A pull request whose branch is called main, the branch main, branches that slug alike.
+		for _, ns := range []string{"", PullRequestNamespace("7"), BranchNamespace("main"), BranchNamespace("a/b"),
+			BranchNamespace("a-b"), BranchNamespace("pr-7")} {
+			k := key(level, ns)
+			if other, dup := names[k]; dup {
+				t.Errorf("%s: namespaces %q and %q share key %s", level, other, ns, k)
+			}
+			names[k] = ns
+		}
+	}
+	// The all level of a namespace is the pipeline's own; the shared one is the organisation's.
+	in := inputs()
+	in.Build.Namespace = branch
+	api := in
+	api.Build.Pipeline = "api"
+	a, _ := For(config.LevelAll, "", in)
+	b, _ := For(config.LevelAll, "", api)
+	if a.Name == b.Name {
+		t.Error("two pipelines share an isolated all-level key")
+	}
+}
+
+// The shared namespace's keys did not change when namespaces came: existing caches keep hitting.
+func TestSharedKeysUnchanged(t *testing.T) {
+	k, err := For(config.LevelPipeline, "", inputs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "acme/web/pipeline/" + sharedPipelineHash + ".tar.zst"; k.Name != want {
+		t.Errorf("pipeline key %s, want %s (as before namespaces)", k.Name, want)
+	}
+}
+
+// sharedPipelineHash is the pipeline-level key of inputs() as computed before namespaces existed.
+const sharedPipelineHash = "f5b329477cb1e20b1d1856353aa5f0e7"
+
+// A family's folder holds the file-level keys of every manifest, and only of its inputs.
+func TestFamily(t *testing.T) {
+	fam, err := Family("pre", inputs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fam.Newest || fam.Level != config.LevelFile || !regexp.MustCompile(`^pre/acme/web/file/[0-9a-f]{32}/$`).MatchString(fam.Name) {
+		t.Fatalf("family %+v", fam)
+	}
+	for _, manifest := range []string{"abc", "def"} {
+		in := inputs()
+		in.ManifestHash = manifest
+		k, _ := For(config.LevelFile, "pre", in)
+		if !strings.HasPrefix(k.Name, fam.Name) || strings.Contains(strings.TrimPrefix(k.Name, fam.Name), "/") {
+			t.Errorf("manifest %s: key %s is not in family %s", manifest, k.Name, fam.Name)
+		}
+	}
+	for name, mod := range map[string]func(*Inputs){
+		"paths":       func(in *Inputs) { in.Paths = []string{"vendor"} },
+		"compression": func(in *Inputs) { in.Compression = archive.Gzip },
+		"platform":    func(in *Inputs) { in.Arch = "arm64" },
+		"key-extra":   func(in *Inputs) { in.KeyExtra = "node20" },
+		"pipeline":    func(in *Inputs) { in.Build.Pipeline = "api" },
+		"namespace":   func(in *Inputs) { in.Build.Namespace = "pr-1" },
+	} {
+		in := inputs()
+		mod(&in)
+		other, _ := Family("pre", in)
+		if strings.HasPrefix(other.Name, fam.Name) || strings.HasPrefix(fam.Name, other.Name) {
+			t.Errorf("%s: families %s and %s overlap", name, other.Name, fam.Name)
+		}
 	}
 }

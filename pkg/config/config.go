@@ -72,6 +72,18 @@ const (
 	WhenAlways    When = "always"
 )
 
+// Isolation says which builds share caches (docs/design.md#keys).
+type Isolation string
+
+// The values of the isolation key.
+const (
+	// IsolationBranch: only the default branch's builds that are not pull requests write the
+	// shared caches; every other build writes a namespace of its own and reads it, then the shared one.
+	IsolationBranch Isolation = "branch"
+	// IsolationNone: every build reads and writes the shared caches.
+	IsolationNone Isolation = "none"
+)
+
 // Config is the validated configuration of one plugin instance. The options of the object store
 // and of the cache are the packages' own types, filled here once; their consumers add only what
 // is not configuration (the log, resolved paths, credentials in tests).
@@ -89,6 +101,13 @@ type Config struct {
 	LookupOnly bool
 	// FailOnCacheMiss fails pre-command on a miss (a failed restore is one), whatever SoftFail says.
 	FailOnCacheMiss bool
+	// Isolation scopes the caches a build reads and writes; ForkSaves lets pull requests from
+	// forks save (into their own namespace, unless Isolation is none).
+	Isolation Isolation
+	ForkSaves bool
+	// RestoreNewest: when every level misses, restore the newest file-level cache of the same
+	// family (any manifest).
+	RestoreNewest bool
 
 	Cache CacheOptions // how the archive is written, restored and saved
 	// Store is the bucket and how to reach it: every key of s3.Options but Log,
@@ -153,6 +172,9 @@ type vars struct {
 	Annotate          bool         `envconfig:"ANNOTATE"`
 	Backend           backend      `envconfig:"BACKEND"`
 	OnlyShowErrors    string       `envconfig:"ONLY_SHOW_ERRORS"` // the aws CLI's flag; this plugin is quiet anyway
+	Isolation         Isolation    `envconfig:"ISOLATION" default:"branch"`
+	ForkSaves         bool         `envconfig:"FORK_SAVES"`
+	RestoreNewest     bool         `envconfig:"RESTORE_NEWEST" default:"true"`
 }
 
 // Keys lists every configuration key the plugin accepts, as written in a pipeline.
@@ -165,6 +187,7 @@ var Keys = []string{
 	"annotate",
 	"fail-on-cache-miss",
 	"lookup-only",
+	"isolation", "fork-saves", "restore-newest",
 	// Accepted for compatibility with the official cache plugin's S3 backend.
 	"backend", "only-show-errors",
 }
@@ -215,6 +238,10 @@ func LoadEnv(environ []string) (*Config, error) {
 		SoftFail: v.SoftFail,
 		Prefix:   prefix,
 		Annotate: v.Annotate,
+
+		Isolation:     v.Isolation,
+		ForkSaves:     v.ForkSaves,
+		RestoreNewest: v.RestoreNewest,
 
 		LookupOnly:      v.LookupOnly,
 		FailOnCacheMiss: v.FailOnCacheMiss,

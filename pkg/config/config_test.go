@@ -55,7 +55,8 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Cache.Compression != archive.Zstd || !c.SoftFail || c.Cache.Restarts != 3 || c.When != WhenOnSuccess ||
-		c.Store.ConditionalWrites != s3.ConditionalAuto || c.Cache.Force || c.Store.ForcePathStyle != nil || c.Store.StallTimeout != time.Minute {
+		c.Store.ConditionalWrites != s3.ConditionalAuto || c.Cache.Force || c.Store.ForcePathStyle != nil || c.Store.StallTimeout != time.Minute ||
+		c.Isolation != IsolationBranch || c.ForkSaves || !c.RestoreNewest {
 		t.Fatalf("defaults: %+v", c)
 	}
 	if !slices.Equal(c.Paths, []string{"node_modules"}) || c.Restore != LevelFile || !slices.Equal(c.Save, []Level{LevelFile}) {
@@ -70,13 +71,13 @@ func TestLoadValues(t *testing.T) {
 		"RESTORE", "pipeline", "COMPRESSION", "tgz", "COMPRESSION_LEVEL", "9", "FORCE", "true",
 		"SOFT_FAIL", "false", "DOWNLOAD_RETRIES", "5", "PART_SIZE", "64MiB", "MAX_SIZE", "2GB",
 		"FORCE_PATH_STYLE", "false", "WHEN", "always", "PREFIX", "/caches/", "BACKEND", "s3",
-		"HIT", "exact", "ONLY_SHOW_ERRORS", "true"))
+		"HIT", "exact", "ONLY_SHOW_ERRORS", "true", "ISOLATION", "none", "FORK_SAVES", "true", "RESTORE_NEWEST", "false"))
 	c, err := Load()
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Config{Paths: []string{"a", "~/.npm"}, Manifest: []string{"go.sum", "*.lock"}, Restore: LevelPipeline,
-		Save: []Level{LevelFile, LevelBranch}, When: WhenAlways, Prefix: "caches",
+		Save: []Level{LevelFile, LevelBranch}, When: WhenAlways, Prefix: "caches", Isolation: IsolationNone, ForkSaves: true,
 		Cache: CacheOptions{Compression: archive.Gzip, CompressionLevel: 9, Force: true, Restarts: 5, MaxSize: 2e9},
 		Store: s3.Options{PartSize: 64 << 20, Bucket: "b", ConditionalWrites: s3.ConditionalAuto}}
 	if c.Store.ForcePathStyle == nil || *c.Store.ForcePathStyle {
@@ -96,7 +97,8 @@ func equal(a, b Config) bool {
 		a.Restore == b.Restore && a.Cache.Compression == b.Cache.Compression && a.Cache.CompressionLevel == b.Cache.CompressionLevel &&
 		a.Cache.Force == b.Cache.Force && a.SoftFail == b.SoftFail && a.Cache.Restarts == b.Cache.Restarts &&
 		a.Store.PartSize == b.Store.PartSize && a.Cache.MaxSize == b.Cache.MaxSize && a.When == b.When && a.Prefix == b.Prefix &&
-		a.Store.Bucket == b.Store.Bucket && a.Store.ConditionalWrites == b.Store.ConditionalWrites
+		a.Store.Bucket == b.Store.Bucket && a.Store.ConditionalWrites == b.Store.ConditionalWrites &&
+		a.Isolation == b.Isolation && a.ForkSaves == b.ForkSaves && a.RestoreNewest == b.RestoreNewest
 }
 
 type loadErrorCase struct {
@@ -140,6 +142,9 @@ func loadErrorCases() []loadErrorCase {
 		{"lookup-only without restore", with(base(), "LOOKUP_ONLY", "true", "RESTORE", "false"), "lookup-only", "needs restore"},
 		{"bad fail-on-cache-miss", with(base(), "FAIL_ON_CACHE_MISS", "1x"), "fail-on-cache-miss", "want true or false"},
 		{"fail-on-cache-miss without restore", with(base(), "FAIL_ON_CACHE_MISS", "true", "RESTORE", "<unset>"), "fail-on-cache-miss", "needs restore"},
+		{"bad isolation", with(base(), "ISOLATION", "pipeline"), "isolation", `invalid value "pipeline": want branch`},
+		{"bad fork-saves", with(base(), "FORK_SAVES", "never"), "fork-saves", "want true or false"},
+		{"bad restore-newest", with(base(), "RESTORE_NEWEST", "latest"), "restore-newest", "want true or false"},
 	}
 }
 

@@ -75,6 +75,16 @@ func (w *When) Decode(s string) error {
 	return &Error{Msg: fmt.Sprintf("invalid value %q: want on-success, on-failure or always", s)}
 }
 
+// Decode implements envconfig.Decoder.
+func (i *Isolation) Decode(s string) error {
+	switch Isolation(s) {
+	case IsolationBranch, IsolationNone:
+		*i = Isolation(s)
+		return nil
+	}
+	return &Error{Msg: fmt.Sprintf("invalid value %q: want branch (pull requests and branches other than the default one save to their own namespace) or none (every build shares the caches)", s)}
+}
+
 // conditional decodes the conditional-writes key into s3's own mode.
 type conditional struct{ c s3.Conditional }
 

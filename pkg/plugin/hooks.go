@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,9 +30,14 @@ func PreCommand(ctx context.Context, inv *Invocation) error {
 		return err
 	}
 	c := inv.Config
-	saveKeys, err := inv.keys(ctx, c.Save)
-	if err != nil {
-		return err
+	sc := inv.scope()
+	save := len(c.Save) > 0 && sc.noSave == ""
+	var saveKeys []cachekey.Key
+	if save {
+		var err error
+		if saveKeys, err = inv.keys(ctx, c.Save, sc.write); err != nil {
+			return err
+		}
 	}
 	st := state{SaveKeys: saveKeys, Hit: cache.Miss, LookedUp: c.LookupOnly}
 	var restoreErr error
@@ -40,8 +46,9 @@ func PreCommand(ctx context.Context, inv *Invocation) error {
 		start := time.Now()
 		var res cache.Restored
 		var tried []cachekey.Key
-		res, tried, restoreErr = inv.restore(ctx)
+		res, tried, restoreErr = inv.restore(ctx, sc)
 		if restoreErr == nil && res.Hit != cache.Miss {
+			inv.Log.Infof("Restored from %s", namespaceName(res.Key.Namespace))
 			st.Hit, st.HitKey = res.Hit, res.Key.Name
 			inv.Outputs[OutputHit] = string(res.Hit)
 			inv.Outputs[OutputHitKey] = res.Key.Name
@@ -58,7 +65,7 @@ func PreCommand(ctx context.Context, inv *Invocation) error {
 		}
 	}
 	// A cancelled job runs no post-command: leave no state file behind for it.
-	if len(c.Save) > 0 && ctx.Err() == nil {
+	if save && ctx.Err() == nil {
 		if err := inv.writeState(st); err != nil {
 			return errors.Join(restoreErr, err)
 		}
@@ -66,14 +73,35 @@ func PreCommand(ctx context.Context, inv *Invocation) error {
 	return restoreErr
 }
 
-// restore restores the first of the restore ladder's keys that exists, or only finds it when
-// lookup-only, and returns the keys it tried.
-func (inv *Invocation) restore(ctx context.Context) (cache.Restored, []cachekey.Key, error) {
+// restore tries every level of the ladder in the build's own namespace, then every level in the
+// shared one: a branch's own caches, however wide, are closer to it than the default branch's.
+// When all miss, the newest of the file-level family in each namespace, in the same order.
+// Only the first candidate is an exact hit. With lookup-only it only finds what it would
+// restore. It returns the candidates it tried.
+func (inv *Invocation) restore(ctx context.Context, sc scope) (cache.Restored, []cachekey.Key, error) {
 	miss := cache.Restored{Hit: cache.Miss}
-	candidates, err := inv.keys(ctx, inv.Config.RestoreLadder())
-	if err != nil {
-		return miss, nil, err
+	ladder := inv.Config.RestoreLadder()
+	var candidates, families []cachekey.Key
+	for _, ns := range sc.reads {
+		keys, err := inv.keys(ctx, ladder, ns)
+		if err != nil {
+			return miss, nil, err
+		}
+		candidates = append(candidates, keys...)
+		if inv.Config.RestoreNewest && slices.Contains(ladder, config.LevelFile) {
+			fam, err := inv.family(ctx, ns)
+			if err != nil {
+				return miss, nil, err
+			}
+			families = append(families, fam)
+		}
 	}
+	candidates = append(candidates, families...)
+	from := namespaceName(sc.write)
+	if len(sc.reads) > 1 {
+		from += ", then from the shared namespace"
+	}
+	inv.Log.Infof("Restoring from %s: %s", from, sc.why)
 	cc, err := inv.openCache(ctx)
 	if err != nil {
 		return miss, candidates, err
@@ -119,6 +147,13 @@ func PostCommand(ctx context.Context, inv *Invocation) error {
 	}
 	defer inv.removeState()
 	defer removeStaleStates(time.Now().Add(-staleState))
+	sc := inv.scope()
+	if sc.noSave != "" {
+		inv.Log.Group("Not saving cache")
+		inv.Log.Infof("%s", sc.noSave)
+		inv.annotate(ctx, []summaryRow{{op: "save", result: "not saved: " + sc.noSave}})
+		return nil
+	}
 	if reason := inv.skipForExitStatus(); reason != "" {
 		inv.Log.Group("Not saving cache")
 		inv.Log.Infof("%s", reason)
@@ -128,7 +163,7 @@ func PostCommand(ctx context.Context, inv *Invocation) error {
 	st, ok := inv.readState()
 	if !ok {
 		inv.Log.Infof("No state from pre-command: computing the keys now")
-		keys, err := inv.keys(ctx, c.Save)
+		keys, err := inv.keys(ctx, c.Save, sc.write)
 		if err != nil {
 			return err
 		}
@@ -162,6 +197,7 @@ func PostCommand(ctx context.Context, inv *Invocation) error {
 		inv.annotate(ctx, rows)
 		return nil
 	}
+	inv.Log.Infof("Saving to %s: %s", namespaceName(keys[0].Namespace), sc.why)
 	saved, err := cc.Save(ctx, keys)
 	inv.annotate(ctx, append(rows, saveRows(saved, err)...))
 	return err

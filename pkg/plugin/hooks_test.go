@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -91,16 +92,16 @@ func invocation(t *testing.T, restore config.Level, save []config.Level, fc *fak
 	return &Invocation{
 		Config: &config.Config{Paths: []string{"node_modules"}, Restore: restore, Save: save, When: config.WhenOnSuccess,
 			SoftFail: true, Cache: config.CacheOptions{Restarts: 3}, Store: s3.Options{Bucket: "b"}},
-		Job: buildkite.Job{ID: "job-1", Organization: "acme", Pipeline: "web", Branch: "main", Step: "deps",
+		Job: buildkite.Job{ID: "job-1", Organization: "acme", Pipeline: "web", Branch: "main", DefaultBranch: "main", Step: "deps",
 			ExitStatus: "0", Dir: dir, Home: filepath.Join(dir, "home")},
 		Log: buildkite.NewLog(&log), Outputs: map[string]string{}, newCache: fc.open,
 	}, &log
 }
 
-// keyOf is the key of level that inv computes.
+// keyOf is the key of level that inv saves under.
 func keyOf(t *testing.T, inv *Invocation, level config.Level) cachekey.Key {
 	t.Helper()
-	keys, err := inv.keys(t.Context(), []config.Level{level})
+	keys, err := inv.keys(t.Context(), []config.Level{level}, inv.scope().write)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +329,7 @@ func mainEnv(t *testing.T, keys ...string) {
 	isolate(t)
 	t.Chdir(t.TempDir())
 	for k, v := range map[string]string{"BUILDKITE_JOB_ID": "job-1", "BUILDKITE_ORGANIZATION_SLUG": "acme",
-		"BUILDKITE_PIPELINE_SLUG": "web", "BUILDKITE_BRANCH": "main", "BUILDKITE_STEP_KEY": "deps",
+		"BUILDKITE_PIPELINE_SLUG": "web", "BUILDKITE_BRANCH": "main", "BUILDKITE_PIPELINE_DEFAULT_BRANCH": "main", "BUILDKITE_STEP_KEY": "deps",
 		"BUILDKITE_COMMAND_EXIT_STATUS": "0", "HOME": t.TempDir()} {
 		t.Setenv(k, v)
 	}
@@ -467,6 +468,108 @@ func TestLookupOnly(t *testing.T) {
 	}
 }
 
+// namespaceOf is the namespace folder in an object's name, "" for the shared namespace.
+func namespaceOf(name string) string {
+	if _, rest, ok := strings.Cut(name, "/ns/"); ok {
+		ns, _, _ := strings.Cut(rest, "/")
+		return ns
+	}
+	return ""
+}
+
+// Isolation by branch: which namespace each kind of build writes, and what it restores from.
+func TestIsolation(t *testing.T) {
+	const repo = "git@github.com:acme/web.git"
+	feature := cachekey.BranchNamespace("feature/x")
+	for _, tc := range []struct {
+		name  string
+		job   func(*buildkite.Job)
+		cfg   func(*config.Config)
+		write string   // the namespace saved to; "-" saves nothing
+		reads []string // the namespaces of the restore candidates, in order
+		logs  []string // lines pre- and post-command log
+	}{
+		{name: "default branch", job: func(j *buildkite.Job) {}, write: "", reads: []string{""},
+			logs: []string{`Restoring from the shared namespace: branch "main" is the pipeline's default branch`,
+				`Saving to the shared namespace: branch "main" is the pipeline's default branch`}},
+		{name: "feature branch", job: func(j *buildkite.Job) { j.Branch = "feature/x" }, write: feature, reads: []string{feature, ""},
+			logs: []string{"Restoring from namespace " + feature + ", then from the shared namespace: branch \"feature/x\" is not the pipeline's default branch (main)",
+				"Saving to namespace " + feature}},
+		{name: "pull request from a branch called main", job: func(j *buildkite.Job) { j.PullRequest, j.PullRequestRepo, j.Repo = "7", repo, repo },
+			write: "pr-7", reads: []string{"pr-7", ""}, logs: []string{`pull request #7 (branch "main") saves only to its own namespace`, "Saving to namespace pr-7"}},
+		{name: "fork pull request", job: func(j *buildkite.Job) {
+			j.PullRequest, j.PullRequestRepo, j.Repo = "8", "https://github.com/mallory/web.git", repo
+		}, write: "-", reads: []string{"pr-8", ""},
+			logs: []string{"fork pull request (from https://github.com/mallory/web.git): not saving (fork-saves is off)"}},
+		{name: "fork pull request, fork-saves", job: func(j *buildkite.Job) {
+			j.PullRequest, j.PullRequestRepo, j.Repo = "8", "https://github.com/mallory/web.git", repo
+		}, cfg: func(c *config.Config) { c.ForkSaves = true }, write: "pr-8", reads: []string{"pr-8", ""}},
+		{name: "isolation none", job: func(j *buildkite.Job) { j.Branch, j.PullRequest = "feature/x", "9" },
+			cfg: func(c *config.Config) { c.Isolation = config.IsolationNone }, write: "", reads: []string{""},
+			logs: []string{"isolation is none: every build shares the caches"}},
+		{name: "default branch not set", job: func(j *buildkite.Job) { j.DefaultBranch = "" },
+			write: cachekey.BranchNamespace("main"), reads: []string{cachekey.BranchNamespace("main"), ""},
+			logs: []string{"BUILDKITE_PIPELINE_DEFAULT_BRANCH is not set"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			isolate(t)
+			save := []config.Level{config.LevelStep, config.LevelPipeline}
+			run := func(hook Hook) (*fakeCache, string) {
+				fc := &fakeCache{hitAt: -1}
+				inv, log := invocation(t, config.LevelPipeline, save, fc)
+				inv.Config.Isolation = config.IsolationBranch
+				tc.job(&inv.Job)
+				if tc.cfg != nil {
+					tc.cfg(inv.Config)
+				}
+				if err := hook(t.Context(), inv); err != nil {
+					t.Fatal(err)
+				}
+				return fc, log.String()
+			}
+			pre, preLog := run(PreCommand)
+			if entries, _ := os.ReadDir(stateDir()); (len(entries) == 0) != (tc.write == "-") {
+				t.Errorf("state after pre-command: %d file(s), want one unless the build saves nothing", len(entries))
+			}
+			post, postLog := run(PostCommand)
+
+			var reads []string
+			for i, k := range pre.restores[0] {
+				// Each namespace's candidates are the whole ladder, narrowest first.
+				if want := []config.Level{config.LevelStep, config.LevelBranch, config.LevelPipeline}[i%3]; k.Level != want {
+					t.Errorf("candidate %d is of level %s, want %s", i, k.Level, want)
+				}
+				if namespaceOf(k.Name) != k.Namespace {
+					t.Errorf("candidate %s: namespace %q not in its name", k.Name, k.Namespace)
+				}
+				if i%3 == 0 {
+					reads = append(reads, k.Namespace)
+				}
+			}
+			if !slices.Equal(reads, tc.reads) {
+				t.Errorf("restores from namespaces %q, want %q", reads, tc.reads)
+			}
+			saved := post.savedNames()
+			switch {
+			case tc.write == "-" && len(saved) != 0:
+				t.Errorf("saved %q, want nothing", saved)
+			case tc.write != "-" && len(saved) != len(save):
+				t.Errorf("saved %q, want %d keys", saved, len(save))
+			}
+			for _, name := range saved {
+				if ns := namespaceOf(name); ns != tc.write {
+					t.Errorf("saved %s in namespace %q, want %q", name, ns, tc.write)
+				}
+			}
+			for _, l := range tc.logs {
+				if !strings.Contains(preLog+postLog, l) {
+					t.Errorf("log lacks %q:\n%s%s", l, preLog, postLog)
+				}
+			}
+		})
+	}
+}
+
 // fail-on-cache-miss turns a miss, and a restore that failed, into a missError naming the keys
 // tried, which Main fails with exit 1 whatever soft-fail says; a hit passes.
 func TestFailOnCacheMiss(t *testing.T) {
@@ -505,4 +608,126 @@ func TestFailOnCacheMiss(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The threat itself: nothing a pull request (whatever its branch is called) or another branch
+// saves is among the keys the default branch restores.
+func TestDefaultBranchNeverRestoresWhatOthersSave(t *testing.T) {
+	isolate(t)
+	levels := []config.Level{config.LevelStep, config.LevelBranch, config.LevelPipeline, config.LevelAll}
+	fc := &fakeCache{hitAt: -1}
+	main, _ := invocation(t, config.LevelAll, levels, fc)
+	if err := PreCommand(t.Context(), main); err != nil {
+		t.Fatal(err)
+	}
+	restored := map[string]bool{}
+	for _, k := range fc.restores[0] {
+		restored[k.Name] = true
+	}
+	for i, job := range []func(*buildkite.Job){
+		func(j *buildkite.Job) { j.PullRequest = "7" },                    // branch main
+		func(j *buildkite.Job) { j.PullRequest, j.Branch = "7", "pr-7" },  // named like a namespace
+		func(j *buildkite.Job) { j.Branch = "feature" },                   // another branch
+		func(j *buildkite.Job) { j.Branch, j.DefaultBranch = "main", "" }, // default branch unknown
+	} {
+		other, _ := invocation(t, config.LevelAll, levels, fc)
+		other.Job.ID = fmt.Sprintf("other-%d", i) // not main's job, whose state is there
+		job(&other.Job)
+		if err := PostCommand(t.Context(), other); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range fc.savedNames() {
+		if restored[name] {
+			t.Errorf("%s is saved by a build other than the default branch's and restored by it", name)
+		}
+	}
+	if len(fc.savedNames()) != 4*len(levels) {
+		t.Fatalf("saved %d keys, want %d", len(fc.savedNames()), 4*len(levels))
+	}
+}
+
+// A feature branch's exact hit is in its own namespace; main's cache is a fallback to it.
+func TestHitKindsAcrossNamespaces(t *testing.T) {
+	for _, tc := range []struct {
+		hitAt int
+		hit   cache.Hit
+		from  string
+	}{
+		{0, cache.Exact, "Restored from namespace " + cachekey.BranchNamespace("feature")},
+		{1, cache.Fallback, "Restored from the shared namespace"},
+	} {
+		isolate(t)
+		fc := &fakeCache{hitAt: tc.hitAt}
+		inv, log := invocation(t, config.LevelStep, []config.Level{config.LevelStep}, fc)
+		inv.Job.Branch = "feature"
+		if err := PreCommand(t.Context(), inv); err != nil {
+			t.Fatal(err)
+		}
+		if inv.Outputs[OutputHit] != string(tc.hit) || inv.Outputs[OutputHitKey] != fc.restores[0][tc.hitAt].Name ||
+			!strings.Contains(log.String(), tc.from) {
+			t.Errorf("hit at %d: outputs %v, want %s of %s; log:\n%s", tc.hitAt, inv.Outputs, tc.hit, fc.restores[0][tc.hitAt].Name, log)
+		}
+	}
+}
+
+// The newest-match fallback comes after every level of every namespace, own namespace first, and
+// only for a ladder with the file level, unless restore-newest is off.
+func TestNewestMatchCandidates(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		branch   string
+		restore  config.Level
+		newest   bool
+		families []string // the namespaces of the family candidates, in order
+	}{
+		{"default branch", "main", config.LevelStep, true, []string{""}},
+		{"feature branch", "feature", config.LevelPipeline, true, []string{cachekey.BranchNamespace("feature"), ""}},
+		{"restore-newest off", "main", config.LevelStep, false, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			isolate(t)
+			fc := &fakeCache{hitAt: -1}
+			inv, _ := invocation(t, tc.restore, nil, fc)
+			inv.Job.Branch, inv.Config.RestoreNewest, inv.Config.Manifest = tc.branch, tc.newest, []string{"package-lock.json"}
+			must := func(err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			must(os.WriteFile(filepath.Join(inv.Job.Dir, "package-lock.json"), []byte("{}"), 0o644))
+			must(PreCommand(t.Context(), inv))
+			cands := fc.restores[0]
+			levels := len(inv.Config.RestoreLadder())
+			if want := levels*len(inv.scope().reads) + len(tc.families); len(cands) != want {
+				t.Fatalf("%d candidates, want %d: %+v", len(cands), want, cands)
+			}
+			for i, k := range cands {
+				fam := i >= len(cands)-len(tc.families)
+				if k.Newest != fam {
+					t.Errorf("candidate %d (%s): newest %v, want %v", i, k.Name, k.Newest, fam)
+				}
+				if fam {
+					want := tc.families[i-(len(cands)-len(tc.families))]
+					if k.Namespace != want || k.Level != config.LevelFile || !strings.HasSuffix(k.Name, "/") {
+						t.Errorf("family candidate %+v, want the file-level family of namespace %q", k, want)
+					}
+				}
+			}
+		})
+	}
+	t.Run("no file level", func(t *testing.T) {
+		isolate(t)
+		fc := &fakeCache{hitAt: -1}
+		inv, _ := invocation(t, config.LevelStep, nil, fc)
+		inv.Config.RestoreNewest = true
+		if err := PreCommand(t.Context(), inv); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range fc.restores[0] {
+			if k.Newest {
+				t.Errorf("a family candidate without a file level: %+v", k)
+			}
+		}
+	})
 }

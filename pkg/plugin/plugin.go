@@ -14,7 +14,8 @@
 // refused, and a state file this user does not own is ignored) and removed by post-command.
 //
 // The files follow the jobs: main.go is the command (flags, exit policy), hooks.go the two
-// hooks, keys.go the object keys, newcache.go the cache the configuration describes, state.go
+// hooks, scope.go which namespaces a build restores from and saves to (isolation), keys.go the
+// object keys, newcache.go the cache the configuration describes, state.go
 // the state file's whole life and private.go the checks of its directory, envfile.go what the
 // shim exports, annotate.go the summary on the build page, bincache.go the guard of the agent's
 // copy of this plugin's binaries.

@@ -39,6 +39,9 @@
 // without progress for the stall timeout is cancelled and retried, and response headers are
 // awaited no longer than that, so a dead endpoint never hangs a job.
 //
+// Listing: Newest finds the most recently modified object below a prefix with one ListObjectsV2
+// call of at most ListLimit keys, however many the prefix holds (the newest-match fallback).
+//
 // On failure: a multipart upload that does not complete (error, cancellation, SIGTERM) is
 // aborted with a fresh context, tried again for up to 30 s, so no partial object is ever visible
 // and no parts are left behind. A crash of the process itself can leave an incomplete multipart

@@ -51,6 +51,7 @@ type fakeS3 struct {
 type fakeObject struct {
 	key, etag, version string
 	data               []byte
+	modified           time.Time // LastModified, from the fake's clock
 }
 
 type fakeUpload struct {
@@ -67,6 +68,7 @@ type call struct {
 	part        int32   // UploadPart's number
 	size        int     // UploadPart's and PutObject's body size
 	rng         string  // GetObject's Range
+	maxKeys     int32   // ListObjectsV2's MaxKeys
 	ifMatch     string  // GetObject's If-Match
 	ifNoneMatch string  // PutObject's and CompleteMultipartUpload's If-None-Match
 	version     string  // GetObject's version ID
@@ -176,7 +178,7 @@ func etagOf(data []byte) string {
 
 // store writes an object (the lock held).
 func (f *fakeS3) store(key string, data []byte, etag string) fakeObject {
-	o := fakeObject{key: key, data: data, etag: etag}
+	o := fakeObject{key: key, data: data, etag: etag, modified: f.now()}
 	if f.versioned {
 		f.seq++
 		o.version = fmt.Sprintf("v%d", f.seq)
@@ -395,6 +397,32 @@ func (f *fakeS3) AbortMultipartUpload(ctx context.Context, in *awss3.AbortMultip
 	}
 	delete(f.uploads, aws.ToString(in.UploadId))
 	return &awss3.AbortMultipartUploadOutput{}, f.end(ft, "AbortMultipartUpload", nil)
+}
+
+// ListObjectsV2 lists in key order, MaxKeys at most (1,000 if unset), as S3 does.
+func (f *fakeS3) ListObjectsV2(ctx context.Context, in *awss3.ListObjectsV2Input, opts ...func(*awss3.Options)) (*awss3.ListObjectsV2Output, error) {
+	ft, err := f.begin(ctx, call{op: "ListObjectsV2", region: f.signedFor(opts), key: aws.ToString(in.Prefix), maxKeys: aws.ToInt32(in.MaxKeys)})
+	if err != nil {
+		return nil, err
+	}
+	limit := int(aws.ToInt32(in.MaxKeys))
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	var keys []string
+	for k := range f.objects {
+		if strings.HasPrefix(k, aws.ToString(in.Prefix)) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	out := &awss3.ListObjectsV2Output{IsTruncated: aws.Bool(len(keys) > limit)}
+	for _, k := range keys[:min(limit, len(keys))] {
+		o := f.objects[k]
+		out.Contents = append(out.Contents, types.Object{Key: aws.String(k), Size: aws.Int64(int64(len(o.data))),
+			ETag: aws.String(o.etag), LastModified: aws.Time(o.modified)})
+	}
+	return out, f.end(ft, "ListObjectsV2", nil)
 }
 
 func (f *fakeS3) ListMultipartUploads(ctx context.Context, in *awss3.ListMultipartUploadsInput, opts ...func(*awss3.Options)) (*awss3.ListMultipartUploadsOutput, error) {

@@ -186,4 +186,10 @@ func (r *regional) ListMultipartUploads(ctx context.Context, in *awss3.ListMulti
 	})
 }
 
+func (r *regional) ListObjectsV2(ctx context.Context, in *awss3.ListObjectsV2Input, opts ...func(*awss3.Options)) (*awss3.ListObjectsV2Output, error) {
+	return send(r, "ListObjectsV2", nil, opts, func(o []func(*awss3.Options)) (*awss3.ListObjectsV2Output, error) {
+		return r.client.ListObjectsV2(ctx, in, o...)
+	})
+}
+
 var _ api = (*regional)(nil)

@@ -86,6 +86,7 @@ func (a *agent) job(srv *s3test.Server, name string) *job {
 		"BUILDKITE_ORGANIZATION_SLUG":        "acme",
 		"BUILDKITE_PIPELINE_SLUG":            "web",
 		"BUILDKITE_BRANCH":                   "main",
+		"BUILDKITE_PIPELINE_DEFAULT_BRANCH":  "main",
 		"BUILDKITE_LABEL":                    "test",
 		"BUILDKITE_COMMAND_EXIT_STATUS":      "0",
 		"S3_CACHE_BIN_DIR":                   binDir,
