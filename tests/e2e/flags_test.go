@@ -128,8 +128,15 @@ func TestSaveFalseAndRestoreFalse(t *testing.T) {
 			t.Fatalf("read-only %s exited %d:\n%s", hook, code, out)
 		}
 	}
-	if m := methods(proxy); m[http.MethodHead] != 1 || len(m) != 1 {
-		t.Fatalf("read-only step: requests by method %v, want the restore's one HEAD and no write", m)
+	// The restore's HEAD of each candidate, and the one listing of the newest-match fallback
+	// (a GET of the bucket); nothing that writes.
+	if m := methods(proxy); m[http.MethodHead] != 1 || m[http.MethodGet] != 1 || len(m) != 2 {
+		t.Fatalf("read-only step: requests by method %v, want one HEAD, one listing and no write", m)
+	}
+	for _, r := range proxy.Requests() {
+		if r.Method == http.MethodGet && r.Query.Get("list-type") != "2" {
+			t.Fatalf("read-only step downloaded: %s %s", r.Method, r.Path)
+		}
 	}
 	if keys := objects(t, srv); len(keys) != 0 {
 		t.Fatalf("read-only step stored %q", keys)
