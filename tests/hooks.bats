@@ -200,7 +200,7 @@ file_level_config() {
   export BUILDKITE_PLUGIN_S3_CACHE_FAIL_ON_CACHE_MISS=true BUILDKITE_PLUGIN_S3_CACHE_SOFT_FAIL=true
   run_hook pre-command
   assert_failure 1
-  assert_output --regexp "s3-cache: cache miss and fail-on-cache-miss is on: no cache at any of the keys; tried t[0-9]+/acme/web/file/[0-9a-f]{32}\.tar\.zst$"
+  assert_output --regexp "s3-cache: cache miss and fail-on-cache-miss is on: no cache at any of the keys; tried t[0-9]+/acme/web/file/[0-9a-f]{32}/[0-9a-f]{32}\.tar\.zst, t[0-9]+/acme/web/file/[0-9a-f]{32}/\* \(newest, any manifest\)$"
 
   # A binary that cannot run restores nothing: a miss too. Without the key, soft-fail goes on.
   mkdir -p "$BATS_TEST_TMPDIR/no-binaries"

@@ -126,6 +126,9 @@ func (e *missError) Error() string {
 	names := make([]string, len(e.tried))
 	for i, k := range e.tried {
 		names[i] = k.Name
+		if k.Newest {
+			names[i] += "* (newest, any manifest)"
+		}
 	}
 	why := "no cache at any of the keys"
 	if e.cause != nil {
