@@ -163,6 +163,12 @@ func TestSchemaAndConfigAgree(t *testing.T) {
 		{`{path: x, restore: step, backend: fs}`, false},               // another backend
 		{`{path: x, restore: step, part-size: lots}`, false},           // not a size
 		{`{path: x, restore: step, annotate: often}`, false},           // not a boolean
+		// isolation, fork-saves, restore-newest.
+		{`{path: x, restore: step, isolation: branch, fork-saves: false, restore-newest: true}`, true},
+		{`{path: x, restore: step, isolation: none, fork-saves: true, restore-newest: false}`, true},
+		{`{path: x, restore: step, isolation: pipeline}`, false},    // no such model
+		{`{path: x, restore: step, fork-saves: sometimes}`, false},  // not a boolean
+		{`{path: x, restore: step, restore-newest: latest}`, false}, // not a boolean
 		// restore and save false, lookup-only, fail-on-cache-miss.
 		{`{path: x, restore: step, save: false}`, true},                                 // read-only
 		{`{path: x, restore: false, save: step}`, true},                                 // save-only
