@@ -64,7 +64,8 @@ type Build struct {
 // alike never share a namespace.
 func BranchNamespace(branch string) string {
 	sum := sha256.Sum256([]byte(branch))
-	return "branch-" + slug(branch) + "-" + hex.EncodeToString(sum[:4])
+	// 64 bits: no branch name can be searched out that takes another branch's namespace.
+	return "branch-" + slug(branch) + "-" + hex.EncodeToString(sum[:8])
 }
 
 // PullRequestNamespace is the namespace of the builds of pull request number. It never equals a
@@ -113,7 +114,7 @@ func For(level config.Level, prefix string, in Inputs) (Key, error) {
 	// top holds the pipeline's level folders; all is the organisation's, unless isolated.
 	top, all := path.Join(org, pipe), org
 	if ns != "" {
-		top = path.Join(org, pipe, "ns", slug(ns))
+		top = path.Join(org, pipe, "ns", ns) // already slugs and hex: kept whole, hash included
 		all = top
 	}
 	switch level {

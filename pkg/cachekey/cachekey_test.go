@@ -174,7 +174,7 @@ func TestNamespaces(t *testing.T) {
 		return k.Name
 	}
 	branch := BranchNamespace("feature/x y")
-	if !regexp.MustCompile(`^branch-feature-x-y-[0-9a-f]{8}$`).MatchString(branch) {
+	if !regexp.MustCompile(`^branch-feature-x-y-[0-9a-f]{16}$`).MatchString(branch) {
 		t.Errorf("branch namespace %q", branch)
 	}
 	for level, pattern := range map[config.Level]string{

@@ -48,7 +48,11 @@ func PreCommand(ctx context.Context, inv *Invocation) error {
 		var tried []cachekey.Key
 		res, tried, restoreErr = inv.restore(ctx, sc)
 		if restoreErr == nil && res.Hit != cache.Miss {
-			inv.Log.Infof("Restored from %s", namespaceName(res.Key.Namespace))
+			verb := "Restored"
+			if c.LookupOnly {
+				verb = "Found"
+			}
+			inv.Log.Infof("%s from %s", verb, namespaceName(res.Key.Namespace))
 			st.Hit, st.HitKey = res.Hit, res.Key.Name
 			inv.Outputs[OutputHit] = string(res.Hit)
 			inv.Outputs[OutputHitKey] = res.Key.Name
@@ -164,6 +168,14 @@ func PostCommand(ctx context.Context, inv *Invocation) error {
 		return nil
 	}
 	st, ok := inv.readState()
+	if ok {
+		// The command ran between the hooks as the same user and could rewrite the state file:
+		// save only under keys this build may write.
+		if err := inv.checkSaveKeys(ctx, st.SaveKeys, sc.write); err != nil {
+			inv.Log.Warnf("ignoring the state from pre-command: %v", err)
+			ok = false
+		}
+	}
 	if !ok {
 		inv.Log.Infof("No state from pre-command: computing the keys now")
 		keys, err := inv.keys(ctx, c.Save, sc.write)
@@ -180,14 +192,16 @@ func PostCommand(ctx context.Context, inv *Invocation) error {
 	var rows []summaryRow
 	for _, k := range st.SaveKeys {
 		switch {
-		case st.Hit != cache.Exact || c.Cache.Force:
+		case st.Hit != cache.Exact:
 		case st.LookedUp:
+			// Even with force: the paths hold what the command made, not what the key describes.
 			// The command was told of an exact hit it never got: what lies in the paths is not
 			// known to be what the key describes (the command likely skipped its work).
 			inv.Log.Group("Saving cache (%s level)", k.Level)
 			inv.Log.Infof("Lookup-only found an exact hit of %s and restored nothing: nothing to save", st.HitKey)
 			rows = append(rows, skippedRow(k, "lookup-only found an exact hit"))
 			continue
+		case c.Cache.Force:
 		case st.HitKey == k.Name:
 			inv.Log.Group("Saving cache (%s level)", k.Level)
 			inv.Log.Infof("Restored an exact hit of %s: nothing to save", k.Name)

@@ -6,6 +6,7 @@ package plugin
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -173,11 +174,9 @@ func TestStateCarriesKeysFromPreToPost(t *testing.T) {
 				t.Fatalf("no state file after pre-command: %v", err)
 			}
 
-			// Post-command is another process: a fresh invocation, in which the branch has moved
-			// on. The keys are pre-command's all the same.
+			// Post-command is another process: a fresh invocation that reads pre-command's state.
 			post, log := invocation(t, config.LevelBranch, save, fc)
 			post.Config.Cache.Force = tc.force
-			post.Job.Branch = "other"
 			if err := PostCommand(t.Context(), post); err != nil {
 				t.Fatal(err)
 			}
@@ -730,4 +729,45 @@ func TestNewestMatchCandidates(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The command runs between the hooks as the same user and can rewrite the state file: a key
+// that is not one this build saves under (the shared namespace's, for an isolated build) is never
+// saved; post-command computes its own keys instead.
+func TestATamperedStateNeverSavesForeignKeys(t *testing.T) {
+	isolate(t)
+	fc := &fakeCache{hitAt: -1}
+	save := []config.Level{config.LevelStep, config.LevelBranch}
+	inv, _ := invocation(t, config.LevelBranch, save, fc)
+	inv.Job.Branch = "feature" // isolated: it saves only to its own namespace
+	if err := PreCommand(t.Context(), inv); err != nil {
+		t.Fatal(err)
+	}
+	// What the command writes: the shared namespace's step key, which the default branch restores.
+	shared, _ := invocation(t, config.LevelBranch, save, fc)
+	foreign := keyOf(t, shared, config.LevelStep)
+	doc, err := json.Marshal(state{SaveKeys: []cachekey.Key{foreign}, Hit: cache.Miss})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(inv.statePath(), doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	post, log := invocation(t, config.LevelBranch, save, fc)
+	post.Job.Branch = "feature"
+	if err := PostCommand(t.Context(), post); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(fc.savedNames(), foreign.Name) {
+		t.Fatalf("saved the shared key %s from a tampered state", foreign.Name)
+	}
+	for _, n := range fc.savedNames() {
+		if !strings.Contains(n, "/ns/branch-feature-") {
+			t.Errorf("saved %s outside the branch's namespace", n)
+		}
+	}
+	if !strings.Contains(log.String(), "ignoring the state from pre-command") {
+		t.Errorf("log lacks the warning:\n%s", log)
+	}
 }

@@ -4,7 +4,10 @@ package plugin
 
 import (
 	"context"
+	"fmt"
 	"runtime"
+	"slices"
+	"strings"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
@@ -53,4 +56,36 @@ func (inv *Invocation) inputs(ctx context.Context, ns string, manifest bool) (ca
 		Paths: c.Paths, Compression: c.Cache.Compression, KeyExtra: c.KeyExtra,
 		OS: runtime.GOOS, Arch: runtime.GOARCH, ManifestHash: inv.manifestHash,
 	}, nil
+}
+
+// checkSaveKeys returns an error unless every key is one this build saves under namespace ns: a
+// level of the save key, and the very key of that level, except at the file level (whose manifest
+// may have changed since pre-command) a member's name in this build's family folder.
+func (inv *Invocation) checkSaveKeys(ctx context.Context, keys []cachekey.Key, ns string) error {
+	c := inv.Config
+	ext := c.Cache.Compression.Extension()
+	for _, k := range keys {
+		if !slices.Contains(c.Save, k.Level) {
+			return fmt.Errorf("%s is not a save level of this step", k.Level)
+		}
+		if k.Level == config.LevelFile {
+			fam, err := inv.family(ctx, ns)
+			if err != nil {
+				return err
+			}
+			rest, ok := strings.CutPrefix(k.Name, fam.Name)
+			if !ok || len(rest) != 32+len(ext) || !strings.HasSuffix(rest, ext) || strings.Trim(rest[:32], "0123456789abcdef") != "" {
+				return fmt.Errorf("%s is not a file-level key of this build", k.Name)
+			}
+			continue
+		}
+		want, err := inv.keys(ctx, []config.Level{k.Level}, ns)
+		if err != nil {
+			return err
+		}
+		if want[0].Name != k.Name {
+			return fmt.Errorf("%s is not this build's %s-level key", k.Name, k.Level)
+		}
+	}
+	return nil
 }

@@ -411,8 +411,9 @@ func (f *fakeS3) ListObjectsV2(ctx context.Context, in *awss3.ListObjectsV2Input
 	}
 	var keys []string
 	for k := range f.objects {
-		if strings.HasPrefix(k, aws.ToString(in.Prefix)) {
-			keys = append(keys, k)
+		rest, ok := strings.CutPrefix(k, aws.ToString(in.Prefix))
+		if ok && (aws.ToString(in.Delimiter) == "" || !strings.Contains(rest, aws.ToString(in.Delimiter))) {
+			keys = append(keys, k) // with a delimiter, deeper keys are common prefixes, not contents
 		}
 	}
 	slices.Sort(keys)

@@ -28,15 +28,17 @@ type Listed struct {
 // "/" (folder markers) are not objects. Of objects modified at the same moment, the greatest key
 // wins, so the answer does not depend on the listing's order.
 func (s *Store) Newest(ctx context.Context, prefix string) (Listed, error) {
+	// One level: a key below a deeper folder of the prefix is no member (another save's prefix
+	// key could put one there).
 	out, err := s.client.ListObjectsV2(ctx, &awss3.ListObjectsV2Input{Bucket: &s.opts.Bucket, Prefix: &prefix,
-		MaxKeys: aws.Int32(ListLimit)})
+		Delimiter: aws.String("/"), MaxKeys: aws.Int32(ListLimit)})
 	if err != nil {
 		return Listed{}, fmt.Errorf("list %s: %w", prefix, err)
 	}
 	var l Listed
 	for _, o := range out.Contents {
 		key, mod := aws.ToString(o.Key), aws.ToTime(o.LastModified)
-		if strings.HasSuffix(key, "/") {
+		if strings.HasSuffix(key, "/") || !member(strings.TrimPrefix(key, prefix)) {
 			continue
 		}
 		l.Count++
@@ -50,4 +52,18 @@ func (s *Store) Newest(ctx context.Context, prefix string) (Listed, error) {
 		return l, fmt.Errorf("list %s: %w", prefix, ErrNotFound)
 	}
 	return l, nil
+}
+
+// member reports whether name, below a family's folder, is a cache object's: 32 hex digits and
+// an archive extension, as cachekey names them. Anything else was not saved as a family member.
+func member(name string) bool {
+	base, _, ok := strings.Cut(name, ".tar")
+	if !ok || len(base) != 32 || strings.Trim(base, "0123456789abcdef") != "" {
+		return false
+	}
+	switch strings.TrimPrefix(name, base) {
+	case ".tar", ".tar.zst", ".tar.gz":
+		return true
+	}
+	return false
 }

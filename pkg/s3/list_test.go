@@ -3,6 +3,7 @@ package s3
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -16,18 +17,23 @@ func TestNewest(t *testing.T) {
 	f.now = func() time.Time { clock = clock.Add(time.Minute); return clock }
 	// Three members of family a, the newest in the middle of the key order; family ab shares a
 	// string prefix but not the folder, and is newer still; so is a folder marker.
-	f.put("p/file/a/bbb.tar.zst", []byte("old"))
-	f.put("p/file/a/ccc.tar.zst", []byte("middle"))
-	f.put("p/file/a/aaa.tar.zst", []byte("newest"))
-	f.put("p/file/ab/zzz.tar.zst", []byte("other family"))
+	// Names that are not members are never picked, however new: an object in a deeper folder
+	// (another save whose prefix key ends in this family's folder) and a name no save makes.
+	member := func(c byte) string { return "p/file/a/" + strings.Repeat(string(c), 32) + ".tar.zst" }
+	f.put(member('b'), []byte("old"))
+	f.put(member('c'), []byte("middle"))
+	f.put(member('a'), []byte("newest"))
+	f.put("p/file/ab/"+strings.Repeat("f", 32)+".tar.zst", []byte("other family"))
 	f.put("p/file/a/", nil)
+	f.put("p/file/a/deeper/"+strings.Repeat("e", 32)+".tar.zst", []byte("planted below"))
+	f.put("p/file/a/planted.tar.zst", []byte("not a member's name"))
 
 	got, err := s.Newest(t.Context(), "p/file/a/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Key != "p/file/a/aaa.tar.zst" || got.Size != int64(len("newest")) || got.Count != 3 || got.Truncated {
-		t.Fatalf("newest %+v, want p/file/a/aaa.tar.zst of 3", got)
+	if got.Key != member('a') || got.Size != int64(len("newest")) || got.Count != 3 || got.Truncated {
+		t.Fatalf("newest %+v, want %s of 3", got, member('a'))
 	}
 	if calls := f.recorded(); len(calls) != 1 || calls[0].op != "ListObjectsV2" || calls[0].maxKeys != ListLimit {
 		t.Fatalf("calls %+v, want one ListObjectsV2 bounded by %d keys", calls, ListLimit)
@@ -42,7 +48,7 @@ func TestNewestIsBounded(t *testing.T) {
 	f := newFake()
 	s := newTestStore(t, f)
 	for i := range ListLimit + 5 {
-		f.put(fmt.Sprintf("p/%05d", i), nil)
+		f.put(fmt.Sprintf("p/%032x.tar.zst", i), nil)
 	}
 	got, err := s.Newest(t.Context(), "p/")
 	if err != nil {
