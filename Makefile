@@ -3,6 +3,7 @@
 #   make test   the whole suite: lint, the release build, Go unit, integration and end-to-end
 #               tests, bats tests of the hooks
 # Both build the pinned test servers first (once per machine).
+# And one a person runs to measure: make bench (scripts/bench; BENCH_ARGS="--small" or "node --runs 5").
 
 export S3_CACHE_TOOLS_BIN ?= $(HOME)/.cache/s3-cache-tools
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
@@ -13,7 +14,7 @@ GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 FUZZ_TARGETS = ./pkg/archive:FuzzExtract ./pkg/config:FuzzLoad ./pkg/cachekey:FuzzManifestPatterns
 FUZZTIME ?= 10m
 
-.PHONY: all tools lint go-test bats test demo build snapshot fuzz fuzz-short
+.PHONY: all tools lint go-test bats test demo bench build snapshot fuzz fuzz-short
 
 all: test
 
@@ -55,3 +56,7 @@ test: tools lint snapshot go-test bats fuzz-short
 
 demo: tools
 	scripts/demo
+
+# Not part of `make test`: s3-cache against the best shell pipeline on the corpora of issue 10.
+bench: tools
+	scripts/bench $(BENCH_ARGS)
