@@ -82,15 +82,12 @@ func (c *Cache) Restore(ctx context.Context, candidates []cachekey.Key) (Restore
 	defer locks.Unlock()
 	for i, k := range candidates {
 		c.Log.Group("Restoring cache (%s level)", k.Level)
-		if k.Newest {
-			found, err := c.newest(ctx, k)
-			if errors.Is(err, errMissing) {
-				continue
-			}
-			if err != nil {
-				return Restored{Hit: Miss}, fmt.Errorf("restore the newest of %s: %w", k.Name, err)
-			}
-			k = found
+		k, err := c.resolve(ctx, k)
+		if errors.Is(err, errMissing) {
+			continue
+		}
+		if err != nil {
+			return Restored{Hit: Miss}, fmt.Errorf("restore: %w", err)
 		}
 		r, err := c.restoreKey(ctx, k)
 		if errors.Is(err, errMissing) {
@@ -130,15 +127,12 @@ func (c *Cache) Lookup(ctx context.Context, candidates []cachekey.Key) (Restored
 	start := time.Now()
 	for i, k := range candidates {
 		c.Log.Group("Looking up cache (%s level)", k.Level)
-		if k.Newest {
-			newest, err := c.newest(ctx, k)
-			if errors.Is(err, errMissing) {
-				continue
-			}
-			if err != nil {
-				return Restored{Hit: Miss}, fmt.Errorf("look up %s: %w", k.Name, err)
-			}
-			k = newest
+		k, err := c.resolve(ctx, k)
+		if errors.Is(err, errMissing) {
+			continue
+		}
+		if err != nil {
+			return Restored{Hit: Miss}, fmt.Errorf("look up: %w", err)
 		}
 		obj, err := c.Store.Head(ctx, k.Name)
 		if errors.Is(err, s3.ErrNotFound) {
@@ -157,16 +151,19 @@ func (c *Cache) Lookup(ctx context.Context, candidates []cachekey.Key) (Restored
 	return Restored{Hit: Miss}, nil
 }
 
-// newest resolves a family candidate (cachekey.Family) to its most recently saved object, from
-// one listing; errMissing when the family is empty.
-func (c *Cache) newest(ctx context.Context, fam cachekey.Key) (cachekey.Key, error) {
+// resolve returns the key a candidate stands for: itself, or for a family (cachekey.Family) its
+// most recently saved object, from one listing; errMissing when the family is empty.
+func (c *Cache) resolve(ctx context.Context, fam cachekey.Key) (cachekey.Key, error) {
+	if !fam.Newest {
+		return fam, nil
+	}
 	l, err := c.Store.Newest(ctx, fam.Name)
 	if errors.Is(err, s3.ErrNotFound) {
 		c.Log.Infof("No cache in %s (any manifest)", fam.Name)
 		return fam, errMissing
 	}
 	if err != nil {
-		return fam, err
+		return fam, fmt.Errorf("the newest of %s: %w", fam.Name, err)
 	}
 	more := ""
 	if l.Truncated {
