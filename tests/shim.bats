@@ -138,12 +138,18 @@ SOFT_FAIL_CASES=(
   [ "$(s3_cache_binary_dir /c https://github.com/acme/s3-cache-buildkite-plugin/releases/download v1.0.0 linux_amd64)" = "$a" ]
 }
 
-@test "a cached binary runs only while its SHA-256 is the one recorded at download" {
+# cache_released_binary puts a released pre-command and its recorded SHA-256 in $dir, as a
+# verified download leaves them.
+cache_released_binary() {
   dir="$BATS_TEST_TMPDIR/cache"
   mkdir -p "$dir"
   printf '#!/bin/sh\necho released\n' >"$dir/pre-command"
   chmod 755 "$dir/pre-command"
   s3_cache_sha256 <"$dir/pre-command" >"$dir/pre-command.sha256"
+}
+
+@test "a cached binary runs only while its SHA-256 is the one recorded at download" {
+  cache_released_binary
   run s3_cache_cached "$dir/pre-command"
   assert_success
   assert_output "$dir/pre-command"
@@ -224,11 +230,7 @@ BIN
 }
 
 @test "a cached binary unchanged since its last check is not hashed again; a changed one is" {
-  dir="$BATS_TEST_TMPDIR/cache"
-  mkdir -p "$dir"
-  printf '#!/bin/sh\necho released\n' >"$dir/pre-command"
-  chmod 755 "$dir/pre-command"
-  s3_cache_sha256 <"$dir/pre-command" >"$dir/pre-command.sha256"
+  cache_released_binary
   run s3_cache_cached "$dir/pre-command"
   assert_success
   # Changed too recently to note: a change within the same second would not show in its times.
