@@ -26,9 +26,6 @@ const (
 // keys post-command will save under: they are computed now, before the command can change the
 // manifest. With fail-on-cache-miss, a miss fails it.
 func PreCommand(ctx context.Context, inv *Invocation) error {
-	if err := inv.checkBinaryCache(); err != nil {
-		return err
-	}
 	c := inv.Config
 	sc := inv.scope()
 	save := len(c.Save) > 0 && sc.noSave == ""
@@ -145,9 +142,6 @@ func (e *missError) Unwrap() error { return e.cause }
 
 // PostCommand saves the cache under every save level, when the command's outcome asks for it.
 func PostCommand(ctx context.Context, inv *Invocation) error {
-	if err := inv.checkBinaryCache(); err != nil {
-		return err
-	}
 	c := inv.Config
 	if len(c.Save) == 0 {
 		return nil

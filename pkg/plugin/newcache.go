@@ -21,13 +21,18 @@ type hookCache interface {
 
 // cachePaths resolves the configured paths, refusing any a restore must not replace (see
 // config.ResolvePaths): besides the checkout and $HOME, the working directory and the checkout
-// as the agent names it, in case they differ.
+// as the agent names it, in case they differ; and the plugin's own files (checkBinaryCache).
+// It is the one place that decides which paths are refused: Main calls it before any hook runs.
 func (inv *Invocation) cachePaths() ([]string, error) {
 	keep := []string{os.Getenv("BUILDKITE_BUILD_CHECKOUT_PATH")}
 	if wd, err := os.Getwd(); err == nil {
 		keep = append(keep, wd)
 	}
-	return config.ResolvePaths(inv.Config.Paths, inv.Job.Dir, inv.Job.Home, keep...)
+	paths, err := config.ResolvePaths(inv.Config.Paths, inv.Job.Dir, inv.Job.Home, keep...)
+	if err != nil {
+		return nil, err
+	}
+	return paths, inv.checkBinaryCache()
 }
 
 // openCache returns the cache the hooks work with: the seam's, when set, or the configured one.
