@@ -5,9 +5,13 @@ package main
 import (
 	"os"
 
+	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/profile"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/plugin"
 )
 
 func main() {
-	os.Exit(plugin.Main("pre-command", plugin.PreCommand, os.Args[1:], os.Stdout))
+	stop := profile.Start("pre-command") // a no-op unless built with -tags pprof
+	code := plugin.Main("pre-command", plugin.PreCommand, os.Args[1:], os.Stdout)
+	stop()
+	os.Exit(code)
 }
