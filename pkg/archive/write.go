@@ -47,7 +47,7 @@ func Write(ctx context.Context, w io.Writer, sources []string, c Compression, le
 	}
 	for i, src := range sources {
 		if err := aw.addSource(strconv.Itoa(i), src); err != nil {
-			_ = cw.Close() // release the compressor; the stream is abandoned anyway
+			abandon(cw)
 			return aw.stats, err
 		}
 	}
@@ -55,7 +55,7 @@ func Write(ctx context.Context, w io.Writer, sources []string, c Compression, le
 	// trailer; write the trailer, then close the tar writer (end-of-archive
 	// marker) and the compressor (flushes and writes its own checksum).
 	if err := finishTar(aw.tw, sum); err != nil {
-		_ = cw.Close()
+		abandon(cw)
 		return aw.stats, err
 	}
 	if err := cw.Close(); err != nil {
