@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -117,6 +118,9 @@ func TestWriteCancelledLeavesNoGoroutine(t *testing.T) {
 	src := filepath.Join(tempDir(t), "src")
 	for i := range 8 {
 		writeFile(t, filepath.Join(src, "f"+strings.Repeat("x", i)), string(testInput(4<<20, uint64(i))), 0o644, time.Now())
+	}
+	for i := range 300 { // read ahead
+		writeFile(t, filepath.Join(src, "small", strconv.Itoa(i)), string(testInput(20_000, uint64(i))), 0o644, time.Now())
 	}
 	before := runtime.NumGoroutine()
 	ctx, cancel := context.WithCancel(context.Background())
