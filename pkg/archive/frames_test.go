@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -16,21 +15,6 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 )
-
-// testInput returns n deterministic bytes, half random and half repetitive,
-// so that frames are neither stored raw nor trivially small.
-func testInput(n int, seed uint64) []byte {
-	rnd := rand.New(rand.NewPCG(seed, 1))
-	b := make([]byte, n)
-	for i := range b {
-		if (i/512)%2 == 0 {
-			b[i] = byte(rnd.IntN(256))
-		} else {
-			b[i] = byte('a' + i%13)
-		}
-	}
-	return b
-}
 
 // TestFrameWriter: the stream is exactly one independent frame per block (the
 // last one shorter, an empty input one empty frame), in order, whatever the
