@@ -42,9 +42,11 @@ type frameWriter struct {
 	fill      []byte         // the block being filled; nil between blocks
 	sent      bool           // a frame was submitted (an empty stream still gets one)
 	frames    chan *frameJob // to the writing goroutine, in order; its capacity bounds the blocks in flight
-	free      chan []byte    // recycled input buffers
-	freeOut   chan []byte    // recycled output buffers
-	done      chan struct{}  // closed when the writing goroutine has returned
+	work      chan *frameJob // to the compressing goroutines, in the same order
+	workers   sync.WaitGroup
+	free      chan []byte   // recycled input buffers
+	freeOut   chan []byte   // recycled output buffers
+	done      chan struct{} // closed when the writing goroutine has returned
 	closed    bool
 
 	mu  sync.Mutex
@@ -79,9 +81,20 @@ func newFrameWriter(w io.Writer, level, blockSize int) (*frameWriter, error) {
 		enc:       enc,
 		blockSize: blockSize,
 		frames:    make(chan *frameJob, inFlight),
+		work:      make(chan *frameJob, inFlight),
 		free:      make(chan []byte, inFlight+2),
 		freeOut:   make(chan []byte, inFlight+2),
 		done:      make(chan struct{}),
+	}
+	// Long-lived workers take blocks oldest first, so the block the writing
+	// goroutine waits for is never left behind newer ones.
+	for range workers {
+		f.workers.Go(func() {
+			for job := range f.work {
+				job.out = f.enc.EncodeAll(job.src, job.out)
+				close(job.done)
+			}
+		})
 	}
 	go f.writeFrames()
 	return f, nil
@@ -139,22 +152,20 @@ func (f *frameWriter) abort() {
 
 func (f *frameWriter) finish() {
 	f.closed = true
+	close(f.work)
 	close(f.frames)
 	<-f.done
+	f.workers.Wait()
 	_ = f.enc.Close()
 }
 
-// submit starts compressing the filled block. The send comes first, so that
-// the number of compressing goroutines is bounded by the channel's capacity.
+// submit hands the filled block to the workers. The send to frames comes
+// first: its capacity bounds the blocks in flight.
 func (f *frameWriter) submit() {
-	job := &frameJob{src: f.fill, done: make(chan struct{})}
+	job := &frameJob{src: f.fill, out: f.buffer(f.freeOut, f.blockSize+f.blockSize/64+64), done: make(chan struct{})}
 	f.fill, f.sent = nil, true
 	f.frames <- job
-	out := f.buffer(f.freeOut, f.blockSize+f.blockSize/64+64)
-	go func() {
-		defer close(job.done)
-		job.out = f.enc.EncodeAll(job.src, out)
-	}()
+	f.work <- job
 }
 
 // writeFrames writes the frames to w in order until frames is closed. After
