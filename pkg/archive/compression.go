@@ -56,19 +56,12 @@ func (c Compression) check() error {
 
 // newCompressor wraps w in the compressor for c. Level 0 selects the
 // compressor's default; zstd levels follow the zstd command line (1-22),
-// gzip levels are 1-9 (or -1, -2).
+// gzip levels are 1-9 (or -1, -2). zstd is compressed on every core, as a
+// sequence of frames (see frameWriter).
 func newCompressor(w io.Writer, c Compression, level int) (io.WriteCloser, error) {
 	switch c {
 	case Zstd:
-		opts := []zstd.EOption{zstd.WithEncoderCRC(true)} // the frame carries a checksum
-		if level != 0 {
-			opts = append(opts, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)))
-		}
-		enc, err := zstd.NewWriter(w, opts...)
-		if err != nil {
-			return nil, fmt.Errorf("start zstd compressor: %w", err)
-		}
-		return enc, nil
+		return newFrameWriter(w, level, zstdBlockSize)
 	case Gzip:
 		if level == 0 {
 			level = gzip.DefaultCompression
@@ -109,6 +102,16 @@ func newDecompressor(r io.Reader, c Compression) (io.Reader, func(), error) {
 		return r, func() {}, nil
 	}
 	return nil, nil, c.check()
+}
+
+// abandon releases a compressor whose stream will not be used: without
+// writing more if it can (a frameWriter drops what it holds), else by closing it.
+func abandon(cw io.WriteCloser) {
+	if f, ok := cw.(*frameWriter); ok {
+		f.abort()
+		return
+	}
+	_ = cw.Close()
 }
 
 // nopWriteCloser adds a Close that does nothing to a Writer.

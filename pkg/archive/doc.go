@@ -3,11 +3,20 @@
 //
 // # Archive layout
 //
-// An archive is one tar stream in PAX format, compressed with zstd (the frame
-// carries a content checksum), gzip (CRC-32 per member) or not at all, and
-// ending with its own checksum (see below), so that every restore is verified
-// whatever the compression. Source i of Write is stored under the top-level
-// name strconv.Itoa(i):
+// An archive is one tar stream in PAX format, compressed with zstd, gzip
+// (CRC-32 per member) or not at all, and ending with its own checksum (see
+// below), so that every restore is verified whatever the compression. Write
+// compresses zstd on every core (up to 6): the tar stream is cut into blocks
+// of 8 MiB, each compressed as an independent zstd frame with its content
+// checksum, and the frames are written in order, so the stream is a plain
+// concatenation of frames that any zstd decoder reads (what `zstd -T0` and
+// pzstd write; Extract reads a stream of one frame, from the zstd command or
+// an earlier version, just the same). At most workers+2 blocks are held.
+// The walk of a directory source runs ahead of the tar writer, and 4 workers
+// read regular files of up to 1 MiB whole meanwhile, within 16 MiB; the
+// writer takes the entries in walk order, so the archive is the same bytes
+// as a serial walk's (code: walkAhead, frameWriter). Source i of Write is
+// stored under the top-level name strconv.Itoa(i):
 //
 //	0/               source 0 is a directory: its root...
 //	0/bin/           ...and everything below it, names slash-separated,
@@ -153,6 +162,8 @@
 // .<base>.s3-cache.lock beside the target is removed by its last holder; a
 // killed holder leaves it (empty, harmless), and its lock ends with it.
 //
-// Write, on error, returns after closing the compressor; whatever it wrote to w
-// so far is not a valid archive and must be discarded.
+// Write, on error, returns after stopping the walk, the read-ahead workers and
+// the compressor (frames not yet written are dropped), with no goroutine
+// left; whatever it wrote to w so far is not a valid archive and must be
+// discarded.
 package archive

@@ -133,6 +133,21 @@ func fuzzSeeds(f *testing.F) []fuzzSeed {
 	add(valid, fuzzNone, fuzzZstd, fuzzGzip)
 	zstdValid, _ := mustWrite(f, []string{src}, Zstd, 0, nil)
 	add(zstdValid, fuzzRawZstd)
+	// The same archive as several frames, as Write cuts a larger one.
+	var frames bytes.Buffer
+	fw, err := newFrameWriter(&frames, 0, 1000)
+	if err != nil {
+		f.Fatal(err)
+	}
+	plain, _ := mustWrite(f, []string{src}, None, 0, nil)
+	if _, err := fw.Write(plain); err != nil {
+		f.Fatal(err)
+	}
+	if err := fw.Close(); err != nil {
+		f.Fatal(err)
+	}
+	add(frames.Bytes(), fuzzRawZstd)
+	add(frames.Bytes()[:len(frames.Bytes())/2], fuzzRawZstd)
 	add(unsealedEntries(f, []tarEntry{
 		{name: "0/", typ: tar.TypeDir, mode: 0o755},
 		{name: "0/d/f", typ: tar.TypeReg, body: "implicit parent"},

@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 )
 
@@ -31,6 +30,12 @@ import (
 // On error, what was written to w is not a valid archive and must be
 // discarded.
 func Write(ctx context.Context, w io.Writer, sources []string, c Compression, level int, log Logger) (Stats, error) {
+	return write(ctx, w, sources, c, level, log, readAheadBudget)
+}
+
+// write is Write with the read-ahead budget as a parameter (0: every file is
+// read by the tar writer itself), so tests can check that it changes nothing.
+func write(ctx context.Context, w io.Writer, sources []string, c Compression, level int, log Logger, budget int64) (Stats, error) {
 	if err := c.check(); err != nil {
 		return Stats{}, err
 	}
@@ -40,14 +45,15 @@ func Write(ctx context.Context, w io.Writer, sources []string, c Compression, le
 	}
 	sum := newChecksumWriter(cw)
 	aw := &archiveWriter{
-		ctx:  ctx,
-		tw:   tar.NewWriter(sum),
-		warn: warnOrDiscard(log),
-		buf:  make([]byte, copyBufferSize),
+		ctx:    ctx,
+		tw:     tar.NewWriter(sum),
+		warn:   warnOrDiscard(log),
+		buf:    make([]byte, copyBufferSize),
+		budget: &byteBudget{left: budget},
 	}
 	for i, src := range sources {
 		if err := aw.addSource(strconv.Itoa(i), src); err != nil {
-			_ = cw.Close() // release the compressor; the stream is abandoned anyway
+			abandon(cw)
 			return aw.stats, err
 		}
 	}
@@ -55,7 +61,7 @@ func Write(ctx context.Context, w io.Writer, sources []string, c Compression, le
 	// trailer; write the trailer, then close the tar writer (end-of-archive
 	// marker) and the compressor (flushes and writes its own checksum).
 	if err := finishTar(aw.tw, sum); err != nil {
-		_ = cw.Close()
+		abandon(cw)
 		return aw.stats, err
 	}
 	if err := cw.Close(); err != nil {
@@ -70,6 +76,8 @@ type archiveWriter struct {
 	tw   *tar.Writer
 	warn warnFunc
 	buf  []byte // copy buffer for file contents
+	// budget bounds the bytes read ahead (see walkAhead).
+	budget *byteBudget
 	// links maps the inode of every file with several names, seen in the
 	// current source, to the entry name it was first stored under.
 	links map[fileID]string
@@ -108,39 +116,52 @@ func (aw *archiveWriter) addSource(top, src string) error {
 }
 
 // addTree stores the directory root as "top/" and everything below it as
-// "top/<rel>", in filepath.WalkDir order. WalkDir never follows symlinks.
+// "top/<rel>", in filepath.WalkDir order, which never follows symlinks. The
+// walk and the reading of small files run ahead (see walkAhead).
 func (aw *archiveWriter) addTree(top, root string) error {
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p != root && errors.Is(err, fs.ErrNotExist) {
-				aw.warn("%s vanished while being archived; skipping it", p)
-				return nil
-			}
-			return fmt.Errorf("archive %s: %w", p, err)
+	items, stop := aw.walkAhead(top, root)
+	defer stop()
+	for it := range items {
+		switch {
+		case it.err != nil:
+			return it.err
+		case it.warn != "":
+			aw.warn("%s", it.warn)
+			continue
 		}
 		if err := aw.ctx.Err(); err != nil {
-			return fmt.Errorf("archive %s: %w", p, err)
+			return fmt.Errorf("archive %s: %w", it.path, err)
 		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return fmt.Errorf("archive %s: %w", p, err)
-		}
-		// A restore into a mount point stages inside it: a helper left there by a
-		// killed restore is not part of the cache.
-		if filepath.Dir(p) == root && isLeftover(d.Name(), nameStem(filepath.Base(root))) {
-			if d.IsDir() {
-				return filepath.SkipDir
+		if it.read != nil {
+			if err := aw.addRead(it.name, it.path, it.read); err != nil {
+				return err
 			}
-			return nil
+			continue
 		}
-		// Names are stored as the bytes the system gave (not necessarily
-		// UTF-8); the tar writer puts what does not fit the header in PAX
-		// records, which keep bytes as they are.
-		name := top
-		if rel != "." {
-			name = top + "/" + filepath.ToSlash(rel)
+		if err := aw.addEntry(it.name, it.path, it.d); err != nil {
+			return err
 		}
-		return aw.addEntry(name, p, d)
+	}
+	return nil
+}
+
+// addRead stores the regular file p from what a read-ahead worker found, or
+// opens it itself if the worker left it.
+func (aw *archiveWriter) addRead(name, p string, r *fileRead) error {
+	<-r.done
+	switch {
+	case r.skipped:
+		return aw.addFile(name, p)
+	case errors.Is(r.err, fs.ErrNotExist):
+		aw.warn("%s vanished while being archived; skipping it", p)
+		return nil
+	case r.err != nil:
+		return fmt.Errorf("archive %s: %w", p, r.err)
+	}
+	defer aw.budget.give(int64(len(r.data)))
+	return aw.storeFile(name, p, r.info, func() (int64, error) {
+		n, err := aw.tw.Write(r.data)
+		return int64(n), err
 	})
 }
 
@@ -202,6 +223,15 @@ func (aw *archiveWriter) addFile(name, p string) error {
 		return nil
 	}
 
+	return aw.storeFile(name, p, info, func() (int64, error) {
+		return copyExactly(aw.tw, ctxReader{aw.ctx, f}, info.Size(), aw.buf)
+	})
+}
+
+// storeFile stores the regular file p, described by info (of the opened
+// file), as a hard link entry if another name of its inode was stored in this
+// source, else as a file whose content the function writes.
+func (aw *archiveWriter) storeFile(name, p string, info fs.FileInfo, content func() (int64, error)) error {
 	id, multiLinked := hardLinkID(info)
 	if multiLinked {
 		if first, ok := aw.links[id]; ok {
@@ -216,7 +246,7 @@ func (aw *archiveWriter) addFile(name, p string) error {
 	if err := aw.writeHeader(p, hdr); err != nil {
 		return err
 	}
-	n, err := copyExactly(aw.tw, ctxReader{aw.ctx, f}, hdr.Size, aw.buf)
+	n, err := content()
 	aw.stats.Bytes += n
 	if err != nil {
 		return fmt.Errorf("archive %s: %w", p, err)

@@ -141,7 +141,7 @@ func TestObjectChangesMidDownload(t *testing.T) {
 			_, obj := stored(t, f, s, "k", 10*testPart)
 			rc := s.Open(t.Context(), obj)
 			defer rc.Close()
-			// The first chunk, while at most concurrency + 1 of the 10 were fetched.
+			// The first chunk, while at most 2 × concurrency + 1 of the 10 were fetched.
 			if _, err := io.ReadFull(rc, make([]byte, testPart)); err != nil {
 				t.Fatal(err)
 			}
@@ -209,5 +209,34 @@ func TestDeniedVersionGetsFallBackToIfMatch(t *testing.T) {
 	}
 	if msgs := s.log.Infos(); len(msgs) != 1 || !strings.Contains(msgs[0], "s3:GetObjectVersion") {
 		t.Fatalf("info lines %q; want one naming s3:GetObjectVersion", msgs)
+	}
+}
+
+func TestRangesFor(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		size        int64
+		concurrency int
+		partSize    int64
+		ranges      int
+		chunk       int64
+	}{
+		{0, 8, 8 * mib, 16, mib},                  // empty: no range is fetched anyway
+		{100, 8, 8 * mib, 16, mib},                // tiny: one range of the smallest size
+		{20 * mib, 8, 8 * mib, 16, 20 * mib / 16}, // small: every connection
+		{16*mib + 1, 8, 8 * mib, 16, mib + 1},     // rounded up, so 16 ranges hold it
+		{128 * mib, 8, 8 * mib, 16, 8 * mib},      // 16 whole parts
+		{5 << 30, 8, 8 * mib, 16, 8 * mib},        // large: the part size bounds memory
+		{100 * mib, 2, 32 * mib, 4, 25 * mib},     // configured
+		{1 << 30, 32, 32 * mib, 64, 16 * mib},     // configured, large
+		{3 * mib, 1, 5 * mib, 2, 3 * mib / 2},     // one connection: still two ranges in flight
+	} {
+		ranges, chunk := rangesFor(tc.size, tc.concurrency, tc.partSize)
+		if ranges != tc.ranges || chunk != tc.chunk {
+			t.Errorf("rangesFor(%d, %d, %d) = %d, %d; want %d, %d", tc.size, tc.concurrency, tc.partSize, ranges, chunk, tc.ranges, tc.chunk)
+		}
+		if chunk > tc.partSize {
+			t.Errorf("rangesFor(%d, %d, %d): chunk %d is larger than the part size", tc.size, tc.concurrency, tc.partSize, chunk)
+		}
 	}
 }

@@ -1,0 +1,221 @@
+package archive
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// zstdBlockSize is the tar bytes compressed into each zstd frame. Each frame
+// starts with an empty window, so smaller blocks compress worse: on the
+// node_modules corpus (530 MB) 4 MiB blocks made the archive 6.7% larger than
+// one stream, 8 MiB 3.7%, 16 MiB 1.9%, at the same CPU time. 8 MiB is the
+// window of zstd's default level, and keeps memory modest (see
+// maxZstdWorkers).
+const zstdBlockSize = 8 << 20
+
+// maxZstdWorkers bounds the frames compressed at once, hence memory: at most
+// workers+2 blocks are held, each with its compressed copy (64 MiB on two
+// cores, 128 MiB from six), whatever the number of cores. Six cores compress
+// faster than any upload the store makes.
+const maxZstdWorkers = 6
+
+// errFramesAborted is what a frameWriter's Write returns once it was abandoned.
+var errFramesAborted = errors.New("zstd stream abandoned")
+
+// frameWriter compresses what is written to it as a sequence of independent
+// zstd frames, one per blockSize bytes of input (the last one shorter), each
+// with its content checksum. Frames are compressed concurrently, by up to
+// workers goroutines, and written to w in input order by one goroutine: the
+// concatenation is a valid zstd stream, which every decoder reads as the
+// input (what `zstd -T0` and pzstd do). At most workers+2 blocks are in
+// memory (workers queued or being compressed, one being written, one being
+// filled), each with its compressed copy.
+type frameWriter struct {
+	w         io.Writer
+	enc       *zstd.Encoder
+	blockSize int
+	fill      []byte         // the block being filled; nil between blocks
+	sent      bool           // a frame was submitted (an empty stream still gets one)
+	frames    chan *frameJob // to the writing goroutine, in order; its capacity bounds the blocks in flight
+	work      chan *frameJob // to the compressing goroutines, in the same order
+	workers   sync.WaitGroup
+	free      chan []byte   // recycled input buffers
+	freeOut   chan []byte   // recycled output buffers
+	done      chan struct{} // closed when the writing goroutine has returned
+	closed    bool
+
+	mu  sync.Mutex
+	err error // the first failure: of w, or errFramesAborted
+}
+
+// frameJob is one block being compressed.
+type frameJob struct {
+	src, out []byte
+	done     chan struct{} // closed once out holds the frame
+}
+
+// newFrameWriter returns a frameWriter at the given zstd level (0: the
+// encoder's default) that cuts its input into blocks of blockSize bytes.
+func newFrameWriter(w io.Writer, level, blockSize int) (*frameWriter, error) {
+	workers := min(runtime.GOMAXPROCS(0), maxZstdWorkers)
+	opts := []zstd.EOption{
+		zstd.WithEncoderCRC(true),            // every frame carries a checksum
+		zstd.WithZeroFrames(true),            // an empty input still makes a valid frame
+		zstd.WithEncoderConcurrency(workers), // EncodeAll calls at once
+	}
+	if level != 0 {
+		opts = append(opts, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)))
+	}
+	enc, err := zstd.NewWriter(nil, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("start zstd compressor: %w", err)
+	}
+	inFlight := workers
+	f := &frameWriter{
+		w:         w,
+		enc:       enc,
+		blockSize: blockSize,
+		frames:    make(chan *frameJob, inFlight),
+		work:      make(chan *frameJob, inFlight),
+		free:      make(chan []byte, inFlight+2),
+		freeOut:   make(chan []byte, inFlight+2),
+		done:      make(chan struct{}),
+	}
+	// Long-lived workers take blocks oldest first, so the block the writing
+	// goroutine waits for is never left behind newer ones.
+	for range workers {
+		f.workers.Go(func() {
+			for job := range f.work {
+				job.out = f.enc.EncodeAll(job.src, job.out)
+				close(job.done)
+			}
+		})
+	}
+	go f.writeFrames()
+	return f, nil
+}
+
+// Write buffers p into blocks, handing each full block to a compressing
+// goroutine. It blocks while the maximum of blocks are in flight.
+func (f *frameWriter) Write(p []byte) (int, error) {
+	if f.closed {
+		return 0, errors.New("write to a closed zstd stream")
+	}
+	written := 0
+	for len(p) > 0 {
+		if err := f.failure(); err != nil {
+			return written, err
+		}
+		if f.fill == nil {
+			f.fill = f.buffer(f.free, f.blockSize)
+		}
+		k := copy(f.fill[len(f.fill):f.blockSize], p)
+		f.fill = f.fill[:len(f.fill)+k]
+		p, written = p[k:], written+k
+		if len(f.fill) == f.blockSize {
+			f.submit()
+		}
+	}
+	return written, nil
+}
+
+// Close compresses the last block, waits until every frame is written, and
+// returns the first error writing them met.
+func (f *frameWriter) Close() error {
+	if f.closed {
+		return f.failure()
+	}
+	if len(f.fill) > 0 || !f.sent {
+		if f.fill == nil {
+			f.fill = f.buffer(f.free, f.blockSize)
+		}
+		f.submit()
+	}
+	f.finish()
+	return f.failure()
+}
+
+// abort abandons the stream: frames not yet written are dropped. It returns
+// once no goroutine of f is left.
+func (f *frameWriter) abort() {
+	if f.closed {
+		return
+	}
+	f.setFailure(errFramesAborted)
+	f.finish()
+}
+
+func (f *frameWriter) finish() {
+	f.closed = true
+	close(f.work)
+	close(f.frames)
+	<-f.done
+	f.workers.Wait()
+	_ = f.enc.Close()
+}
+
+// submit hands the filled block to the workers. The send to frames comes
+// first: its capacity bounds the blocks in flight.
+func (f *frameWriter) submit() {
+	job := &frameJob{src: f.fill, out: f.buffer(f.freeOut, f.blockSize+f.blockSize/64+64), done: make(chan struct{})}
+	f.fill, f.sent = nil, true
+	f.frames <- job
+	f.work <- job
+}
+
+// writeFrames writes the frames to w in order until frames is closed. After
+// a failure it goes on draining (the producer never blocks) but writes
+// nothing.
+func (f *frameWriter) writeFrames() {
+	defer close(f.done)
+	for job := range f.frames {
+		<-job.done
+		if f.failure() == nil {
+			if _, err := f.w.Write(job.out); err != nil {
+				f.setFailure(err)
+			}
+		}
+		recycle(f.free, job.src)
+		recycle(f.freeOut, job.out)
+	}
+}
+
+// buffer returns an empty buffer of capacity at least size, recycled if one
+// is free.
+func (f *frameWriter) buffer(pool chan []byte, size int) []byte {
+	select {
+	case b := <-pool:
+		if cap(b) >= size {
+			return b[:0]
+		}
+	default:
+	}
+	return make([]byte, 0, size)
+}
+
+// recycle keeps b for a later block, unless enough are kept already.
+func recycle(pool chan []byte, b []byte) {
+	select {
+	case pool <- b:
+	default:
+	}
+}
+
+func (f *frameWriter) failure() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+func (f *frameWriter) setFailure(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+	}
+}

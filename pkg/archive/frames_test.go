@@ -1,0 +1,215 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// TestFrameWriter: the stream is exactly one independent frame per block (the
+// last one shorter, an empty input one empty frame), in order, whatever the
+// sizes of the writes, and it decodes to the input.
+func TestFrameWriter(t *testing.T) {
+	const block = 1000
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(true), zstd.WithZeroFrames(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	for _, tc := range []struct {
+		name string
+		size int
+	}{
+		{"empty", 0},
+		{"one byte", 1},
+		{"one block", block},
+		{"block plus one", block + 1},
+		{"many blocks", 37*block + 7},
+		{"many whole blocks", 40 * block},
+	} {
+		for _, chunk := range []int{1, 333, block, 5000} {
+			in := testInput(tc.size, uint64(tc.size))
+			var out bytes.Buffer
+			fw, err := newFrameWriter(&out, 0, block)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rest := in; len(rest) > 0; {
+				k := min(chunk, len(rest))
+				if n, err := fw.Write(rest[:k]); n != k || err != nil {
+					t.Fatalf("%s: Write = %d, %v", tc.name, n, err)
+				}
+				rest = rest[k:]
+			}
+			if err := fw.Close(); err != nil {
+				t.Fatalf("%s: Close: %v", tc.name, err)
+			}
+
+			// The same frames as compressing each block alone.
+			var want []byte
+			for off := 0; off < len(in) || off == 0; off += block {
+				want = enc.EncodeAll(in[off:min(off+block, len(in))], want)
+			}
+			if !bytes.Equal(out.Bytes(), want) {
+				t.Errorf("%s, writes of %d: stream is not the concatenation of one frame per block (%d bytes, want %d)", tc.name, chunk, out.Len(), len(want))
+			}
+			r, release, err := newDecompressor(bytes.NewReader(out.Bytes()), Zstd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(r)
+			release()
+			if err != nil || !bytes.Equal(got, in) {
+				t.Errorf("%s, writes of %d: decoded %d bytes, %v; want the %d bytes written", tc.name, chunk, len(got), err, len(in))
+			}
+		}
+	}
+}
+
+// TestFrameWriterFailingOutput: a failure of the output is returned by a
+// later Write or by Close, and no goroutine is left behind.
+func TestFrameWriterFailingOutput(t *testing.T) {
+	before := runtime.NumGoroutine()
+	boom := errors.New("boom")
+	fw, err := newFrameWriter(writerFunc(func([]byte) (int, error) { return 0, boom }), 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := testInput(100_000, 3)
+	var werr error
+	for off := 0; off < len(in) && werr == nil; off += 1000 {
+		_, werr = fw.Write(in[off : off+1000])
+	}
+	if cerr := fw.Close(); !errors.Is(werr, boom) && !errors.Is(cerr, boom) {
+		t.Errorf("Write: %v, Close: %v; want %v from one of them", werr, cerr, boom)
+	}
+	waitGoroutines(t, before)
+}
+
+// TestWriteCancelledLeavesNoGoroutine: a save cancelled while compressing
+// returns the cancellation and leaves no goroutine running.
+func TestWriteCancelledLeavesNoGoroutine(t *testing.T) {
+	src := filepath.Join(tempDir(t), "src")
+	for i := range 8 {
+		writeFile(t, filepath.Join(src, "f"+strings.Repeat("x", i)), string(testInput(4<<20, uint64(i))), 0o644, time.Now())
+	}
+	for i := range 300 { // read ahead
+		writeFile(t, filepath.Join(src, "small", strconv.Itoa(i)), string(testInput(20_000, uint64(i))), 0o644, time.Now())
+	}
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := writerFunc(func(p []byte) (int, error) {
+		cancel() // at the first frame, while files are still being read
+		return len(p), nil
+	})
+	_, err := Write(ctx, out, []string{src}, Zstd, 0, nil)
+	cancel()
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Write: %v, want context.Canceled", err)
+	}
+	waitGoroutines(t, before)
+}
+
+// waitGoroutines fails unless the number of goroutines falls back to n soon
+// (goroutines that have returned may take a moment to be counted out).
+func waitGoroutines(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > n {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines left, want %d:\n%s", runtime.NumGoroutine(), n, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestMultiFrameDamage: in an archive of several frames, a flipped byte in a
+// later frame, a stream cut inside a frame, and a stream cut exactly at a
+// frame boundary (a valid zstd stream, but without the tar trailer) are all
+// ErrCorrupt, and the target is left as it was.
+func TestMultiFrameDamage(t *testing.T) {
+	src := filepath.Join(tempDir(t), "src")
+	writeFile(t, filepath.Join(src, "big"), string(testInput(3*zstdBlockSize, 9)), 0o644, time.Now())
+	data, _ := mustWrite(t, []string{src}, Zstd, 0, nil)
+	first := firstFrameSize(t, src)
+	if first >= len(data) {
+		t.Fatalf("archive of %d bytes is one frame; want several", len(data))
+	}
+	flipped := bytes.Clone(data)
+	flipped[first+len(data[first:])/2] ^= 0x40
+	for name, stream := range map[string][]byte{
+		"flipped byte in frame 2":  flipped,
+		"cut inside frame 2":       data[:first+100],
+		"cut after frame 1":        data[:first],
+		"cut before the last byte": data[:len(data)-1],
+	} {
+		parent, target := newTargetParent(t)
+		before := snapshot(t, parent)
+		_, err := Extract(context.Background(), bytes.NewReader(stream), []string{target}, Zstd, nil)
+		if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err = %v, want ErrCorrupt", name, err)
+		}
+		if after := snapshot(t, parent); after != before {
+			t.Errorf("%s: directory changed:\n%s", name, after)
+		}
+		assertNoLeftovers(t, parent)
+	}
+}
+
+// firstFrameSize returns the size of the first zstd frame of the archive of
+// src: that of its first block compressed alone (TestFrameWriter checks that
+// this is what frameWriter writes).
+func firstFrameSize(t *testing.T, src string) int {
+	t.Helper()
+	plain, _ := mustWrite(t, []string{src}, None, 0, nil)
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(true), zstd.WithZeroFrames(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	return len(enc.EncodeAll(plain[:zstdBlockSize], nil))
+}
+
+// TestZstdCommandLine: what Write produces is what the zstd command line
+// decodes to the uncompressed archive, and a stream the command line made
+// from that archive restores.
+func TestZstdCommandLine(t *testing.T) {
+	if _, err := exec.LookPath("zstd"); err != nil {
+		t.Fatal("the zstd command is needed: install it (apt-get install zstd, brew install zstd)")
+	}
+	src := filepath.Join(tempDir(t), "src")
+	makeSampleTree(t, src)
+	writeFile(t, filepath.Join(src, "big"), string(testInput(zstdBlockSize+12345, 4)), 0o644, time.Now())
+	plain, _ := mustWrite(t, []string{src}, None, 0, nil)
+	ours, _ := mustWrite(t, []string{src}, Zstd, 0, nil)
+
+	cmd := exec.Command("zstd", "-d", "-c", "-q")
+	cmd.Stdin = bytes.NewReader(ours)
+	decoded, err := cmd.Output()
+	if err != nil || !bytes.Equal(decoded, plain) {
+		t.Errorf("zstd -d: %v; decoded %d bytes, want the %d bytes of the tar stream", err, len(decoded), len(plain))
+	}
+
+	cmd = exec.Command("zstd", "-T0", "-3", "-c", "-q")
+	cmd.Stdin = bytes.NewReader(plain)
+	theirs, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("zstd: %v", err)
+	}
+	target := filepath.Join(tempDir(t), "target")
+	if _, err := Extract(context.Background(), bytes.NewReader(theirs), []string{target}, Zstd, nil); err != nil {
+		t.Fatalf("Extract of the zstd command's stream: %v", err)
+	}
+	assertSameTree(t, src, target)
+}
