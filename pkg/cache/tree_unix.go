@@ -203,3 +203,11 @@ func readlink(dirfd int, name string) ([]byte, error) {
 		}
 	}
 }
+
+// metaOf is what a tree's digest records of one lstat; the field types differ between systems.
+func metaOf(st *unix.Stat_t) meta {
+	return meta{
+		mode: uint32(st.Mode), nlink: uint64(st.Nlink), uid: st.Uid, gid: st.Gid, size: st.Size,
+		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), ino: uint64(st.Ino), dev: uint64(st.Dev),
+	}
+}

@@ -165,13 +165,18 @@ func (c *Cache) warm(ctx context.Context, obj s3.Object) (tree, stamp, bool) {
 	if !ok || !slices.Contains(st.Objects, objectOf(obj.Key, obj.ETag)) {
 		return tree{}, st, false
 	}
+	paths, at := strings.Join(c.Paths, ", "), st.At.UTC().Format(time.RFC3339)
 	t, err := digestTree(ctx, c.Paths)
-	if err != nil || hex.EncodeToString(t.digest[:]) != st.Digest {
-		c.Log.Infof("%s changed since %s was restored or saved there (%s): restoring it",
-			strings.Join(c.Paths, ", "), obj.Key, st.At.UTC().Format(time.RFC3339))
-		return tree{}, st, false
+	switch {
+	case err != nil:
+		c.Log.Infof("Could not tell whether %s changed since %s was restored or saved there (%s): %v; restoring it",
+			paths, obj.Key, at, err)
+	case hex.EncodeToString(t.digest[:]) != st.Digest:
+		c.Log.Infof("%s changed since %s was restored or saved there (%s): restoring it", paths, obj.Key, at)
+	default:
+		return t, st, true
 	}
-	return t, st, true
+	return tree{}, st, false
 }
 
 // ctimeWindow bounds how far an inode change time may lag the clock: the kernel stamps
