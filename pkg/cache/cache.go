@@ -69,6 +69,11 @@ type Restored struct {
 	Stats    archive.Stats
 	Restarts int
 	Duration time.Duration
+	// Warm: the paths already held the key's content, untouched since it was restored or
+	// saved there at Since (docs/design.md#warm-restores): nothing was downloaded or changed,
+	// and Stats counts what the paths hold.
+	Warm  bool
+	Since time.Time
 }
 
 // Restore restores the first of candidates that exists (narrowest first). It
@@ -102,6 +107,11 @@ func (c *Cache) Restore(ctx context.Context, candidates []cachekey.Key) (Restore
 			return Restored{Hit: Miss}, fmt.Errorf("restore %s: %w", k.Name, err)
 		}
 		r.Hit = hitAt(i, candidates[i])
+		if r.Warm {
+			c.Log.Infof("Cache hit (%s): %s already holds %s, untouched since %s; nothing downloaded", r.Hit,
+				strings.Join(c.Paths, ", "), k.Name, r.Since.UTC().Format(time.RFC3339))
+			return r, nil
+		}
 		c.Log.Infof("Cache hit (%s, %s level): restored %s (%s, %d entries) in %s, %s/s", r.Hit, k.Level, k.Name,
 			buildkite.Bytes(r.Size), r.Stats.Entries, r.Duration.Round(time.Millisecond),
 			buildkite.Bytes(buildkite.Rate(r.Size, r.Duration)))
@@ -191,11 +201,17 @@ func (c *Cache) restoreKey(ctx context.Context, k cachekey.Key) (Restored, error
 		}
 		if r.Restarts == 0 {
 			c.Log.Infof("Found %s (%s)", k.Name, buildkite.Bytes(obj.Size))
+			if t, st, ok := c.warm(ctx, obj); ok {
+				r.Warm, r.Since, r.Duration = true, st.At, time.Since(start)
+				r.Stats = archive.Stats{Entries: t.entries, Bytes: t.bytes}
+				return r, nil
+			}
 		}
 		stats, n, err := c.download(ctx, obj)
 		r.Size, r.Stats = n, stats
 		if err == nil {
 			r.Duration = time.Since(start)
+			c.stampRestore(ctx, obj, time.Now())
 			return r, nil
 		}
 		if ctx.Err() != nil || !restartable(err) {
@@ -234,6 +250,7 @@ type Saved struct {
 	Stored   bool   // false: nothing was written (see Skipped)
 	Skipped  string // why nothing was written
 	Size     int64  // archive bytes
+	ETag     string // of the object stored, when Stored and the store tells
 	Stats    archive.Stats
 	Duration time.Duration
 }
@@ -294,8 +311,18 @@ func (c *Cache) Save(ctx context.Context, keys []cachekey.Key) ([]Saved, error) 
 		return saved, nil
 	}
 
+	// The paths' digest before they are read: the stamp a save records for warm restores
+	// (docs/design.md#warm-restores), if they still have it once the archive is written.
+	var before tree
+	beforeErr := errNoDigest
+	if c.stampPath() != "" {
+		if before, beforeErr = digestTree(ctx, c.Paths); beforeErr == nil {
+			beforeErr = settle(ctx, before)
+		}
+	}
 	start := time.Now()
 	var errs []error
+	defer func() { c.stampSave(ctx, before, beforeErr, saved) }()
 	for restarts := 0; len(pending) > 0; restarts++ {
 		results, stats, err := c.uploadAll(ctx, keys, pending)
 		if errors.Is(err, errTooLarge) {
@@ -323,7 +350,7 @@ func (c *Cache) Save(ctx context.Context, keys []cachekey.Key) ([]Saved, error) 
 				s.Skipped = "another job already saved " + k.Name
 				c.Log.Infof("Another job already saved %s: keeping its copy", k.Name)
 			default:
-				s.Stored = true
+				s.Stored, s.ETag = true, r.res.ETag
 				c.Log.Infof("Saved %s (%s, %d entries) in %s, %s/s", k.Name, buildkite.Bytes(s.Size), s.Stats.Entries,
 					s.Duration.Round(time.Millisecond), buildkite.Bytes(buildkite.Rate(s.Size, s.Duration)))
 			}

@@ -11,6 +11,15 @@
 // and the restore starts over, up to the configured number of restarts. A hostile archive is
 // refused at once: retrying would fetch the same bytes.
 //
+// Warm restores (docs/design.md#warm-restores): after a restore that extracted an object, and
+// after a save that stored one while the paths did not change (walked before and after), the
+// paths' stamp records the object's key and ETag and a digest of the lstat metadata of every
+// entry (inode change times and inode numbers included, no content), in Options.StampDir. A
+// restore whose candidate, after its HEAD, is that object and whose paths still have that digest
+// downloads nothing and reports the same hit (Restored.Warm). The stamp is written only once any
+// later change is bound to carry a later inode change time; a missing or corrupt stamp, or any
+// difference, is a real restore.
+//
 // Lookup answers which candidate Restore would take with HEAD requests alone (the lookup-only
 // key): it downloads nothing, takes no host lock and leaves the paths alone.
 //

@@ -127,6 +127,9 @@ type CacheOptions struct {
 	// LockTimeout bounds the wait for other jobs on this host using the same paths
 	// (archive.LockTargets); 0 means archive.DefaultLockTimeout. Not a configuration key.
 	LockTimeout time.Duration
+	// StampDir is this user's private directory for the stamps of warm restores
+	// (docs/design.md#warm-restores); "" records and trusts none. Not a configuration key.
+	StampDir string
 }
 
 // Error is a configuration error: it names the key and what is wrong with it.

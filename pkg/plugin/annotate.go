@@ -49,6 +49,9 @@ func restoreRow(res cache.Restored, err error, took time.Duration) summaryRow {
 		if res.Duration > 0 {
 			r.took = res.Duration
 		}
+		if res.Warm {
+			r.result, r.moved = string(res.Hit)+" hit (already in place, nothing downloaded)", false
+		}
 	}
 	return r
 }

@@ -298,3 +298,20 @@ func TestHangingAgentIsStopped(t *testing.T) {
 		t.Fatalf("log lacks the warning:\n%s", log)
 	}
 }
+
+// A warm hit moved nothing: its row says so and shows no size or throughput.
+func TestRestoreRowOfAWarmHit(t *testing.T) {
+	for _, tc := range []struct {
+		warm   bool
+		result string
+		moved  bool
+	}{
+		{false, "exact hit", true},
+		{true, "exact hit (already in place, nothing downloaded)", false},
+	} {
+		r := restoreRow(cache.Restored{Hit: cache.Exact, Key: cachekey.Key{Level: config.LevelFile}, Warm: tc.warm, Duration: time.Second}, nil, 0)
+		if r.result != tc.result || r.moved != tc.moved {
+			t.Errorf("warm %t: row %+v, want result %q, moved %t", tc.warm, r, tc.result, tc.moved)
+		}
+	}
+}

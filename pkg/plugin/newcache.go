@@ -5,6 +5,7 @@ package plugin
 import (
 	"context"
 	"os"
+	"path/filepath"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cache"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
@@ -60,5 +61,15 @@ func (inv *Invocation) buildCache(ctx context.Context) (*cache.Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cache.New(store, inv.Log, paths, inv.Config.Cache), nil
+	return cache.New(store, inv.Log, paths, inv.cacheOptions()), nil
+}
+
+// cacheOptions are the configured cache options, with the directory of the stamps of warm
+// restores in this user's private state directory; none if that directory is not private.
+func (inv *Invocation) cacheOptions() config.CacheOptions {
+	o := inv.Config.Cache
+	if privateDir(stateDir(), true) == nil {
+		o.StampDir = filepath.Join(stateDir(), warmDir)
+	}
+	return o
 }

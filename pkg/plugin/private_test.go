@@ -219,3 +219,41 @@ func TestStaleLeftoversInTheTempDirAreSwept(t *testing.T) {
 		}
 	}
 }
+
+// The stamps of warm restores live in the private state directory and outlive the sweep of old
+// state files, however old; what killed writers of them left goes.
+func TestWarmStampsOutliveTheSweep(t *testing.T) {
+	var log bytes.Buffer
+	r := stateInvocation(t, &log)
+	dir := r.cacheOptions().StampDir
+	if dir != filepath.Join(stateDir(), warmDir) {
+		t.Fatalf("stamp directory %q, want %s in the private state directory", dir, warmDir)
+	}
+	noErr(t, os.MkdirAll(dir, 0o700))
+	stamp, tmp := filepath.Join(dir, "warm-0123.json"), filepath.Join(dir, ".warm-0123.json.tmp-42")
+	long := time.Now().Add(-48 * time.Hour)
+	for _, p := range []string{stamp, tmp} {
+		noErr(t, os.WriteFile(p, []byte("{}"), 0o600))
+		noErr(t, os.Chtimes(p, long, long))
+	}
+	removeStaleStates(time.Now().Add(-staleState))
+	if _, err := os.Lstat(stamp); err != nil {
+		t.Errorf("an old stamp was swept: %v", err)
+	}
+	if _, err := os.Lstat(tmp); err == nil {
+		t.Error("an old temporary file of a stamp was not swept")
+	}
+
+	// A state directory open to others holds no stamps: none are trusted or recorded.
+	noErr(t, os.Chmod(stateDir(), 0o777))
+	if dir := r.cacheOptions().StampDir; dir != "" {
+		t.Fatalf("stamp directory %q in a state directory open to others", dir)
+	}
+}
+
+func noErr(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

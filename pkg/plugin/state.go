@@ -109,7 +109,19 @@ func removeStaleStates(before time.Time) {
 			_ = os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
+	// The stamps of warm restores stay however old they are (a warm hit does not rewrite its
+	// stamp); only the temporary files of killed writers go.
+	entries, _ = os.ReadDir(filepath.Join(dir, warmDir))
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && strings.HasPrefix(e.Name(), ".") && fi.ModTime().Before(before) {
+			_ = os.Remove(filepath.Join(dir, warmDir, e.Name()))
+		}
+	}
 }
+
+// warmDir is the subdirectory of the state directory that holds the stamps of warm restores
+// (docs/design.md#warm-restores): a directory, so that the sweep of old state files spares them.
+const warmDir = "warm"
 
 // legacyState names the state files of versions before the private state directory:
 // s3-cache-<job>-<16 hex digits>.json, and nothing else a user may keep in TMPDIR.

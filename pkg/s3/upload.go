@@ -29,8 +29,9 @@ type PutOptions struct {
 
 // Result describes a finished upload.
 type Result struct {
-	Stored bool  // false: another writer created the object first, and it was left alone
-	Size   int64 // bytes read from the stream
+	Stored bool   // false: another writer created the object first, and it was left alone
+	Size   int64  // bytes read from the stream
+	ETag   string // of the object stored, as Head gives it; "" when not Stored or not known
 }
 
 // abortTimeout bounds the clean-up of a failed multipart upload, which runs even after the
@@ -101,9 +102,13 @@ func (s *Store) putObject(ctx context.Context, key string, body []byte, o PutOpt
 	}
 	err := s.withStallAttempts(ctx, func(ctx context.Context, w *watchdog) error {
 		in.Body = &progressReader{r: bytes.NewReader(body), w: w}
-		_, err := s.client.PutObject(ctx, in)
+		out, err := s.client.PutObject(ctx, in)
+		if err == nil {
+			res.ETag = aws.ToString(out.ETag)
+		}
 		return err
 	})
+	etag := func() string { sum := md5.Sum(body); return hex.EncodeToString(sum[:]) }
 	switch {
 	case err == nil:
 		res.Stored = true
@@ -111,8 +116,9 @@ func (s *Store) putObject(ctx context.Context, key string, body []byte, o PutOpt
 	case conditional && isPreconditionFailed(err):
 		// Another job's object, or ours: the SDK retries a PUT whose response was lost, and the
 		// retry finds the object the first attempt created.
-		sum := md5.Sum(body)
-		res.Stored = s.landed(ctx, key, hex.EncodeToString(sum[:]))
+		if res.Stored = s.landed(ctx, key, etag()); res.Stored {
+			res.ETag = quoted(etag())
+		}
 		return res, nil
 	case conditional && status(err) == http.StatusNotImplemented:
 		s.notImplemented(false)
@@ -122,8 +128,8 @@ func (s *Store) putObject(ctx context.Context, key string, body []byte, o PutOpt
 	}
 	// An answer cut short (a 200 whose body broke) or retries that ran out may follow a write
 	// that landed: report what is there, not what the client heard.
-	if sum := md5.Sum(body); s.landed(ctx, key, hex.EncodeToString(sum[:])) {
-		res.Stored = true
+	if s.landed(ctx, key, etag()) {
+		res.Stored, res.ETag = true, quoted(etag())
 		return res, nil
 	}
 	return res, fmt.Errorf("upload %s: %w", key, err)
@@ -138,6 +144,9 @@ func (s *Store) landed(ctx context.Context, key, etag string) bool {
 	obj, err := s.Head(ctx, key)
 	return err == nil && strings.Trim(obj.ETag, `"`) == etag
 }
+
+// quoted is an ETag computed here (an MD5 in hex) in the form S3 gives it.
+func quoted(etag string) string { return `"` + etag + `"` }
 
 // exists is the check of endpoints without conditional writes.
 func (s *Store) exists(ctx context.Context, key string) (bool, error) {
@@ -236,7 +245,7 @@ func (s *Store) multipart(ctx context.Context, keys []string, first []byte, r io
 			return
 		}
 		slices.SortFunc(u.parts, func(a, b types.CompletedPart) int { return int(*a.PartNumber - *b.PartNumber) })
-		u.complete, res[i].Stored, errs[i] = s.complete(ctx, u.key, u.id, u.parts, o)
+		u.complete, res[i].Stored, res[i].ETag, errs[i] = s.complete(ctx, u.key, u.id, u.parts, o)
 	})
 }
 
@@ -362,11 +371,11 @@ func (s *Store) uploadPart(ctx context.Context, uploads []*upload, body []byte, 
 
 // complete completes the upload, conditionally unless o.Overwrite. It reports whether the
 // upload was completed (else the caller aborts it) and whether it stored the object.
-func (s *Store) complete(ctx context.Context, key string, uploadID *string, parts []types.CompletedPart, o PutOptions) (completed, stored bool, err error) {
+func (s *Store) complete(ctx context.Context, key string, uploadID *string, parts []types.CompletedPart, o PutOptions) (completed, stored bool, etag string, err error) {
 	conditional := !o.Overwrite && s.conditionalFor(ctx, true)
 	if !o.Overwrite && !conditional {
 		if exists, err := s.exists(ctx, key); err != nil || exists {
-			return false, false, err
+			return false, false, "", err
 		}
 	}
 	in := &awss3.CompleteMultipartUploadInput{
@@ -376,32 +385,32 @@ func (s *Store) complete(ctx context.Context, key string, uploadID *string, part
 	if conditional {
 		in.IfNoneMatch = aws.String("*")
 	}
-	_, err = s.client.CompleteMultipartUpload(ctx, in)
+	out, err := s.client.CompleteMultipartUpload(ctx, in)
 	switch {
 	case err == nil:
-		return true, true, nil
+		return true, true, aws.ToString(out.ETag), nil
 	case (conditional && isPreconditionFailed(err)) || code(err) == "NoSuchUpload":
 		// The SDK retries a Complete whose response was lost; the retry finds the object the
 		// first attempt created, or the upload gone. What landed says whether it was ours.
-		if s.landed(ctx, key, multipartETag(parts)) {
-			return true, true, nil
+		if sum := multipartETag(parts); s.landed(ctx, key, sum) {
+			return true, true, quoted(sum), nil
 		}
 		if code(err) == "NoSuchUpload" {
 			break
 		}
-		return false, false, nil // another job won; the caller aborts our upload
+		return false, false, "", nil // another job won; the caller aborts our upload
 	case conditional && status(err) == http.StatusNotImplemented:
 		s.notImplemented(true)
 		return s.complete(ctx, key, uploadID, parts, o)
 	case isConflict(err):
-		return false, false, fmt.Errorf("upload %s: %w: %w", key, ErrConflict, err)
+		return false, false, "", fmt.Errorf("upload %s: %w: %w", key, ErrConflict, err)
 	}
 	// An answer cut short (a 200 whose body broke, which the SDK does not retry) or retries
 	// that ran out may follow a Complete that landed: report what is there.
-	if s.landed(ctx, key, multipartETag(parts)) {
-		return true, true, nil
+	if sum := multipartETag(parts); s.landed(ctx, key, sum) {
+		return true, true, quoted(sum), nil
 	}
-	return false, false, fmt.Errorf("upload %s: complete multipart upload: %w", key, err)
+	return false, false, "", fmt.Errorf("upload %s: complete multipart upload: %w", key, err)
 }
 
 // multipartETag is the ETag S3 gives the object a multipart upload of parts creates: the MD5 of

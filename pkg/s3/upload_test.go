@@ -70,6 +70,9 @@ func TestUploadSizes(t *testing.T) {
 			if !bytes.Equal(o.data, body) {
 				t.Fatal("the object is not the stream")
 			}
+			if res.ETag != o.etag {
+				t.Fatalf("reported ETag %q, the object's is %q", res.ETag, o.etag)
+			}
 			calls := slices.DeleteFunc(f.recorded(), func(c call) bool { return c.op == "ListMultipartUploads" }) // the stale-upload sweep, in parallel
 			if tc.parts == 0 {
 				if got := ops(calls); !slices.Equal(got, []string{"PutObject"}) {
@@ -319,6 +322,8 @@ func TestCreateOutcomes(t *testing.T) {
 				t.Fatal("another writer's object was overwritten")
 			case !tc.stored && !tc.exists && ok:
 				t.Fatal("an object was created")
+			case tc.stored && res.ETag != o.etag, !tc.stored && res.ETag != "":
+				t.Fatalf("reported ETag %q; the object's is %q", res.ETag, o.etag)
 			}
 			noUploadsLeft(t, f)
 		})

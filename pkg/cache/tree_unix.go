@@ -1,0 +1,213 @@
+//go:build linux || darwin
+
+package cache
+
+// Why a file: the walk behind a tree's digest, with directory file descriptors (fstatat and
+// openat relative to them, no path resolution per entry), which only unix systems offer.
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+)
+
+// digestTree walks paths (every entry below each, never following a symlink) and returns the
+// digest of their lstat metadata: see tree. Directories are read in parallel; the digest does
+// not depend on the order. A tree that changes under the walk in a way the walk notices (an
+// entry gone between listing and lstat, a directory replaced between lstat and open) is an
+// error wrapping errChanged.
+func digestTree(ctx context.Context, paths []string) (tree, error) {
+	w := &walker{ctx: ctx, uid: uint32(os.Getuid())}
+	w.g.SetLimit(max(2, runtime.GOMAXPROCS(0)))
+	roots := sha256.New()
+	var firstErr error
+	for i, p := range paths {
+		var st unix.Stat_t
+		name := strconv.Itoa(i)
+		err := unix.Lstat(p, &st)
+		if errors.Is(err, unix.ENOENT) {
+			roots.Write(appendRecord(nil, name, nil, nil))
+			continue
+		}
+		if err != nil {
+			firstErr = fmt.Errorf("lstat %s: %w", p, err)
+			break
+		}
+		m := metaOf(&st)
+		var link []byte
+		if m.mode&unix.S_IFMT == unix.S_IFLNK {
+			if link, err = readlink(unix.AT_FDCWD, p); err != nil {
+				firstErr = err
+				break
+			}
+		}
+		roots.Write(appendRecord(nil, name, &m, link))
+		w.note(m)
+		if m.mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
+		fd, err := openDir(unix.AT_FDCWD, p, m)
+		if err != nil {
+			firstErr = err
+			break
+		}
+		w.g.Go(func() error { return w.dir(fd, name) })
+	}
+	if err := w.g.Wait(); firstErr == nil {
+		firstErr = err
+	}
+	if firstErr != nil {
+		return tree{}, firstErr
+	}
+	slices.SortFunc(w.dirs, func(a, b dirSum) int {
+		switch {
+		case a.rel < b.rel:
+			return -1
+		case a.rel > b.rel:
+			return 1
+		}
+		return 0
+	})
+	h := sha256.New()
+	h.Write(roots.Sum(nil))
+	for _, d := range w.dirs {
+		h.Write(appendBytes(nil, []byte(d.rel)))
+		h.Write(d.sum[:])
+	}
+	t := w.tree
+	copy(t.digest[:], h.Sum(nil))
+	return t, nil
+}
+
+// walker is one digestTree walk.
+type walker struct {
+	ctx context.Context
+	g   errgroup.Group
+	uid uint32
+
+	mu   sync.Mutex
+	dirs []dirSum
+	tree // the totals, without the digest
+}
+
+// dirSum is the digest of one directory's entries, named by its path from the target's index.
+type dirSum struct {
+	rel string
+	sum [sha256.Size]byte
+}
+
+// note adds one entry to the totals.
+func (w *walker) note(m meta) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.addEntry(m, w.uid)
+}
+
+// dir records the entries of the directory open at fd, named rel, and walks its
+// subdirectories: in other goroutines while the group has room, here otherwise. It closes fd.
+func (w *walker) dir(fd int, rel string) error {
+	f := os.NewFile(uintptr(fd), rel)
+	defer f.Close()
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("read directory %s: %w", rel, err)
+	}
+	slices.Sort(names)
+	h := sha256.New()
+	var local tree
+	var rec []byte
+	for _, name := range names {
+		var st unix.Stat_t
+		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("%s/%s: %w", rel, name, errChanged)
+			}
+			return fmt.Errorf("lstat %s/%s: %w", rel, name, err)
+		}
+		m := metaOf(&st)
+		var link []byte
+		switch m.mode & unix.S_IFMT {
+		case unix.S_IFLNK:
+			if link, err = readlink(fd, name); err != nil {
+				return err
+			}
+		case unix.S_IFDIR:
+			child, err := openDir(fd, name, m)
+			if err != nil {
+				return err
+			}
+			childRel := rel + "/" + name
+			if !w.g.TryGo(func() error { return w.dir(child, childRel) }) {
+				if err := w.dir(child, childRel); err != nil {
+					return err
+				}
+			}
+		}
+		rec = appendRecord(rec[:0], name, &m, link)
+		h.Write(rec)
+		local.addEntry(m, w.uid)
+	}
+	d := dirSum{rel: rel}
+	copy(d.sum[:], h.Sum(nil))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.dirs = append(w.dirs, d)
+	w.merge(local)
+	return nil
+}
+
+// openDir opens the directory name (relative to dirfd) that lstat described as m, refusing
+// anything else that took its place since: a symlink, another inode.
+func openDir(dirfd int, name string, m meta) (int, error) {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+			return -1, fmt.Errorf("%s: %w", name, errChanged)
+		}
+		return -1, fmt.Errorf("open directory %s: %w", name, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("stat directory %s: %w", name, err)
+	}
+	if got := metaOf(&st); got.ino != m.ino || got.dev != m.dev {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s: %w", name, errChanged)
+	}
+	return fd, nil
+}
+
+// readlink returns the target of the symlink name, relative to dirfd, as bytes.
+func readlink(dirfd int, name string) ([]byte, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, buf)
+		if err != nil {
+			return nil, fmt.Errorf("read symlink %s: %w", name, err)
+		}
+		if n < size {
+			return buf[:n], nil
+		}
+	}
+}
+
+// metaOf is what a tree's digest records of one lstat; the field types differ between systems.
+func metaOf(st *unix.Stat_t) meta {
+	return meta{
+		mode: uint32(st.Mode), nlink: uint64(st.Nlink), uid: st.Uid, gid: st.Gid, size: st.Size,
+		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), ino: uint64(st.Ino), dev: uint64(st.Dev),
+	}
+}

@@ -1,0 +1,297 @@
+package cache
+
+// Why a file: warm restores (docs/design.md#warm-restores) — the stamp that proves a target
+// still holds what a restore or a save left there, how it is recorded and how it is trusted.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/atomicfile"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
+)
+
+var (
+	// errChanged: the tree changed under a walk, or between a save's two walks.
+	errChanged = errors.New("the paths changed while they were read")
+	// errNoDigest: this system cannot prove a tree untouched (no inode change time).
+	errNoDigest = errors.New("no tree digest on this system")
+)
+
+// meta is what a tree's digest records of one entry's lstat: with the name and a symlink's
+// target, everything a change to the entry changes. mode holds the type bits too.
+type meta struct {
+	mode         uint32
+	nlink        uint64
+	uid, gid     uint32
+	size         int64
+	mtime, ctime int64 // nanoseconds since the epoch
+	ino, dev     uint64
+}
+
+// tree is the digest of the lstat metadata of every entry of a cache's paths (digestTree), and
+// what the walk saw on the way.
+type tree struct {
+	digest   [sha256.Size]byte
+	entries  int64 // entries walked, the targets included
+	bytes    int64 // size of the regular files
+	maxCtime int64 // the latest inode change time, ns
+	// fine: some change time has a part below the millisecond, so the filesystem keeps them
+	// finely (ext4, xfs, btrfs, tmpfs, APFS) and a later change cannot share one by truncation.
+	fine bool
+	// foreign: an entry a restore of the tree's archive would not reproduce as it is: not a
+	// file, directory or symlink; setuid, setgid or sticky; owned by another user.
+	foreign bool
+}
+
+const (
+	modeType     = 0o170000
+	modeDir      = 0o040000
+	modeRegular  = 0o100000
+	modeSymlink  = 0o120000
+	modeSpecials = 0o7000 // setuid, setgid, sticky
+)
+
+func (t *tree) addEntry(m meta, uid uint32) {
+	t.entries++
+	kind := m.mode & modeType
+	if kind == modeRegular {
+		t.bytes += m.size
+	}
+	t.maxCtime = max(t.maxCtime, m.ctime)
+	t.fine = t.fine || m.ctime%int64(time.Millisecond) != 0
+	t.foreign = t.foreign || m.uid != uid || m.mode&modeSpecials != 0 ||
+		(kind != modeRegular && kind != modeDir && kind != modeSymlink)
+}
+
+func (t *tree) merge(o tree) {
+	t.entries += o.entries
+	t.bytes += o.bytes
+	t.maxCtime = max(t.maxCtime, o.maxCtime)
+	t.fine = t.fine || o.fine
+	t.foreign = t.foreign || o.foreign
+}
+
+// appendRecord appends one entry's record to a directory's digest: name, then m (nil: the
+// name does not exist) and a symlink's target, each length-prefixed where its length varies.
+func appendRecord(b []byte, name string, m *meta, link []byte) []byte {
+	b = appendBytes(b, []byte(name))
+	if m == nil {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	b = binary.LittleEndian.AppendUint32(b, m.mode)
+	b = binary.LittleEndian.AppendUint64(b, m.nlink)
+	b = binary.LittleEndian.AppendUint32(b, m.uid)
+	b = binary.LittleEndian.AppendUint32(b, m.gid)
+	for _, v := range []int64{m.size, m.mtime, m.ctime} {
+		b = binary.LittleEndian.AppendUint64(b, uint64(v))
+	}
+	b = binary.LittleEndian.AppendUint64(b, m.ino)
+	b = binary.LittleEndian.AppendUint64(b, m.dev)
+	return appendBytes(b, link)
+}
+
+func appendBytes(b, s []byte) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// stampVersion changes whenever the digest or the file changes meaning: an old stamp is then
+// simply not trusted.
+const stampVersion = 1
+
+// stamp says that the paths held the objects' content when their digest was Digest, at At.
+type stamp struct {
+	Version int           `json:"version"`
+	Paths   []string      `json:"paths"`
+	Objects []stampObject `json:"objects"`
+	Digest  string        `json:"digest"`
+	Entries int64         `json:"entries"`
+	At      time.Time     `json:"at"`
+}
+
+// stampObject is an object by key and ETag (without quotes): the same key and ETag, the same bytes.
+type stampObject struct {
+	Key  string `json:"key"`
+	ETag string `json:"etag"`
+}
+
+func objectOf(key, etag string) stampObject {
+	return stampObject{Key: key, ETag: strings.Trim(etag, `"`)}
+}
+
+// stampPath is the stamp file of c.Paths, named by a hash of them; "" when stamps are off.
+func (c *Cache) stampPath() string {
+	if c.Options.StampDir == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(strings.Join(c.Paths, "\x00")))
+	return filepath.Join(c.Options.StampDir, "warm-"+hex.EncodeToString(sum[:16])+".json")
+}
+
+// readStamp reads the stamp of c.Paths. Missing, unreadable, corrupt, of another version or of
+// other paths: there is none.
+func (c *Cache) readStamp() (stamp, bool) {
+	p := c.stampPath()
+	if p == "" {
+		return stamp{}, false
+	}
+	doc, err := os.ReadFile(p)
+	if err != nil {
+		return stamp{}, false
+	}
+	var st stamp
+	if json.Unmarshal(doc, &st) != nil || st.Version != stampVersion || !slices.Equal(st.Paths, c.Paths) || st.Digest == "" {
+		return stamp{}, false
+	}
+	return st, true
+}
+
+// warm reports whether c.Paths still hold obj's content, as a restore or save of it on this
+// host left them: the stamp names obj and the tree's digest is the one recorded then. The
+// caller holds the paths' host locks exclusively.
+func (c *Cache) warm(ctx context.Context, obj s3.Object) (tree, stamp, bool) {
+	st, ok := c.readStamp()
+	if !ok || !slices.Contains(st.Objects, objectOf(obj.Key, obj.ETag)) {
+		return tree{}, st, false
+	}
+	paths, at := strings.Join(c.Paths, ", "), st.At.UTC().Format(time.RFC3339)
+	t, err := digestTree(ctx, c.Paths)
+	switch {
+	case err != nil:
+		c.Log.Infof("Could not tell whether %s changed since %s was restored or saved there (%s): %v; restoring it",
+			paths, obj.Key, at, err)
+	case hex.EncodeToString(t.digest[:]) != st.Digest:
+		c.Log.Infof("%s changed since %s was restored or saved there (%s): restoring it", paths, obj.Key, at)
+	default:
+		return t, st, true
+	}
+	return tree{}, st, false
+}
+
+// ctimeWindow bounds how far an inode change time may lag the clock: the kernel stamps
+// changes with a clock that advances once per tick (at most 10 ms).
+const ctimeWindow = 30 * time.Millisecond
+
+// settle waits until every change from now on gets an inode change time later than any t
+// holds, so that none can go unseen by sharing one. It refuses a tree that cannot be trusted
+// that way: empty, on a filesystem with coarse timestamps, or with change times ahead of this
+// host's clock (a network filesystem's server).
+func settle(ctx context.Context, t tree) error {
+	switch {
+	case t.entries == 0:
+		return errors.New("none of the paths exists")
+	case !t.fine:
+		return errors.New("the filesystem keeps coarse timestamps")
+	}
+	wait := time.Until(time.Unix(0, t.maxCtime).Add(ctimeWindow))
+	if wait > 2*ctimeWindow {
+		return fmt.Errorf("change times %s ahead of this host's clock", wait-ctimeWindow)
+	}
+	if wait <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// stampRestore records that c.Paths hold obj, restored by an extraction that ended at
+// extracted. A change time after that is a change by someone else: then, and on any failure,
+// no stamp is left for the paths.
+func (c *Cache) stampRestore(ctx context.Context, obj s3.Object, extracted time.Time) {
+	if c.stampPath() == "" {
+		return
+	}
+	t, err := digestTree(ctx, c.Paths)
+	if err == nil && t.maxCtime > extracted.UnixNano() {
+		err = errChanged
+	}
+	c.record(ctx, t, err, []stampObject{objectOf(obj.Key, obj.ETag)})
+}
+
+// stampSave records that c.Paths hold the objects a save stored, if the paths had the digest
+// before (walked before the archive was written, and settled) and still have it.
+func (c *Cache) stampSave(ctx context.Context, before tree, err error, saved []Saved) {
+	var objs []stampObject
+	for _, s := range saved {
+		if s.Stored && s.ETag != "" {
+			objs = append(objs, objectOf(s.Key.Name, s.ETag))
+		}
+	}
+	if c.stampPath() == "" || len(objs) == 0 {
+		return
+	}
+	if err == nil && before.foreign {
+		err = errors.New("the paths hold entries the archive does not keep as they are (special files or bits, another owner)")
+	}
+	var after tree
+	if err == nil {
+		after, err = digestTree(ctx, c.Paths)
+	}
+	if err == nil && after.digest != before.digest {
+		err = errChanged
+	}
+	if err != nil {
+		c.removeStamp(err)
+		return
+	}
+	c.write(before, objs)
+}
+
+// record settles t and writes the stamp of objs, or on any failure (err included) removes the
+// stamp of the paths.
+func (c *Cache) record(ctx context.Context, t tree, err error, objs []stampObject) {
+	if err == nil {
+		err = settle(ctx, t)
+	}
+	if err != nil {
+		c.removeStamp(err)
+		return
+	}
+	c.write(t, objs)
+}
+
+func (c *Cache) write(t tree, objs []stampObject) {
+	doc, err := json.Marshal(stamp{Version: stampVersion, Paths: c.Paths, Objects: objs,
+		Digest: hex.EncodeToString(t.digest[:]), Entries: t.entries, At: time.Now().UTC()})
+	if err == nil {
+		err = os.Mkdir(c.Options.StampDir, 0o700)
+		if errors.Is(err, os.ErrExist) {
+			err = nil
+		}
+	}
+	if err == nil {
+		err = atomicfile.Write(c.stampPath(), doc, 0o600)
+	}
+	if err != nil {
+		c.removeStamp(err)
+	}
+}
+
+// removeStamp removes the stamp of the paths, saying why none is recorded: the next restore
+// of them will be a real one.
+func (c *Cache) removeStamp(why error) {
+	if errors.Is(why, errNoDigest) {
+		return // never recorded here: nothing to say
+	}
+	c.Log.Infof("Not recording %s for warm restores: %v", strings.Join(c.Paths, ", "), why)
+	if err := os.Remove(c.stampPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		c.Log.Warnf("remove the warm-restore stamp: %v", err)
+	}
+}

@@ -1,0 +1,239 @@
+package cache_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/s3test"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/buildkite"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cache"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
+)
+
+// warmHost is one agent host of the warm-restore tests: caches of its paths that record and
+// trust stamps in its state directory, through a proxy that counts the GETs of archives.
+type warmHost struct {
+	t        *testing.T
+	srv      *s3test.Server
+	proxy    *s3test.Proxy
+	stampDir string
+}
+
+func startWarm(t *testing.T) (*s3test.Server, *warmHost) {
+	srv := s3test.StartT(t, s3test.Versitygw)
+	p, err := s3test.NewProxy(srv.Endpoint)
+	must(t, err)
+	t.Cleanup(p.Close)
+	return srv, &warmHost{t: t, srv: srv, proxy: p, stampDir: filepath.Join(t.TempDir(), "warm")}
+}
+
+func (h *warmHost) cache(paths ...string) (*cache.Cache, *bytes.Buffer) {
+	h.t.Helper()
+	o := h.srv.Options()
+	o.Endpoint = h.proxy.URL
+	store, err := s3.New(h.t.Context(), o)
+	must(h.t, err)
+	var log bytes.Buffer
+	return cache.New(store, buildkite.NewLog(&log), paths,
+		config.CacheOptions{Compression: archive.Zstd, Restarts: 3, StampDir: h.stampDir}), &log
+}
+
+// gets counts the archive downloads (GETs of objects) the host made so far.
+func (h *warmHost) gets() int {
+	n := 0
+	for _, r := range h.proxy.Requests() {
+		if r.Method == "GET" && strings.Count(r.Path, "/") > 1 {
+			n++
+		}
+	}
+	return n
+}
+
+// restore restores candidates and says whether it was warm: nothing downloaded, no GET.
+func (h *warmHost) restore(c *cache.Cache, log *bytes.Buffer, candidates ...cachekey.Key) cache.Restored {
+	h.t.Helper()
+	before := h.gets()
+	log.Reset()
+	r, err := c.Restore(h.t.Context(), candidates)
+	if err != nil {
+		h.t.Fatalf("restore: %v\n%s", err, log)
+	}
+	got := h.gets() - before
+	if r.Warm != (got == 0) || r.Warm != (r.Size == 0) {
+		h.t.Fatalf("restore %+v made %d GETs\n%s", r, got, log)
+	}
+	return r
+}
+
+// A repeat restore into paths untouched since the last restore downloads nothing and is the
+// same hit; any change to them makes the next restore a real one, which puts the key's tree back.
+func TestWarmRestore(t *testing.T) {
+	srv, h := startWarm(t)
+	src := filepath.Join(t.TempDir(), "node_modules")
+	makeTree(t, src, 64<<10)
+	saver, _, _ := newCache(t, srv, []string{src}, 2)
+	k := key("warm/exact.tar.zst")
+	_, err := saveOne(t, saver, k)
+	must(t, err)
+	want := listing(t, src)
+
+	dst := filepath.Join(t.TempDir(), "node_modules")
+	c, log := h.cache(dst)
+	if r := h.restore(c, log, k); r.Warm || r.Hit != cache.Exact {
+		t.Fatalf("first restore %+v, want a real exact hit\n%s", r, log)
+	}
+	r := h.restore(c, log, k)
+	if !r.Warm || r.Hit != cache.Exact || r.Key != k || r.Stats.Entries != 7 {
+		t.Fatalf("repeat restore %+v, want a warm exact hit of %s with 7 entries\n%s", r, k.Name, log)
+	}
+	line := "Cache hit (exact): " + dst + " already holds " + k.Name + ", untouched since "
+	if !strings.Contains(log.String(), line) || !strings.Contains(log.String(), "; nothing downloaded") {
+		t.Fatalf("log lacks %q:\n%s", line, log)
+	}
+	if r := h.restore(c, log, key("warm/none.tar.zst"), k); !r.Warm || r.Hit != cache.Fallback {
+		t.Fatalf("restore falling back to %s: %+v, want a warm fallback\n%s", k.Name, r, log)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T)
+	}{
+		{"a file's content, same size and mtime", func(t *testing.T) {
+			p := filepath.Join(dst, "a.txt")
+			fi, err := os.Stat(p)
+			must(t, err)
+			must(t, os.WriteFile(p, []byte("HELLO"), 0o644))
+			must(t, os.Chtimes(p, fi.ModTime(), fi.ModTime()))
+		}},
+		{"a file's mode", func(t *testing.T) { must(t, os.Chmod(filepath.Join(dst, "sub", "run.sh"), 0o700)) }},
+		{"an added file", func(t *testing.T) { must(t, os.WriteFile(filepath.Join(dst, "sub", "new"), nil, 0o644)) }},
+		{"a removed file", func(t *testing.T) { must(t, os.Remove(filepath.Join(dst, "a.txt"))) }},
+		{"an added empty directory", func(t *testing.T) { must(t, os.Mkdir(filepath.Join(dst, "sub", "empty"), 0o755)) }},
+		{"a symlink's target", func(t *testing.T) {
+			p := filepath.Join(dst, "sub", "link")
+			must(t, os.Remove(p))
+			must(t, os.Symlink("../b.txt", p))
+		}},
+		{"a touched directory", func(t *testing.T) {
+			now := time.Now()
+			must(t, os.Chtimes(filepath.Join(dst, "sub", "deep"), now, now))
+		}},
+		{"the target removed", func(t *testing.T) { must(t, os.RemoveAll(dst)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.change(t)
+			if r := h.restore(c, log, k); r.Warm || r.Hit != cache.Exact {
+				t.Fatalf("restore after the change: %+v, want a real exact hit\n%s", r, log)
+			}
+			if got := listing(t, dst); got != want {
+				t.Fatalf("restored:\n%s\nwant:\n%s", got, want)
+			}
+			if r := h.restore(c, log, k); !r.Warm {
+				t.Fatalf("the restore after it: %+v, want warm\n%s", r, log)
+			}
+		})
+	}
+}
+
+// A save stamps the paths it stored: the next restore of the key on the same host downloads
+// nothing. A stamp is trusted for its own key and ETag only, and a corrupt one is no stamp.
+func TestWarmAfterSave(t *testing.T) {
+	srv, h := startWarm(t)
+	dir := filepath.Join(t.TempDir(), "node_modules")
+	makeTree(t, dir, 64<<10)
+	want := listing(t, dir)
+	c, log := h.cache(dir)
+	k := key("warm/saved.tar.zst")
+	if s, err := saveOne(t, c, k); err != nil || !s.Stored || s.ETag == "" {
+		t.Fatalf("save: %+v, %v\n%s", s, err, log)
+	}
+	if r := h.restore(c, log, k); !r.Warm || r.Hit != cache.Exact {
+		t.Fatalf("restore after a save on the same host: %+v, want warm\n%s", r, log)
+	}
+
+	// The same tree under another key: not what the stamp names.
+	other := key("warm/other.tar.zst")
+	elsewhere := filepath.Join(t.TempDir(), "node_modules")
+	makeTree(t, elsewhere, 32<<10)
+	saver, _, _ := newCache(t, srv, []string{elsewhere}, 2)
+	_, err := saveOne(t, saver, other)
+	must(t, err)
+	if r := h.restore(c, log, other); r.Warm {
+		t.Fatalf("restore of another key: %+v, want a real restore\n%s", r, log)
+	}
+	if listing(t, dir) != listing(t, elsewhere) {
+		t.Fatal("the other key's tree was not restored")
+	}
+	must(t, os.RemoveAll(dir))
+	makeTree(t, dir, 64<<10)
+	want = listing(t, dir)
+	if s, err := saveOne(t, c, k); err != nil || s.Stored {
+		t.Fatalf("save of an existing key: %+v, %v", s, err)
+	}
+	if r := h.restore(c, log, k); r.Warm {
+		t.Fatalf("restore after a save that stored nothing: %+v, want a real restore\n%s", r, log)
+	}
+
+	// The same key, another object (a forced save from another host): another ETag.
+	saver.Options.Force = true
+	_, err = saveOne(t, saver, k)
+	must(t, err)
+	if r := h.restore(c, log, k); r.Warm {
+		t.Fatalf("restore of a key saved again elsewhere: %+v, want a real restore\n%s", r, log)
+	}
+	if listing(t, dir) != listing(t, elsewhere) {
+		t.Fatal("the new object's tree was not restored")
+	}
+	if listing(t, dir) == want {
+		t.Fatal("the test's two trees are the same")
+	}
+
+	// A forced save on this host stamps anew.
+	c.Options.Force = true
+	must(t, os.RemoveAll(dir))
+	makeTree(t, dir, 16<<10)
+	if s, err := saveOne(t, c, k); err != nil || !s.Stored {
+		t.Fatalf("forced save: %+v, %v", s, err)
+	}
+	if r := h.restore(c, log, k); !r.Warm {
+		t.Fatalf("restore after a forced save: %+v, want warm\n%s", r, log)
+	}
+
+	// A corrupt stamp is none: a real restore, no error.
+	stamps, err := filepath.Glob(filepath.Join(h.stampDir, "*.json"))
+	must(t, err)
+	if len(stamps) != 1 {
+		t.Fatalf("stamps %q, want one", stamps)
+	}
+	for _, corrupt := range []string{"{", `{"version":1,"paths":["` + dir + `"],"objects":[{"key":"` + k.Name + `"}]}`, ""} {
+		must(t, os.WriteFile(stamps[0], []byte(corrupt), 0o600))
+		if r := h.restore(c, log, k); r.Warm || r.Hit != cache.Exact {
+			t.Fatalf("restore with the stamp %q: %+v, want a real exact hit\n%s", corrupt, r, log)
+		}
+	}
+}
+
+// Without a stamp directory nothing is recorded and every restore is a real one.
+func TestNoStampDirNoWarmRestores(t *testing.T) {
+	srv := s3test.StartT(t, s3test.Versitygw)
+	dir := filepath.Join(t.TempDir(), "c")
+	makeTree(t, dir, 0)
+	c, _, log := newCache(t, srv, []string{dir}, 2)
+	k := key("warm/nostamps.tar.zst")
+	_, err := saveOne(t, c, k)
+	must(t, err)
+	for range 2 {
+		r, err := c.Restore(t.Context(), []cachekey.Key{k})
+		must(t, err)
+		if r.Warm || r.Size == 0 {
+			t.Fatalf("restore without stamps: %+v\n%s", r, log)
+		}
+	}
+}
