@@ -61,7 +61,7 @@ func TestExtractManyFilesWithHardLinks(t *testing.T) {
 		t.Run(fmt.Sprintf("writers=%d,inFlight=%d", opts.writers, opts.inFlight), func(t *testing.T) {
 			tmp := tempDir(t)
 			src := filepath.Join(tmp, "src")
-			makeManyFiles(t, src, 500)
+			makeManyFiles(t, src, 300)
 			data, _ := mustWrite(t, []string{src}, Zstd, 0, nil)
 			target := filepath.Join(tmp, "target")
 			base := runtime.NumGoroutine()
@@ -71,10 +71,10 @@ func TestExtractManyFilesWithHardLinks(t *testing.T) {
 			}
 			settledGoroutines(t, base)
 			assertSameTree(t, src, target)
-			if want := int64(500 + (500+6)/7 + 1 + 40); st.Entries != want { // files, links, the root, d00..d39
+			if want := int64(300 + (300+6)/7 + 1 + 40); st.Entries != want { // files, links, the root, d00..d39
 				t.Errorf("Entries = %d, want %d", st.Entries, want)
 			}
-			for i := 0; i < 500; i += 7 {
+			for i := 0; i < 300; i += 7 {
 				a, err := os.Stat(filepath.Join(target, fmt.Sprintf("d%02d/f%04d", i%40, i)))
 				if err != nil {
 					t.Fatal(err)
@@ -133,13 +133,13 @@ func TestExtractWriterFailureDiscardsEverything(t *testing.T) {
 		failAt int64 // the failAt-th file a writer creates fails
 	}{
 		{"first file", 1},
-		{"a middle file", 250},
-		{"the last file", 500},
+		{"a middle file", 150},
+		{"the last file", 300},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tmp := tempDir(t)
 			src := filepath.Join(tmp, "src")
-			makeManyFiles(t, src, 500)
+			makeManyFiles(t, src, 300)
 			data, _ := mustWrite(t, []string{src}, Zstd, 0, nil)
 			parent, target := newTargetParent(t)
 			before := snapshot(t, parent)
@@ -170,7 +170,7 @@ func TestExtractWriterFailureDiscardsEverything(t *testing.T) {
 func TestExtractCancelledWhileWriting(t *testing.T) {
 	tmp := tempDir(t)
 	src := filepath.Join(tmp, "src")
-	makeManyFiles(t, src, 500)
+	makeManyFiles(t, src, 300)
 	data, _ := mustWrite(t, []string{src}, Zstd, 0, nil)
 	parent, target := newTargetParent(t)
 	before := snapshot(t, parent)
@@ -178,7 +178,7 @@ func TestExtractCancelledWhileWriting(t *testing.T) {
 	defer cancel()
 	var n atomic.Int64
 	opts := extractOptions{writers: defaultWriters, inFlight: defaultInFlight, beforeWrite: func(string) error {
-		if n.Add(1) == 300 {
+		if n.Add(1) == 100 {
 			cancel() // as the agent's SIGTERM would, mid-extraction
 		}
 		return nil
