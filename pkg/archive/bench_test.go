@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -97,4 +98,41 @@ func BenchmarkExtract(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkRemoveTree removes a tree of 20k small files in 400 directories,
+// as the previous content of a target is removed after a swap, with
+// os.RemoveAll and with removeTree. Building the tree is not timed.
+func BenchmarkRemoveTree(b *testing.B) {
+	for _, rm := range []struct {
+		name string
+		fn   func(string) error
+	}{
+		{"os.RemoveAll", os.RemoveAll},
+		{"removeTree", removeTree},
+	} {
+		b.Run(rm.name, func(b *testing.B) {
+			dir := tempDir(b)
+			content := bytes.Repeat([]byte("x"), 2000)
+			for b.Loop() {
+				b.StopTimer()
+				tree := filepath.Join(dir, "tree")
+				for d := range 400 {
+					sub := filepath.Join(tree, fmt.Sprintf("pkg%03d", d), "lib")
+					if err := os.MkdirAll(sub, 0o755); err != nil {
+						b.Fatal(err)
+					}
+					for f := range 50 {
+						if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%02d.js", f)), content, 0o644); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				b.StartTimer()
+				if err := rm.fn(tree); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
