@@ -31,7 +31,7 @@ type outFile struct {
 // when it creates the file).
 func createFile(p string, mode fs.FileMode) (*outFile, error) {
 	for {
-		fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode.Perm()))
+		fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|openNoFollow|unix.O_CLOEXEC, uint32(mode.Perm()))
 		if err == unix.EINTR {
 			continue
 		}
