@@ -69,11 +69,17 @@
 // # Extraction algorithm
 //
 //  1. Stream. The stream is decompressed and tar entries are read one at a
-//     time; file contents are copied with a 1 MiB buffer, so memory does not
-//     grow with file or archive size. (Extract does keep a table of the entry
-//     names it has seen, roughly 100 bytes per entry, to enforce the rules
-//     below.)
-//     Code: Extract, newDecompressor, readArchive, extractEntry, copyContent.
+//     time, in order, by one reader goroutine, which does steps 2 and 3 for
+//     every entry except writing small files. A regular file of up to 1 MiB
+//     is read into a pooled buffer and handed to a pool of 8 writer
+//     goroutines (file creation is syscall bound, so more writers than
+//     cores); the buffers in flight hold at most 32 MiB, the reader waiting
+//     for the writers beyond that. A larger file is copied by the reader
+//     itself with a 1 MiB buffer. So memory does not grow with file or
+//     archive size. (Extract does keep a table of the entry names it has
+//     seen, roughly 100 bytes per entry, to enforce the rules below.)
+//     Code: Extract, newDecompressor, readArchive, extractEntry, writeFile,
+//     writerPool.
 //  2. Validate, then create. Before anything is created for an entry, its
 //     name is checked: relative, canonical (path.Clean), no ".." and no NUL,
 //     first component a canonical target index ("3", not "03"), not seen
@@ -84,7 +90,10 @@
 //     target index. Symlinks are created exactly as recorded (absolute and
 //     ".." targets are allowed) but are never followed, chmodded or chtimed.
 //     Files are created with O_CREATE|O_EXCL (and O_NOFOLLOW on unix),
-//     directories with Mkdir, so nothing existing is ever reused. Any
+//     directories with Mkdir, so nothing existing is ever reused. A writer
+//     only creates a file whose entry the reader has checked and whose
+//     parents the reader has made; hard links are made after every file is
+//     written, in archive order (a link's file may still be queued). Any
 //     violation refuses the whole archive with ErrUnsafe. Device nodes and
 //     FIFOs are skipped with a warning; any other entry type is refused.
 //     Code: checkEntry, then planEntry, then skipEntry or createEntry.
@@ -96,10 +105,15 @@
 //     staging directory is flocked while its process lives. Before that,
 //     Extract removes the leftovers of earlier restores of T that no process
 //     holds (see below). Directories are created 0o700 so read-only trees
-//     (Go's module cache is 0o555) can be filled; each file gets its mode
-//     and mtime once written; directory modes and mtimes are applied at the
-//     end, deepest first.
-//     Code: sweepTarget, stage, makeDir, writeFile, applyDirMetadata.
+//     (Go's module cache is 0o555) can be filled. On Linux a file costs
+//     open (with its final mode), one write (up to 1 MiB), futimens for its
+//     mtime and close, plus fchmod only where the umask (read from
+//     /proc/self/status) took bits away; elsewhere it is created 0o600 and
+//     gets its mode by fchmod and its mtime by path once closed. Directory
+//     modes and mtimes are applied at the end, after the writers and the
+//     hard links, deepest first.
+//     Code: sweepTarget, stage, makeDir, writeFile, createFile, makeLinks,
+//     applyDirMetadata.
 //  4. Verify. The CRC-32C of the tar bytes read is compared with the
 //     trailer's; a missing trailer, a mismatch, or any entry after the
 //     trailer is ErrCorrupt. After the tar end-of-archive marker the rest of
@@ -115,7 +129,10 @@
 //     the staging directory and the staged root's children into T. The
 //     target roots get their mode and mtime, and the staging directories,
 //     which now hold the previous contents, are renamed to
-//     .<base(T)>.s3-cache-trash-<pid>-<random> and removed. If a swap fails,
+//     .<base(T)>.s3-cache-trash-<pid>-<random> and removed by 8 goroutines:
+//     each lists a directory, unlinks what is not a directory and queues the
+//     subdirectories; the last to finish in a directory removes it, so
+//     directories go bottom-up (removeTree). If a swap fails,
 //     the swaps already made are undone. A target whose index has no entry in
 //     the archive is not touched.
 //     Code: swapAll (stagedTarget.swapIn, swapOut to undo), then finish.
@@ -137,7 +154,10 @@
 // A target is either wholly replaced or left exactly as it was. On any error
 // or cancellation before the swap (a hostile entry, a corrupt or truncated
 // stream, a failing reader, a full disk), every staging directory is removed
-// and no target has been touched. Errors wrap ErrUnsafe for a hostile archive
+// and no target has been touched. The first failure, the reader's or a
+// writer's, is the one reported: a failed writer stops the reader, and the
+// writers drop their queue and are waited for before the staging directory
+// is removed, so no goroutine outlives Extract. Errors wrap ErrUnsafe for a hostile archive
 // and ErrCorrupt for a damaged or truncated stream; other errors (the caller's
 // reader failing, cancellation, the filesystem) are wrapped as they are.
 // Parent directories of a target may have been created. If undoing a failed

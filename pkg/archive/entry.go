@@ -316,11 +316,10 @@ func (x *extraction) makeEntry(s *stagedTarget, p entryPlan, content io.Reader) 
 	}
 	switch p.hdr.Typeflag {
 	case tar.TypeReg:
-		n, err := x.writeFile(dst, content, mode, p.hdr.ModTime)
-		x.stats.Bytes += n
-		if err != nil {
+		if err := x.writeFile(p.hdr, dst, content, mode); err != nil {
 			return err
 		}
+		x.stats.Bytes += p.hdr.Size
 	case tar.TypeSymlink:
 		if err := os.Symlink(p.hdr.Linkname, dst); err != nil {
 			return err
@@ -330,11 +329,9 @@ func (x *extraction) makeEntry(s *stagedTarget, p entryPlan, content io.Reader) 
 		if err != nil {
 			return err
 		}
-		// The new name shares the inode, hence the mode and mtime, of the
-		// file it links to, which were applied when that file was written.
-		if err := os.Link(existing, dst); err != nil {
-			return err
-		}
+		// Made by makeLinks once every file is written: the file may still
+		// be in a writer's queue.
+		x.links = append(x.links, pendingLink{name: p.hdr.Name, existing: existing, path: dst})
 	}
 	x.seen[p.name] = seenEntry{kind: p.kind}
 	return nil
@@ -371,28 +368,32 @@ func (x *extraction) makeDir(s *stagedTarget, index int, name string, mode fs.Fi
 	return nil
 }
 
-// writeFile creates the regular file dst with the entry's content, then
-// applies its mode and mtime. Returns the number of content bytes written.
-func (x *extraction) writeFile(dst string, content io.Reader, mode fs.FileMode, mtime time.Time) (int64, error) {
-	// O_EXCL: never reuse an existing file or symlink. O_NOFOLLOW (unix):
-	// belt and braces against a symlink in the last component.
-	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|openNoFollow, 0o600)
+// writeFile creates the regular file dst (its parent exists) for the entry
+// hdr, with permission bits mode. A file of up to maxPooledFile bytes is read
+// into a buffer and handed to the writers; a larger one is streamed to disk
+// here, with the 1 MiB copy buffer.
+func (x *extraction) writeFile(hdr *tar.Header, dst string, content io.Reader, mode fs.FileMode) error {
+	if hdr.Size <= maxPooledFile {
+		data, class, err := x.pool.buffer(hdr.Size)
+		if err != nil {
+			return err
+		}
+		job := fileJob{name: hdr.Name, path: dst, mode: mode, mtime: hdr.ModTime, data: data, class: class}
+		if _, err := io.ReadFull(content, data); err != nil {
+			x.pool.release(job)
+			return x.streamError("read content", err)
+		}
+		return x.pool.submit(job)
+	}
+	f, err := createFile(dst, mode)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	n, err := x.copyContent(f, content)
-	if err == nil {
-		err = f.Chmod(mode) // on the open descriptor: no path lookup
+	if _, err := x.copyContent(f, content); err != nil {
+		f.abandon()
+		return err
 	}
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = cerr
-	}
-	if err == nil && !mtime.IsZero() {
-		// dst is the regular file just created in our private staging
-		// directory (O_EXCL), not a symlink.
-		err = os.Chtimes(dst, time.Time{}, mtime)
-	}
-	return n, err
+	return f.finish(hdr.ModTime, x.pool.umask)
 }
 
 // copyContent copies an entry's content to dst with the 1 MiB buffer. Read

@@ -32,6 +32,20 @@ import (
 // damaged or truncated stream gives an error wrapping ErrCorrupt. See the
 // package documentation for the rules and the guarantees on failure.
 func Extract(ctx context.Context, r io.Reader, targets []string, c Compression, log Logger) (stats Stats, err error) {
+	return extract(ctx, r, targets, c, log, extractOptions{writers: defaultWriters, inFlight: defaultInFlight})
+}
+
+// extractOptions tune extract; tests change them.
+type extractOptions struct {
+	writers  int   // goroutines writing small files
+	inFlight int64 // bytes of file contents read but not yet written
+	// beforeWrite, if not nil, is called by a writer before it creates a
+	// file, and its error fails the extraction (tests inject failures).
+	beforeWrite func(path string) error
+}
+
+// extract is Extract with options.
+func extract(ctx context.Context, r io.Reader, targets []string, c Compression, log Logger, opts extractOptions) (stats Stats, err error) {
 	if err := c.check(); err != nil {
 		return Stats{}, err
 	}
@@ -55,11 +69,14 @@ func Extract(ctx context.Context, r io.Reader, targets []string, c Compression, 
 		src:     &sourceReader{ctx: ctx, r: r},
 		warn:    warnOrDiscard(log),
 		buf:     make([]byte, copyBufferSize),
+		pool:    startWriterPool(ctx, opts.writers, opts.inFlight, opts.beforeWrite),
 	}
 	// On any failure no target has been changed (or the changes were undone):
-	// remove every staging directory and report.
+	// stop the writers, remove every staging directory and report. No
+	// goroutine of this extraction outlives it.
 	defer func() {
 		if err != nil {
+			x.pool.abort()
 			err = joinErrors(err, x.discard())
 		}
 	}()
@@ -73,6 +90,12 @@ func Extract(ctx context.Context, r io.Reader, targets []string, c Compression, 
 	// Steps 1 to 4 of the package documentation: stream, validate, stage,
 	// verify the end of the stream.
 	if err := x.readArchive(ctx, stream); err != nil {
+		return x.stats, err
+	}
+	if err := x.pool.wait(); err != nil {
+		return x.stats, err
+	}
+	if err := x.makeLinks(); err != nil {
 		return x.stats, err
 	}
 	if err := x.applyDirMetadata(); err != nil {
@@ -155,6 +178,29 @@ type extraction struct {
 	warn  warnFunc
 	buf   []byte // copy buffer for file contents
 	stats Stats
+	// pool writes the small files; the reader creates everything else.
+	pool *writerPool
+	// links are the hard links, made in archive order once every file is
+	// written (a link's file may still be in a writer's queue when it is
+	// met).
+	links []pendingLink
+}
+
+// pendingLink is a hard link entry, made by makeLinks.
+type pendingLink struct {
+	name           string // entry name, for errors
+	existing, path string // in the staging directory
+}
+
+// makeLinks creates the hard links, in archive order. Their files are all
+// written; the new names share their inodes, hence their modes and mtimes.
+func (x *extraction) makeLinks() error {
+	for _, l := range x.links {
+		if err := os.Link(l.existing, l.path); err != nil {
+			return fmt.Errorf("extract %q: %w", l.name, err)
+		}
+	}
+	return nil
 }
 
 // readArchive extracts every entry of the tar stream into the staging
@@ -166,6 +212,9 @@ func (x *extraction) readArchive(ctx context.Context, stream io.Reader) error {
 	for {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("extract: %w", err)
+		}
+		if err := x.pool.err(); err != nil {
+			return err // a writer failed: stop reading
 		}
 		// Read what an entry left of its content (a skipped one, a directory
 		// with a size), so that the next header starts at the next block
@@ -201,6 +250,9 @@ func (x *extraction) readArchive(ctx context.Context, stream io.Reader) error {
 			continue
 		}
 		if err := x.extractEntry(hdr, tr); err != nil {
+			if poolErr := x.pool.err(); poolErr != nil {
+				return poolErr // the first failure, a writer's
+			}
 			if errors.Is(err, ErrUnsafe) {
 				return x.refuse(tr, counted, err)
 			}

@@ -507,21 +507,6 @@ func sweep(dir, stem string, warn warnFunc) {
 	}
 }
 
-// removeTree removes path and everything below it, like os.RemoveAll, but
-// also when the tree holds read-only directories (Go's module cache is
-// 0o555), whose entries cannot be removed: if a first attempt fails, every
-// directory is made u+rwx and the removal is retried.
-func removeTree(path string) error {
-	if err := os.RemoveAll(path); err == nil {
-		return nil
-	}
-	makeDirsWritable(path)
-	if err := os.RemoveAll(path); err != nil {
-		return fmt.Errorf("remove %s: %w", path, err)
-	}
-	return nil
-}
-
 // makeDirsWritable adds u+rwx to every directory under root, root included,
 // without following symlinks. It is best effort: whatever cannot be fixed
 // makes the following removal fail, which reports the problem.
