@@ -31,6 +31,10 @@ type Cache struct {
 	Log     *buildkite.Log
 	Paths   []string            // absolute paths; archive entry i restores to Paths[i]
 	Options config.CacheOptions // as pkg/config decoded them
+	// Used, when set, is told the object key of each hit as its download starts (or, in Lookup,
+	// when it is found): last-use tracking (docs/design.md#last-use-tracking-and-gc). It must
+	// return at once; the restore never waits for what it starts.
+	Used func(key string)
 }
 
 // New returns the cache of paths in store, configured by o. Zero options mean their documented
@@ -142,6 +146,7 @@ func (c *Cache) Lookup(ctx context.Context, candidates []cachekey.Key) (Restored
 		if err != nil {
 			return Restored{Hit: Miss}, fmt.Errorf("look up %s: %w", k.Name, err)
 		}
+		c.used(k.Name)
 		r := Restored{Hit: hitAt(i, candidates[i]), Key: k, Duration: time.Since(start)}
 		c.Log.Infof("Cache hit (%s, %s level): found %s (%s); lookup-only, so nothing is restored", r.Hit, k.Level, k.Name,
 			buildkite.Bytes(obj.Size))
@@ -174,6 +179,13 @@ func (c *Cache) resolve(ctx context.Context, fam cachekey.Key) (cachekey.Key, er
 	return cachekey.Key{Level: fam.Level, Name: l.Key, Namespace: fam.Namespace}, nil
 }
 
+// used reports a hit of key to c.Used, if set.
+func (c *Cache) used(key string) {
+	if c.Used != nil {
+		c.Used(key)
+	}
+}
+
 // errMissing: the key has no object (any more).
 var errMissing = errors.New("no object at the key")
 
@@ -191,6 +203,7 @@ func (c *Cache) restoreKey(ctx context.Context, k cachekey.Key) (Restored, error
 		}
 		if r.Restarts == 0 {
 			c.Log.Infof("Found %s (%s)", k.Name, buildkite.Bytes(obj.Size))
+			c.used(k.Name)
 		}
 		stats, n, err := c.download(ctx, obj)
 		r.Size, r.Stats = n, stats

@@ -5,6 +5,7 @@ package plugin
 import (
 	"context"
 	"os"
+	"time"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cache"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
@@ -60,5 +61,9 @@ func (inv *Invocation) buildCache(ctx context.Context) (*cache.Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cache.New(store, inv.Log, paths, inv.Config.Cache), nil
+	c := cache.New(store, inv.Log, paths, inv.Config.Cache)
+	inv.usage = &usage{ctx: ctx, store: store, prefix: inv.Config.Prefix, log: inv.Log, now: time.Now,
+		scope: o.Endpoint + "\x00" + o.Bucket, dir: stateDir()}
+	c.Used = inv.usage.used
+	return c, nil
 }
