@@ -1,12 +1,15 @@
 // Package inventory is the s3-cache command: it shows what a bucket of caches holds (ls) and
 // evicts the least recently used (gc) (docs/design.md#last-use-tracking-and-gc).
 //
-// Load lists the prefix once (ListObjectsV2, 1,000 keys a page, no HEAD per object) and reads
-// every name back into the parts cachekey.For put into it (Parse): organisation, pipeline,
-// namespace, level and its folder. A name of another shape is kept as level Unknown, shown by ls
-// and never deleted by gc. The last-use markers the hooks write (cachekey.UsedMarker, below
-// <prefix>/.s3-cache-used/) are in the same listing: a cache's last use is its newest marker's
-// LastModified, and markers whose cache is not listed are orphans.
+// Load lists the prefix once, with no HEAD per object: a delimited listing of each of the first
+// two levels (organisations, pipelines) finds the pipelines' folders, which are then listed
+// concurrently (ListObjectsV2, 1,000 keys a page), since one listing of the whole prefix would be
+// a sequence of pages each waiting for the last. It reads every name back into the parts
+// cachekey.For put into it (Parse): organisation, pipeline, namespace, level and its folder. A
+// name of another shape is kept as level Unknown, shown by ls and never deleted by gc. The
+// last-use markers the hooks write (cachekey.UsedMarker, below <prefix>/.s3-cache-used/) are in
+// the same listing: a cache's last use is its newest marker's LastModified, and markers whose
+// cache is not listed are orphans.
 //
 // gc plans before it deletes (PlanGC): caches ordered by last use (else their save), oldest first;
 // every one unused for UnusedFor goes, then more until the caches hold at most MaxSize; none used

@@ -4,7 +4,10 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
@@ -13,6 +16,7 @@ import (
 // Store is the bucket as this package uses it; *s3.Store implements it.
 type Store interface {
 	List(ctx context.Context, prefix string, fn func([]s3.Entry) error) error
+	Folders(ctx context.Context, prefix string) ([]string, []s3.Entry, error)
 	DeleteKeys(ctx context.Context, keys []string) error
 	Uploads(ctx context.Context, prefix string) ([]s3.Upload, error)
 	AbortUpload(ctx context.Context, u s3.Upload) error
@@ -64,8 +68,8 @@ type Inventory struct {
 	Orphans []marker
 }
 
-// Load lists every object below prefix once (ListObjectsV2, 1,000 keys a page) and sorts it into
-// caches, their last-use markers and unknown objects. The probe objects of conditional-writes,
+// Load lists every object below prefix once (listAll: the pipelines' folders concurrently) and
+// sorts it into caches, their last-use markers and unknown objects. The probe objects of conditional-writes,
 // which live for seconds, are left out.
 func Load(ctx context.Context, store Store, prefix string) (*Inventory, error) {
 	prefix = strings.Trim(prefix, "/")
@@ -73,25 +77,23 @@ func Load(ctx context.Context, store Store, prefix string) (*Inventory, error) {
 	if prefix != "" {
 		root = prefix + "/"
 	}
-	inv := &Inventory{Prefix: prefix}
-	markers := map[string][]marker{}
-	err := store.List(ctx, root, func(page []s3.Entry) error {
-		for _, e := range page {
-			if key, _, ok := cachekey.ParseUsedMarker(prefix, e.Key); ok {
-				markers[key] = append(markers[key], marker{key: e.Key, modified: e.Modified})
-				continue
-			}
-			if strings.HasPrefix(e.Key, root+".s3-cache-probe/") {
-				continue
-			}
-			c := Parse(prefix, e.Key)
-			c.Size, c.Saved = e.Size, e.Modified
-			inv.Caches = append(inv.Caches, c)
-		}
-		return nil
-	})
+	entries, err := listAll(ctx, store, root)
 	if err != nil {
 		return nil, err
+	}
+	inv := &Inventory{Prefix: prefix}
+	markers := map[string][]marker{}
+	for _, e := range entries {
+		if key, _, ok := cachekey.ParseUsedMarker(prefix, e.Key); ok {
+			markers[key] = append(markers[key], marker{key: e.Key, modified: e.Modified})
+			continue
+		}
+		if strings.HasPrefix(e.Key, root+".s3-cache-probe/") {
+			continue
+		}
+		c := Parse(prefix, e.Key)
+		c.Size, c.Saved = e.Size, e.Modified
+		inv.Caches = append(inv.Caches, c)
 	}
 	for i := range inv.Caches {
 		c := &inv.Caches[i]
@@ -108,6 +110,63 @@ func Load(ctx context.Context, store Store, prefix string) (*Inventory, error) {
 	}
 	slices.SortFunc(inv.Orphans, func(a, b marker) int { return strings.Compare(a.key, b.key) })
 	return inv, nil
+}
+
+// listConcurrency bounds the listings listAll runs at once.
+const listConcurrency = 8
+
+// listAll returns every object below root, in key order. One listing of the whole prefix would be
+// a sequence of 1,000-key pages, each waiting for the last (and on a server that walks a
+// filesystem, each walking up to where the last ended), so listAll first finds the folders of the
+// pipelines (two levels down: organisation, pipeline; three in the marker folder), with a
+// delimited listing of each level, then lists those folders concurrently.
+func listAll(ctx context.Context, store Store, root string) ([]s3.Entry, error) {
+	type folder struct {
+		prefix string
+		below  int // levels still to expand
+	}
+	var all, leaves []s3.Entry
+	queue := []folder{{root, 2}}
+	var leafPrefixes []string
+	for len(queue) > 0 {
+		f := queue[0]
+		queue = queue[1:]
+		if f.below == 0 {
+			leafPrefixes = append(leafPrefixes, f.prefix)
+			continue
+		}
+		folders, objects, err := store.Folders(ctx, f.prefix)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, objects...)
+		for _, sub := range folders {
+			below := f.below - 1
+			if sub == root+cachekey.UsedFolder+"/" {
+				below++ // markers mirror the caches' names one level deeper
+			}
+			queue = append(queue, folder{sub, below})
+		}
+	}
+	var mu sync.Mutex
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(listConcurrency)
+	for _, p := range leafPrefixes {
+		g.Go(func() error {
+			return store.List(ctx, p, func(page []s3.Entry) error {
+				mu.Lock()
+				defer mu.Unlock()
+				leaves = append(leaves, page...)
+				return nil
+			})
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	all = append(all, leaves...)
+	slices.SortFunc(all, func(a, b s3.Entry) int { return strings.Compare(a.Key, b.Key) })
+	return all, nil
 }
 
 // Parse reads an object name back into what cachekey.For put into it (docs/design.md#keys):

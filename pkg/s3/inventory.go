@@ -48,6 +48,30 @@ func (s *Store) List(ctx context.Context, prefix string, fn func([]Entry) error)
 	}
 }
 
+// Folders lists one level below prefix (ListObjectsV2 with the delimiter "/"): the folders
+// (common prefixes, each ending in "/") and the objects directly at that level.
+func (s *Store) Folders(ctx context.Context, prefix string) ([]string, []Entry, error) {
+	var folders []string
+	var objects []Entry
+	in := &awss3.ListObjectsV2Input{Bucket: &s.opts.Bucket, Prefix: &prefix, Delimiter: aws.String("/")}
+	for {
+		out, err := s.client.ListObjectsV2(ctx, in)
+		if err != nil {
+			return nil, nil, fmt.Errorf("list the folders of %s: %w", prefix, err)
+		}
+		for _, p := range out.CommonPrefixes {
+			folders = append(folders, aws.ToString(p.Prefix))
+		}
+		for _, o := range out.Contents {
+			objects = append(objects, Entry{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), Modified: aws.ToTime(o.LastModified)})
+		}
+		if !aws.ToBool(out.IsTruncated) || aws.ToString(out.NextContinuationToken) == "" {
+			return folders, objects, nil
+		}
+		in.ContinuationToken = out.NextContinuationToken
+	}
+}
+
 // DeleteKeys removes keys with DeleteObjects calls of at most DeleteBatch keys each. A key
 // that does not exist counts as removed (S3's answer too). The keys S3 refused are named in
 // the error, joined with the failures of whole calls; the other keys are removed regardless.

@@ -27,7 +27,7 @@ import (
 
 const releaseVersion = "v9.9.9-test"
 
-var assetName = regexp.MustCompile(`^(pre|post)-command_(linux|darwin|windows)_(amd64|arm64)(\.exe)?$`)
+var assetName = regexp.MustCompile(`^(pre-command|post-command|s3-cache)_(linux|darwin|windows)_(amd64|arm64)(\.exe)?$`)
 
 // release is a copy of dist/ served at <URL>/<version>/<asset>, counting requests.
 type release struct {
@@ -57,8 +57,8 @@ func serveRelease(t *testing.T) *release {
 			assets++
 		}
 	}
-	if assets != 13 {
-		t.Fatalf("dist/ has %d assets, want 12 binaries and checksums.txt", assets)
+	if assets != 19 { // pre-command, post-command and s3-cache on six platforms
+		t.Fatalf("dist/ has %d assets, want 18 binaries and checksums.txt", assets)
 	}
 	files := http.StripPrefix("/"+releaseVersion, http.FileServer(http.Dir(r.dir)))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
