@@ -31,9 +31,10 @@ type Cache struct {
 	Log     *buildkite.Log
 	Paths   []string            // absolute paths; archive entry i restores to Paths[i]
 	Options config.CacheOptions // as pkg/config decoded them
-	// Used, when set, is told the object key of each hit as its download starts (or, in Lookup,
-	// when it is found): last-use tracking (docs/design.md#last-use-tracking-and-gc). It must
-	// return at once; the restore never waits for what it starts.
+	// Used, when set, is told the object key of each hit of Restore as its download starts:
+	// last-use tracking (docs/design.md#last-use-tracking-and-gc). It must return at once; the
+	// restore never waits for what it starts. Lookup, which sends HEAD requests alone, does not
+	// call it.
 	Used func(key string)
 }
 
@@ -146,7 +147,6 @@ func (c *Cache) Lookup(ctx context.Context, candidates []cachekey.Key) (Restored
 		if err != nil {
 			return Restored{Hit: Miss}, fmt.Errorf("look up %s: %w", k.Name, err)
 		}
-		c.used(k.Name)
 		r := Restored{Hit: hitAt(i, candidates[i]), Key: k, Duration: time.Since(start)}
 		c.Log.Infof("Cache hit (%s, %s level): found %s (%s); lookup-only, so nothing is restored", r.Hit, k.Level, k.Name,
 			buildkite.Bytes(obj.Size))

@@ -11,9 +11,9 @@
 // and the restore starts over, up to the configured number of restarts. A hostile archive is
 // refused at once: retrying would fetch the same bytes.
 //
-// Last use: Cache.Used, when set, is told the key of each hit as its download starts (Lookup:
-// when found), so the hooks can leave a last-use marker for s3-cache gc alongside the download;
-// it must not block, and nothing of the restore depends on it.
+// Last use: Cache.Used, when set, is told the key of each hit of Restore as its download starts,
+// so the hooks can leave a last-use marker for s3-cache gc alongside the download; it must not
+// block, and nothing of the restore depends on it.
 //
 // Lookup answers which candidate Restore would take with HEAD requests alone (the lookup-only
 // key): it downloads nothing, takes no host lock and leaves the paths alone.
