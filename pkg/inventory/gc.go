@@ -94,7 +94,7 @@ func PlanGC(inv *Inventory, uploads []s3.Upload, o GCOptions) Plan {
 			p.Markers = append(p.Markers, m.key)
 		}
 	}
-	for _, m := range inv.Orphans {
+	for _, m := range inv.orphans {
 		// A marker written in the last moments may belong to a cache saved after the listing
 		// passed its name: keep it until keep-recent has passed.
 		if !m.modified.After(recent) {
@@ -128,7 +128,7 @@ func (p Plan) Write(w io.Writer, dryRun bool) {
 	for _, u := range p.Uploads {
 		fmt.Fprintf(w, "%s incomplete multipart upload %s of %s (initiated %s)\n", abort, u.ID, u.Key, stamp(u.Initiated))
 	}
-	verb := "deleted"
+	verb := "deletes" // the plan is printed before it is carried out; a failure follows on stderr
 	if dryRun {
 		verb = "would delete"
 	}

@@ -64,8 +64,8 @@ type marker struct {
 type Inventory struct {
 	Prefix string  // the key prefix, without slashes around it
 	Caches []Cache // cache archives and unknown objects, in key order
-	// Orphans are the markers of objects the listing did not find: their caches are gone.
-	Orphans []marker
+	// orphans are the markers of objects the listing did not find: their caches are gone.
+	orphans []marker
 }
 
 // Load lists every object below prefix once (listAll: the pipelines' folders concurrently) and
@@ -106,9 +106,9 @@ func Load(ctx context.Context, store Store, prefix string) (*Inventory, error) {
 		}
 	}
 	for _, ms := range markers {
-		inv.Orphans = append(inv.Orphans, ms...)
+		inv.orphans = append(inv.orphans, ms...)
 	}
-	slices.SortFunc(inv.Orphans, func(a, b marker) int { return strings.Compare(a.key, b.key) })
+	slices.SortFunc(inv.orphans, func(a, b marker) int { return strings.Compare(a.key, b.key) })
 	return inv, nil
 }
 

@@ -32,7 +32,7 @@ func TestPlanGC(t *testing.T) {
 			mk("d", ago(9*day), ago(2*day), ago(2*day)),
 			mk("e", ago(10*time.Minute), time.Time{}),
 			{Key: "p/o/README", Level: Unknown, Size: 5000, Saved: ago(100 * day)},
-		}, Orphans: []marker{{key: "p/.s3-cache-used/o/x/branch/gone/1", modified: ago(day)},
+		}, orphans: []marker{{key: "p/.s3-cache-used/o/x/branch/gone/1", modified: ago(day)},
 			{key: "p/.s3-cache-used/o/x/branch/new/1", modified: ago(time.Minute)}}}
 	}
 	oldMarkers := []string{"p/.s3-cache-used/o/x/branch/b/0", "p/.s3-cache-used/o/x/branch/gone/1"}
