@@ -83,9 +83,11 @@ exported() {
   )
 }
 
-# objects [PREFIX]: the objects under the test's prefix, "<key> <size> <etag>" per line.
+# objects [PREFIX]: the objects under the test's prefix, "<key> <size> <etag>" per line, but the
+# last-use markers restores write (.s3-cache-used/), which are not caches.
 objects() {
-  "$BIN/s3tool" ls -endpoint "$S3_CACHE_TEST_ENDPOINT" -bucket s3-cache-test -prefix "${1:-$BUILDKITE_PLUGIN_S3_CACHE_PREFIX/}"
+  "$BIN/s3tool" ls -endpoint "$S3_CACHE_TEST_ENDPOINT" -bucket s3-cache-test -prefix "${1:-$BUILDKITE_PLUGIN_S3_CACHE_PREFIX/}" |
+    awk '$1 !~ /(^|\/)\.s3-cache-used\//'
 }
 
 # tree_listing DIR: every entry with its type, mode, symlink target and, for files, mtime and checksum.

@@ -31,6 +31,11 @@ type Cache struct {
 	Log     *buildkite.Log
 	Paths   []string            // absolute paths; archive entry i restores to Paths[i]
 	Options config.CacheOptions // as pkg/config decoded them
+	// Used, when set, is told the object key of each hit of Restore as its download starts:
+	// last-use tracking (docs/design.md#last-use-tracking-and-gc). It must return at once; the
+	// restore never waits for what it starts. Lookup, which sends HEAD requests alone, does not
+	// call it.
+	Used func(key string)
 }
 
 // New returns the cache of paths in store, configured by o. Zero options mean their documented
@@ -184,6 +189,13 @@ func (c *Cache) resolve(ctx context.Context, fam cachekey.Key) (cachekey.Key, er
 	return cachekey.Key{Level: fam.Level, Name: l.Key, Namespace: fam.Namespace}, nil
 }
 
+// used reports a hit of key to c.Used, if set.
+func (c *Cache) used(key string) {
+	if c.Used != nil {
+		c.Used(key)
+	}
+}
+
 // errMissing: the key has no object (any more).
 var errMissing = errors.New("no object at the key")
 
@@ -201,6 +213,7 @@ func (c *Cache) restoreKey(ctx context.Context, k cachekey.Key) (Restored, error
 		}
 		if r.Restarts == 0 {
 			c.Log.Infof("Found %s (%s)", k.Name, buildkite.Bytes(obj.Size))
+			c.used(k.Name)
 			if t, st, ok := c.warm(ctx, obj); ok {
 				r.Warm, r.Since, r.Duration = true, st.At, time.Since(start)
 				r.Stats = archive.Stats{Entries: t.entries, Bytes: t.bytes}

@@ -20,6 +20,10 @@
 // later change is bound to carry a later inode change time; a missing or corrupt stamp, or any
 // difference, is a real restore.
 //
+// Last use: Cache.Used, when set, is told the key of each hit of Restore as its download starts,
+// so the hooks can leave a last-use marker for s3-cache gc alongside the download; it must not
+// block, and nothing of the restore depends on it.
+//
 // Lookup answers which candidate Restore would take with HEAD requests alone (the lookup-only
 // key): it downloads nothing, takes no host lock and leaves the paths alone.
 //

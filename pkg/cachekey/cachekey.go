@@ -187,6 +187,9 @@ func pipelineOf(level config.Level, pipeline, namespace string) string {
 	return pipeline
 }
 
+// Slug is how a name (a branch, a step) appears as a folder of an object name.
+func Slug(s string) string { return slug(s) }
+
 // slug makes s safe and readable as one segment of an object name: runs of other characters
 // become one "-".
 func slug(s string) string {

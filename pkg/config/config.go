@@ -255,22 +255,7 @@ func LoadEnv(environ []string) (*Config, error) {
 			MaxSize:          int64(v.MaxSize),
 			Force:            v.Force,
 		},
-		Store: s3.Options{
-			Bucket:            strings.TrimSpace(v.Bucket),
-			Region:            v.Region,
-			Endpoint:          v.Endpoint,
-			Profile:           v.Profile,
-			ForcePathStyle:    v.ForcePathStyle.p,
-			Retries:           v.Retries,
-			Concurrency:       v.Concurrency,
-			PartSize:          int64(v.PartSize),
-			StorageClass:      v.StorageClass,
-			SSE:               v.SSE,
-			SSEKMSKeyID:       v.SSEKMSKeyID,
-			ConditionalWrites: v.ConditionalWrites.c,
-			ProbePrefix:       probePrefix(prefix),
-			StallTimeout:      time.Duration(v.StallTimeout),
-		},
+		Store: storeOptions(&v, prefix),
 	}
 	restoreOff, err := off("restore", env["RESTORE"])
 	if err != nil {

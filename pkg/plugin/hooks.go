@@ -44,6 +44,7 @@ func PreCommand(ctx context.Context, inv *Invocation) error {
 		var res cache.Restored
 		var tried []cachekey.Key
 		res, tried, restoreErr = inv.restore(ctx, sc)
+		inv.usage.wait() // the hit's last-use marker, started with its download
 		if restoreErr == nil && res.Hit != cache.Miss {
 			verb := "Restored"
 			if c.LookupOnly {

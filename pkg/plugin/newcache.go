@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cache"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
@@ -61,7 +62,11 @@ func (inv *Invocation) buildCache(ctx context.Context) (*cache.Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cache.New(store, inv.Log, paths, inv.cacheOptions()), nil
+	c := cache.New(store, inv.Log, paths, inv.cacheOptions())
+	inv.usage = &usage{ctx: ctx, store: store, prefix: inv.Config.Prefix, log: inv.Log, now: time.Now,
+		scope: o.Endpoint + "\x00" + o.Bucket, dir: stateDir()}
+	c.Used = inv.usage.used
+	return c, nil
 }
 
 // cacheOptions are the configured cache options, with the directory of the stamps of warm

@@ -46,4 +46,6 @@ type Invocation struct {
 	// newCache, when set, builds the cache the hooks restore and save instead of the configured
 	// one (buildCache): the seam through which tests run the hooks against a fake.
 	newCache func(ctx context.Context) (hookCache, error)
+	// usage writes the last-use markers of the configured cache's hits (nil until it is built).
+	usage *usage
 }

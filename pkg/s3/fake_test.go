@@ -320,6 +320,21 @@ func (f *fakeS3) DeleteObject(ctx context.Context, in *awss3.DeleteObjectInput, 
 	return &awss3.DeleteObjectOutput{}, f.end(ft, "DeleteObject", nil)
 }
 
+// DeleteObjects removes up to 1,000 keys, as S3 does; more is a MalformedXML error.
+func (f *fakeS3) DeleteObjects(ctx context.Context, in *awss3.DeleteObjectsInput, opts ...func(*awss3.Options)) (*awss3.DeleteObjectsOutput, error) {
+	ft, err := f.begin(ctx, call{op: "DeleteObjects", region: f.signedFor(opts), key: aws.ToString(in.Delete.Objects[0].Key)})
+	if err != nil {
+		return nil, err
+	}
+	if len(in.Delete.Objects) > 1000 {
+		return nil, f.end(ft, "", apiError("DeleteObjects", http.StatusBadRequest, "MalformedXML"))
+	}
+	for _, o := range in.Delete.Objects {
+		delete(f.objects, aws.ToString(o.Key))
+	}
+	return &awss3.DeleteObjectsOutput{}, f.end(ft, "DeleteObjects", nil)
+}
+
 func (f *fakeS3) CreateMultipartUpload(ctx context.Context, in *awss3.CreateMultipartUploadInput, opts ...func(*awss3.Options)) (*awss3.CreateMultipartUploadOutput, error) {
 	ft, err := f.begin(ctx, call{op: "CreateMultipartUpload", region: f.signedFor(opts), key: *in.Key})
 	if err != nil {

@@ -156,6 +156,12 @@ func (r *regional) DeleteObject(ctx context.Context, in *awss3.DeleteObjectInput
 	})
 }
 
+func (r *regional) DeleteObjects(ctx context.Context, in *awss3.DeleteObjectsInput, opts ...func(*awss3.Options)) (*awss3.DeleteObjectsOutput, error) {
+	return send(r, "DeleteObjects", nil, opts, func(o []func(*awss3.Options)) (*awss3.DeleteObjectsOutput, error) {
+		return r.client.DeleteObjects(ctx, in, o...)
+	})
+}
+
 func (r *regional) CreateMultipartUpload(ctx context.Context, in *awss3.CreateMultipartUploadInput, opts ...func(*awss3.Options)) (*awss3.CreateMultipartUploadOutput, error) {
 	return send(r, "CreateMultipartUpload", nil, opts, func(o []func(*awss3.Options)) (*awss3.CreateMultipartUploadOutput, error) {
 		return r.client.CreateMultipartUpload(ctx, in, o...)

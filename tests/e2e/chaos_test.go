@@ -276,7 +276,7 @@ func repeatsComplete(ws []write, x s3test.Exchange) bool {
 type chaosFigures struct {
 	seed         uint64
 	wall         time.Duration
-	writes       int // writes the server stored (2xx), probes aside
+	writes       int // writes the server stored (2xx), probes and last-use markers aside
 	forced       int // of which by force-saves
 	recompleted  int // Completes of an upload completed already (a retry), answered 200
 	unknown      int // writes the server got but did not answer before the client gave up
@@ -307,7 +307,7 @@ func checkChaos(t *testing.T, srv *s3test.Server, proxy *s3test.Proxy, jobs []*c
 			usedUploads[id] = true
 		}
 		key := strings.TrimPrefix(x.Path, "/"+srv.Bucket+"/")
-		if !isWrite(x) || strings.Contains(key, ".s3-cache-probe/") {
+		if !isWrite(x) || strings.Contains(key, ".s3-cache-probe/") || strings.Contains(key, ".s3-cache-used/") {
 			continue
 		}
 		m := jobOfAgentRE.FindStringSubmatch(x.Header.Get("User-Agent"))

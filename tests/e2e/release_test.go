@@ -27,7 +27,7 @@ import (
 
 const releaseVersion = "v9.9.9-test"
 
-var assetName = regexp.MustCompile(`^(pre|post)-command_(linux|darwin|windows)_(amd64|arm64)(\.exe)?$`)
+var assetName = regexp.MustCompile(`^(pre-command|post-command|s3-cache)_(linux|darwin|windows)_(amd64|arm64)(\.exe)?$`)
 
 // release is a copy of dist/ served at <URL>/<version>/<asset>, counting requests.
 type release struct {
@@ -57,8 +57,8 @@ func serveRelease(t *testing.T) *release {
 			assets++
 		}
 	}
-	if assets != 13 {
-		t.Fatalf("dist/ has %d assets, want 12 binaries and checksums.txt", assets)
+	if assets != 19 { // pre-command, post-command and s3-cache on six platforms
+		t.Fatalf("dist/ has %d assets, want 18 binaries and checksums.txt", assets)
 	}
 	files := http.StripPrefix("/"+releaseVersion, http.FileServer(http.Dir(r.dir)))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -428,7 +428,7 @@ func TestReleaseArtifacts(t *testing.T) {
 	if _, err := exec.LookPath("file"); err != nil {
 		t.Fatal("the release test needs file(1): apt-get install -y file")
 	}
-	for _, hook := range []string{"pre-command", "post-command"} {
+	for _, hook := range []string{"pre-command", "post-command", "s3-cache"} {
 		for _, goos := range []string{"linux", "darwin", "windows"} {
 			for _, arch := range []string{"amd64", "arm64"} {
 				name := hook + "_" + goos + "_" + arch
@@ -450,5 +450,12 @@ func TestReleaseArtifacts(t *testing.T) {
 	must(t, err)
 	if !regexp.MustCompile(`^s3-cache pre-command v\d+\.\d+\.\d+`).Match(out) {
 		t.Fatalf("--version printed %q, want the release's version", out)
+	}
+	command := filepath.Join(rel.dir, asset("s3-cache"))
+	must(t, os.Chmod(command, 0o755))
+	out, err = exec.Command(command, "version").Output()
+	must(t, err)
+	if !regexp.MustCompile(`^s3-cache v\d+\.\d+\.\d+`).Match(out) {
+		t.Fatalf("s3-cache version printed %q, want the release's version", out)
 	}
 }
