@@ -108,8 +108,11 @@
 //     (Go's module cache is 0o555) can be filled. On Linux a file costs
 //     open (with its final mode), one write (up to 1 MiB), futimens for its
 //     mtime and close, plus fchmod only where the umask (read from
-//     /proc/self/status) took bits away; elsewhere it is created 0o600 and
-//     gets its mode by fchmod and its mtime by path once closed. Directory
+//     /proc/self/status) took bits away, or on every file if the staging
+//     directory has a default ACL (which then replaces the umask, and
+//     which it inherits from the target's directory); elsewhere it is
+//     created 0o600 and gets its mode by fchmod and its mtime by path once
+//     closed. Directory
 //     modes and mtimes are applied at the end, after the writers and the
 //     hard links, deepest first.
 //     Code: sweepTarget, stage, makeDir, writeFile, createFile, makeLinks,
