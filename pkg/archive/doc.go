@@ -108,8 +108,11 @@
 //     (Go's module cache is 0o555) can be filled. On Linux a file costs
 //     open (with its final mode), one write (up to 1 MiB), futimens for its
 //     mtime and close, plus fchmod only where the umask (read from
-//     /proc/self/status) took bits away; elsewhere it is created 0o600 and
-//     gets its mode by fchmod and its mtime by path once closed. Directory
+//     /proc/self/status) took bits away, or on every file if the staging
+//     directory has a default ACL (which then replaces the umask, and
+//     which it inherits from the target's directory); elsewhere it is
+//     created 0o600 and gets its mode by fchmod and its mtime by path once
+//     closed. Directory
 //     modes and mtimes are applied at the end, after the writers and the
 //     hard links, deepest first.
 //     Code: sweepTarget, stage, makeDir, writeFile, createFile, makeLinks,
@@ -130,9 +133,12 @@
 //     target roots get their mode and mtime, and the staging directories,
 //     which now hold the previous contents, are renamed to
 //     .<base(T)>.s3-cache-trash-<pid>-<random> and removed by 8 goroutines:
-//     each lists a directory, unlinks what is not a directory and queues the
-//     subdirectories; the last to finish in a directory removes it, so
-//     directories go bottom-up (removeTree). If a swap fails,
+//     each lists a directory, unlinks what is not a directory (relative to
+//     the directory's descriptor) and queues the subdirectories; the last
+//     to finish in a directory removes it, so directories go bottom-up
+//     (removeTree). A directory is listed only if it is still the inode its
+//     parent's listing found, so a symlink that replaced it or a directory
+//     above it during the removal is never followed. If a swap fails,
 //     the swaps already made are undone. A target whose index has no entry in
 //     the archive is not touched.
 //     Code: swapAll (stagedTarget.swapIn, swapOut to undo), then finish.

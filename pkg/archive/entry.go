@@ -316,7 +316,7 @@ func (x *extraction) makeEntry(s *stagedTarget, p entryPlan, content io.Reader) 
 	}
 	switch p.hdr.Typeflag {
 	case tar.TypeReg:
-		if err := x.writeFile(p.hdr, dst, content, mode); err != nil {
+		if err := x.writeFile(p.hdr, dst, content, mode, s.umask); err != nil {
 			return err
 		}
 		x.stats.Bytes += p.hdr.Size
@@ -346,6 +346,7 @@ func (x *extraction) stage(index int) (*stagedTarget, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.umask = fileUmask(x.pool.umask, s.staging)
 	x.staged[index] = s
 	return s, nil
 }
@@ -371,14 +372,14 @@ func (x *extraction) makeDir(s *stagedTarget, index int, name string, mode fs.Fi
 // writeFile creates the regular file dst (its parent exists) for the entry
 // hdr, with permission bits mode. A file of up to maxPooledFile bytes is read
 // into a buffer and handed to the writers; a larger one is streamed to disk
-// here, with the 1 MiB copy buffer.
-func (x *extraction) writeFile(hdr *tar.Header, dst string, content io.Reader, mode fs.FileMode) error {
+// here, with the 1 MiB copy buffer. u is the umask of its staging area.
+func (x *extraction) writeFile(hdr *tar.Header, dst string, content io.Reader, mode fs.FileMode, u umask) error {
 	if hdr.Size <= maxPooledFile {
 		data, class, err := x.pool.buffer(hdr.Size)
 		if err != nil {
 			return err
 		}
-		job := fileJob{name: hdr.Name, path: dst, mode: mode, mtime: hdr.ModTime, data: data, class: class}
+		job := fileJob{name: hdr.Name, path: dst, mode: mode, mtime: hdr.ModTime, data: data, class: class, umask: u}
 		if _, err := io.ReadFull(content, data); err != nil {
 			x.pool.release(job)
 			return x.streamError("read content", err)
@@ -393,7 +394,7 @@ func (x *extraction) writeFile(hdr *tar.Header, dst string, content io.Reader, m
 		f.abandon()
 		return err
 	}
-	return f.finish(hdr.ModTime, x.pool.umask)
+	return f.finish(hdr.ModTime, u)
 }
 
 // copyContent copies an entry's content to dst with the 1 MiB buffer. Read

@@ -4,6 +4,7 @@ package archive
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -124,6 +125,18 @@ func futimens(fd int, mtime time.Time) error {
 type umask struct {
 	bits  fs.FileMode
 	known bool
+}
+
+// fileUmask is the umask that shapes the mode of files created below dir, a
+// staging directory: u, the process's, unless dir has a default ACL, which
+// new files below it inherit and which then takes the umask's place (acl(5)),
+// so that only an fchmod gives them their mode. Unsure, it says unknown.
+func fileUmask(u umask, dir string) umask {
+	_, err := unix.Getxattr(dir, "system.posix_acl_default", nil)
+	if errors.Is(err, unix.ENODATA) || errors.Is(err, unix.ENOTSUP) {
+		return u
+	}
+	return umask{}
 }
 
 // readUmask reads the umask from /proc/self/status (Linux 4.7+) without

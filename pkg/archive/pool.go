@@ -38,6 +38,7 @@ type fileJob struct {
 	mtime time.Time
 	data  []byte // len is the file's size; nil for an empty file
 	class int    // data's buffer class, -1 for none
+	umask umask  // what shapes the new file's mode (see fileUmask)
 }
 
 // writerPool writes small files in parallel while the reader goes on with
@@ -175,7 +176,7 @@ func (p *writerPool) write(j fileJob) error {
 			return fmt.Errorf("write %s: %w", j.path, err)
 		}
 	}
-	if err := f.finish(j.mtime, p.umask); err != nil {
+	if err := f.finish(j.mtime, j.umask); err != nil {
 		return fmt.Errorf("%s: %w", j.path, err)
 	}
 	return nil

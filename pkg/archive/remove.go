@@ -34,8 +34,12 @@ func removeTree(path string) error {
 // rmDir is a directory being removed: it is removed itself once its own
 // listing is done and every subdirectory is gone.
 type rmDir struct {
-	path   string
-	parent *rmDir
+	path string
+	id   fileID // what the parent's listing found at path: only that is listed
+	// refused: path was not that directory any more, so it is not removed
+	// either (rmdir could reach an empty directory elsewhere).
+	refused bool
+	parent  *rmDir
 	// pending counts what must end before the directory can go: its own
 	// listing (1) and each subdirectory found.
 	pending atomic.Int64
@@ -45,10 +49,16 @@ type rmDir struct {
 // a directory from the stack, unlinks its non-directory entries and pushes
 // its subdirectories; the last one to finish in a directory removes it and
 // then finishes its parent, so directories go bottom-up. Symlinks are
-// unlinked, never followed. A directory without write or search permission
+// unlinked, never followed: a directory is listed only if it is still the
+// one its parent's listing found (a component replaced by a symlink since
+// is refused), and its entries are unlinked relative to its descriptor. A directory without write or search permission
 // is made u+rwx (it is being removed anyway). Errors do not stop the others:
 // the first is reported once everything that could go has gone.
 type remover struct {
+	// beforeList, if not nil, is called before a directory is opened to be
+	// listed (tests change the tree there).
+	beforeList func(path string)
+
 	mu    sync.Mutex
 	ready *sync.Cond
 	stack []*rmDir
@@ -60,6 +70,11 @@ type remover struct {
 // everything below it with workers goroutines. A missing path is not an
 // error.
 func removeParallel(path string, workers int) error {
+	return (&remover{}).run(path, workers)
+}
+
+// run is removeParallel.
+func (r *remover) run(path string, workers int) error {
 	info, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -70,9 +85,8 @@ func removeParallel(path string, workers int) error {
 	if !info.IsDir() {
 		return os.Remove(path)
 	}
-	r := &remover{}
 	r.ready = sync.NewCond(&r.mu)
-	root := &rmDir{path: path}
+	root := &rmDir{path: path, id: idOfInfo(info)}
 	root.pending.Store(1) // its own listing
 	r.stack = append(r.stack, root)
 	var wg sync.WaitGroup
@@ -124,11 +138,15 @@ func (r *remover) fail(err error) {
 // list unlinks the entries of d that are not directories and queues those
 // that are.
 func (r *remover) list(d *rmDir) {
-	f, err := os.Open(d.path)
+	if r.beforeList != nil {
+		r.beforeList(d.path)
+	}
+	f, err := openListDir(d.path, d.id)
 	if errors.Is(err, fs.ErrPermission) && os.Chmod(d.path, 0o700) == nil {
-		f, err = os.Open(d.path)
+		f, err = openListDir(d.path, d.id)
 	}
 	if err != nil {
+		d.refused = !errors.Is(err, fs.ErrPermission)
 		r.fail(err)
 		return
 	}
@@ -138,18 +156,26 @@ func (r *remover) list(d *rmDir) {
 		entries, err := f.ReadDir(1024) // bounded memory for huge directories
 		for _, e := range entries {
 			if e.IsDir() {
-				d.pending.Add(1)
-				sub := &rmDir{path: filepath.Join(d.path, e.Name()), parent: d}
-				sub.pending.Store(1) // its own listing
-				r.push(sub)
-				continue
+				id, isDir, err := subdirID(f, e.Name())
+				switch {
+				case errors.Is(err, fs.ErrNotExist):
+					continue
+				case err != nil:
+					r.fail(err)
+					continue
+				case isDir:
+					d.pending.Add(1)
+					sub := &rmDir{path: filepath.Join(d.path, e.Name()), id: id, parent: d}
+					sub.pending.Store(1) // its own listing
+					r.push(sub)
+					continue
+				}
 			}
-			p := filepath.Join(d.path, e.Name())
-			uerr := unlinkFile(p)
+			uerr := unlinkIn(f, e.Name())
 			if errors.Is(uerr, fs.ErrPermission) && !chmodded {
 				chmodded = true
 				if os.Chmod(d.path, 0o700) == nil {
-					uerr = unlinkFile(p)
+					uerr = unlinkIn(f, e.Name())
 				}
 			}
 			if uerr != nil && !errors.Is(uerr, fs.ErrNotExist) {
@@ -172,6 +198,9 @@ func (r *remover) finish(d *rmDir) {
 	for ; d != nil; d = d.parent {
 		if d.pending.Add(-1) > 0 {
 			return
+		}
+		if d.refused {
+			continue
 		}
 		err := os.Remove(d.path)
 		if errors.Is(err, fs.ErrPermission) && d.parent != nil && os.Chmod(d.parent.path, 0o700) == nil {

@@ -122,6 +122,7 @@ type stagedTarget struct {
 	lock    *os.File
 	root    string // staging/root: the extracted entry "i"
 	swapped bool   // the restored content is at target
+	umask   umask  // what shapes the mode of files created in it (fileUmask)
 
 	// exchanged: the swap exchanged root and target, so root holds the
 	// previous content. (An exchange needs a directory target to be

@@ -2,7 +2,18 @@
 
 package archive
 
-import "os"
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+)
 
-// unlinkFile removes the file (not directory) p.
-func unlinkFile(p string) error { return os.Remove(p) }
+// Outside unix files have no identity here: the checks below trust the
+// listing.
+func idOfInfo(fs.FileInfo) fileID { return fileID{} }
+
+func openListDir(p string, _ fileID) (*os.File, error) { return os.Open(p) }
+
+func subdirID(*os.File, string) (fileID, bool, error) { return fileID{}, true, nil }
+
+func unlinkIn(dir *os.File, name string) error { return os.Remove(filepath.Join(dir.Name(), name)) }

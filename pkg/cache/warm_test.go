@@ -157,6 +157,9 @@ func TestWarmAfterSave(t *testing.T) {
 	if r := h.restore(c, log, k); !r.Warm || r.Hit != cache.Exact {
 		t.Fatalf("restore after a save on the same host: %+v, want warm\n%s", r, log)
 	}
+	if listing(t, dir) != want {
+		t.Fatal("a warm restore changed the tree")
+	}
 
 	// The same tree under another key: not what the stamp names.
 	other := key("warm/other.tar.zst")
