@@ -21,9 +21,9 @@
 // deletes the probe objects. Where the header is not honoured, or is answered with 501, a save
 // checks with HEAD and then writes: a narrow race that restores survive (see below).
 //
-// Restores are pinned. Open reads an object with concurrent ranged GETs (twice the upload
-// concurrency in flight, of at most the part size each, smaller for an object too small to
-// use them all: see rangesFor) that each carry
+// Restores are pinned. Open reads an object with concurrent ranged GETs (concurrency in
+// flight, of at most the part size each, smaller for an object too small to use them all: see
+// rangesFor) that each carry
 // If-Match: <ETag seen by Head> (and the version ID on versioned buckets), checks every
 // response's Content-Range and ETag, and returns the bytes in order. A GET of a version needs
 // s3:GetObjectVersion: when one is denied (403) the Store pins by If-Match alone from then on. If the object changes or

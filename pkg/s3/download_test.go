@@ -141,7 +141,7 @@ func TestObjectChangesMidDownload(t *testing.T) {
 			_, obj := stored(t, f, s, "k", 10*testPart)
 			rc := s.Open(t.Context(), obj)
 			defer rc.Close()
-			// The first chunk, while at most 2 × concurrency + 1 of the 10 were fetched.
+			// The first chunk, while at most concurrency + 1 of the 10 were fetched.
 			if _, err := io.ReadFull(rc, make([]byte, testPart)); err != nil {
 				t.Fatal(err)
 			}
@@ -221,15 +221,15 @@ func TestRangesFor(t *testing.T) {
 		ranges      int
 		chunk       int64
 	}{
-		{0, 8, 8 * mib, 16, mib},                  // empty: no range is fetched anyway
-		{100, 8, 8 * mib, 16, mib},                // tiny: one range of the smallest size
-		{20 * mib, 8, 8 * mib, 16, 20 * mib / 16}, // small: every connection
-		{16*mib + 1, 8, 8 * mib, 16, mib + 1},     // rounded up, so 16 ranges hold it
-		{128 * mib, 8, 8 * mib, 16, 8 * mib},      // 16 whole parts
-		{5 << 30, 8, 8 * mib, 16, 8 * mib},        // large: the part size bounds memory
-		{100 * mib, 2, 32 * mib, 4, 25 * mib},     // configured
-		{1 << 30, 32, 32 * mib, 64, 16 * mib},     // configured, large
-		{3 * mib, 1, 5 * mib, 2, 3 * mib / 2},     // one connection: still two ranges in flight
+		{0, 8, 8 * mib, 8, mib},                 // empty: no range is fetched anyway
+		{100, 8, 8 * mib, 8, mib},               // tiny: one range of the smallest size
+		{20 * mib, 8, 8 * mib, 8, 20 * mib / 8}, // small: every connection
+		{8*mib + 1, 8, 8 * mib, 8, mib + 1},     // rounded up, so 8 ranges hold it
+		{64 * mib, 8, 8 * mib, 8, 8 * mib},      // 8 whole parts
+		{5 << 30, 8, 8 * mib, 8, 8 * mib},       // large: the part size bounds memory
+		{100 * mib, 2, 32 * mib, 2, 32 * mib},   // configured
+		{1 << 30, 32, 32 * mib, 32, 32 * mib},   // configured, large
+		{3 * mib, 1, 5 * mib, 1, 3 * mib},       // one connection
 	} {
 		ranges, chunk := rangesFor(tc.size, tc.concurrency, tc.partSize)
 		if ranges != tc.ranges || chunk != tc.chunk {
