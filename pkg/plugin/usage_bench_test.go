@@ -21,6 +21,7 @@ import (
 // of at most a second), writing the marker on every restore (a fresh stamp directory each time):
 // the worst case, as an agent sends at most one an hour per key.
 // go test -run - -bench RestoreTracking -benchtime 10x ./pkg/plugin/
+// S3_CACHE_BENCH_TREE=~/.cache/s3-cache-bench/node/node_modules go test -run - -bench RestoreTracking -benchtime 2x ./pkg/plugin/
 func BenchmarkRestoreTracking(b *testing.B) {
 	s3test.Integration(b)
 	srv, err := s3test.Start(b.Context(), s3test.Versitygw, b.TempDir(), "cache")
@@ -32,14 +33,18 @@ func BenchmarkRestoreTracking(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	src := filepath.Join(b.TempDir(), "node_modules")
-	for i := range 3000 {
-		dir := filepath.Join(src, fmt.Sprintf("pkg-%03d", i/10))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			b.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d.js", i)), bytes.Repeat([]byte(fmt.Sprintf("module %d;\n", i)), 100), 0o644); err != nil {
-			b.Fatal(err)
+	// S3_CACHE_BENCH_TREE names a tree to restore instead (the node corpus of scripts/bench).
+	src := os.Getenv("S3_CACHE_BENCH_TREE")
+	if src == "" {
+		src = filepath.Join(b.TempDir(), "node_modules")
+		for i := range 3000 {
+			dir := filepath.Join(src, fmt.Sprintf("pkg-%03d", i/10))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				b.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d.js", i)), bytes.Repeat([]byte(fmt.Sprintf("module %d;\n", i)), 100), 0o644); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 	var log bytes.Buffer
