@@ -9,8 +9,8 @@ export S3_CACHE_TOOLS_BIN ?= $(HOME)/.cache/s3-cache-tools
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 
 # Native Go fuzz targets, as package:Target. `make fuzz` runs each for FUZZTIME (10 minutes by
-# default); `make test` runs each for 3,000 inputs (about 75 s for extraction, 1 s for the
-# others). A count, not a duration: Go 1.26's fuzz coordinator can fail a target with "context
+# default); `make test` runs each for 3,000 inputs (13 s for all three here; longer when new
+# inputs need minimizing). A count, not a duration: Go 1.26's fuzz coordinator can fail a target with "context
 # deadline exceeded" when a duration ends while a worker is busy (go.dev/issue/75804, fixed in
 # Go 1.27), which failed a CI-style run here. Minimizing a new input is capped at 3 s: at the
 # default 60 s, slow targets (extraction) spend the whole run minimizing.
