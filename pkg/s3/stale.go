@@ -5,9 +5,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 // staleAfter is the age past which an incomplete multipart upload is abandoned: a job killed
@@ -36,33 +33,21 @@ func (s *Store) abortStale(ctx context.Context, key string) {
 			s.infof("Aborted %d incomplete multipart upload(s) of %s started over a day ago", aborted, key)
 		}
 	}()
-	in := &awss3.ListMultipartUploadsInput{Bucket: &s.opts.Bucket, Prefix: &key}
-	for {
-		out, err := s.client.ListMultipartUploads(ctx, in)
-		if err != nil {
-			// A 403 is a policy without the optional s3:ListBucketMultipartUploads: not news.
-			if ctx.Err() == nil && status(err) != http.StatusForbidden {
-				s.infof("Could not look for stale multipart uploads of %s: %v", key, err)
-			}
-			return
+	ups, err := s.Uploads(ctx, key)
+	if err != nil && ctx.Err() == nil && status(err) != http.StatusForbidden {
+		// A 403 is a policy without the optional s3:ListBucketMultipartUploads: not news.
+		s.infof("Could not look for stale multipart uploads of %s: %v", key, err)
+	}
+	for _, u := range ups { // what was listed before any error
+		if u.Key != key || u.Initiated.IsZero() || !u.Initiated.Before(cutoff) {
+			continue
 		}
-		for _, u := range out.Uploads {
-			if aws.ToString(u.Key) != key || u.Initiated == nil || !u.Initiated.Before(cutoff) {
-				continue
+		if err := s.AbortUpload(ctx, u); err != nil {
+			if ctx.Err() == nil {
+				s.infof("Could not abort stale multipart upload %s of %s: %v", u.ID, key, err)
 			}
-			if _, err := s.client.AbortMultipartUpload(ctx, &awss3.AbortMultipartUploadInput{
-				Bucket: &s.opts.Bucket, Key: &key, UploadId: u.UploadId,
-			}); err != nil {
-				if ctx.Err() == nil {
-					s.infof("Could not abort stale multipart upload %s of %s: %v", aws.ToString(u.UploadId), key, err)
-				}
-				continue
-			}
-			aborted++
+			continue
 		}
-		if !aws.ToBool(out.IsTruncated) || aws.ToString(out.NextKeyMarker) == "" && aws.ToString(out.NextUploadIdMarker) == "" {
-			return
-		}
-		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
+		aborted++
 	}
 }
