@@ -11,7 +11,7 @@ import (
 )
 
 // Start starts CPU and block profiling when S3_CACHE_PROFILE_DIR is set; stop
-// ends them and writes the files.
+// ends them and writes the files, and the allocation profile.
 func Start(name string) (stop func()) {
 	dir := os.Getenv("S3_CACHE_PROFILE_DIR")
 	if dir == "" {
@@ -34,16 +34,24 @@ func Start(name string) (stop func()) {
 		if err := cpu.Close(); err != nil {
 			fmt.Fprintf(os.Stderr, "profile: %v\n", err)
 		}
-		f, err := os.Create(base + ".block.pprof")
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "profile: %v\n", err)
-			return
+		// allocs: where fresh memory comes from, which costs page faults (docs/design.md#performance-and-memory).
+		for _, kind := range []string{"block", "allocs"} {
+			write(base+"."+kind+".pprof", kind)
 		}
-		if err := pprof.Lookup("block").WriteTo(f, 0); err != nil {
-			fmt.Fprintf(os.Stderr, "profile: write block profile: %v\n", err)
-		}
-		if err := f.Close(); err != nil {
-			fmt.Fprintf(os.Stderr, "profile: %v\n", err)
-		}
+	}
+}
+
+// write writes the profile kind to the file path, saying on stderr what failed.
+func write(path, kind string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "profile: %v\n", err)
+		return
+	}
+	if err := pprof.Lookup(kind).WriteTo(f, 0); err != nil {
+		fmt.Fprintf(os.Stderr, "profile: write %s profile: %v\n", kind, err)
+	}
+	if err := f.Close(); err != nil {
+		fmt.Fprintf(os.Stderr, "profile: %v\n", err)
 	}
 }
