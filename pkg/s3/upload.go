@@ -280,17 +280,13 @@ func (s *Store) abort(ctx context.Context, key string, uploadID *string) error {
 // errNoUpload stops reading when every key's upload has failed.
 var errNoUpload = errors.New("no upload left")
 
-// uploadParts reads r to its end and uploads every part to every upload that has not failed.
-// Buffers are recycled and count against one budget of concurrency × part size: parts grown
-// past it (after part 1,000) leave fewer in flight, and one alone may exceed it.
+// uploadParts reads r to its end and uploads every part to every upload that has not failed,
+// in buffers from partBuffers.
 func (s *Store) uploadParts(ctx context.Context, uploads []*upload, first []byte, r io.Reader) (int64, error) {
 	var (
-		wg     sync.WaitGroup
-		size   int64
-		budget = int64(s.opts.Concurrency) * s.opts.PartSize
-		held   = int64(len(first)) // bytes of the buffers allocated and kept
-		count  = 1                 // and how many
-		pool   = make(chan []byte, s.opts.Concurrency)
+		wg   sync.WaitGroup
+		size int64
+		bufs = newPartBuffers(s.opts.Concurrency, s.opts.PartSize, first)
 	)
 	defer wg.Wait()
 	live := func() bool {
@@ -308,29 +304,14 @@ func (s *Store) uploadParts(ctx context.Context, uploads []*upload, first []byte
 		size += int64(n)
 		wg.Go(func() {
 			s.uploadPart(ctx, uploads, body, num)
-			pool <- body[:cap(body)]
+			bufs.put(body)
 		})
 		if n < len(buf) {
 			break // a short part is the last one
 		}
-
-		// Next buffer: a new one within the budget, else a recycled one big enough.
-		next := s.limits.partSizeFor(s.opts.PartSize, part+1)
-		for buf = nil; buf == nil; {
-			if count < s.opts.Concurrency && (held+next <= budget || held == 0) {
-				buf, held, count = make([]byte, next), held+next, count+1
-				break
-			}
-			select {
-			case b := <-pool:
-				if int64(cap(b)) >= next {
-					buf = b[:next]
-				} else { // too small for the grown parts: let it go
-					held, count = held-int64(cap(b)), count-1
-				}
-			case <-ctx.Done():
-				return size, ctx.Err()
-			}
+		var err error
+		if buf, err = bufs.get(ctx, s.limits.partSizeFor(s.opts.PartSize, part+1)); err != nil {
+			return size, err
 		}
 		var rerr error
 		n, rerr = io.ReadFull(r, buf)
@@ -340,6 +321,66 @@ func (s *Store) uploadParts(ctx context.Context, uploads []*upload, first []byte
 	}
 	return size, nil
 }
+
+// partBuffers hands out the buffers of an upload's parts. They are recycled, and count against
+// one budget of concurrency × part size: parts grown past it (after part 1,000) leave fewer in
+// flight, and one alone may exceed it. A buffer is added only while every one is busy: fresh
+// memory costs a page fault per 4 KiB (on a virtual machine dearer than the copy that fills
+// it), and an upload that keeps up with the archive needs two or three, not concurrency of them.
+type partBuffers struct {
+	max    int   // buffers at most
+	budget int64 // bytes at most, but for a single buffer
+	held   int64 // bytes of the buffers allocated and kept
+	count  int   // and how many
+	free   chan []byte
+}
+
+// newPartBuffers returns the buffers of an upload whose first part is in first.
+func newPartBuffers(concurrency int, partSize int64, first []byte) *partBuffers {
+	return &partBuffers{max: concurrency, budget: int64(concurrency) * partSize,
+		held: int64(cap(first)), count: 1, free: make(chan []byte, concurrency)}
+}
+
+// get returns a buffer of size bytes: a recycled one if a part is done with one, else a new
+// one within the limits, else the next one recycled. It fails only when ctx ends.
+func (b *partBuffers) get(ctx context.Context, size int64) ([]byte, error) {
+	for {
+		select {
+		case buf := <-b.free:
+			if buf = b.fit(buf, size); buf != nil {
+				return buf, nil
+			}
+			continue
+		default:
+		}
+		if b.count < b.max && (b.held+size <= b.budget || b.held == 0) {
+			b.held, b.count = b.held+size, b.count+1
+			return make([]byte, size), nil
+		}
+		select {
+		case buf := <-b.free:
+			if buf = b.fit(buf, size); buf != nil {
+				return buf, nil
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// fit returns buf as a buffer of size bytes, or nil (letting it go) if it is too small for
+// the grown parts.
+func (b *partBuffers) fit(buf []byte, size int64) []byte {
+	if int64(cap(buf)) >= size {
+		return buf[:size]
+	}
+	b.held, b.count = b.held-int64(cap(buf)), b.count-1
+	return nil
+}
+
+// put gives back a buffer get returned (or the first part's), once its part is uploaded. It
+// may be called from any goroutine; get and fit only from the reading one.
+func (b *partBuffers) put(buf []byte) { b.free <- buf[:cap(buf)] }
 
 // uploadPart uploads body as part num of every upload that has not failed.
 func (s *Store) uploadPart(ctx context.Context, uploads []*upload, body []byte, num int32) {

@@ -477,3 +477,65 @@ func TestOptionsDefaults(t *testing.T) {
 		t.Fatalf("set options changed: %+v", got)
 	}
 }
+
+// Part buffers: one a part is done with is used again before any is added; new ones are added
+// only while every one is busy, up to concurrency (or the budget); a recycled buffer too small
+// for grown parts is let go; a reader waiting for one stops when its context ends.
+func TestPartBuffers(t *testing.T) {
+	const part = 16
+	first := make([]byte, part)
+	t.Run("a free buffer is used again", func(t *testing.T) {
+		b := newPartBuffers(4, part, first)
+		b.put(first)
+		for range 10 {
+			buf, err := b.get(t.Context(), part)
+			if err != nil || &buf[0] != &first[0] {
+				t.Fatalf("got a new buffer (%v) while the first was free", err)
+			}
+			b.put(buf)
+		}
+		if b.count != 1 {
+			t.Fatalf("%d buffers, want 1", b.count)
+		}
+	})
+	t.Run("busy buffers are added up to concurrency, then waited for", func(t *testing.T) {
+		b := newPartBuffers(3, part, first)
+		seen := map[*byte]bool{&first[0]: true}
+		for range 2 {
+			buf, err := b.get(t.Context(), part)
+			if err != nil || seen[&buf[0]] {
+				t.Fatalf("get: %v (a buffer in use handed out again: %v)", err, seen[&buf[0]])
+			}
+			seen[&buf[0]] = true
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+		defer cancel()
+		if _, err := b.get(ctx, part); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a fourth buffer with three busy: %v", err)
+		}
+		go b.put(first)
+		if buf, err := b.get(t.Context(), part); err != nil || &buf[0] != &first[0] {
+			t.Fatalf("waited for a buffer, got another one (%v)", err)
+		}
+	})
+	t.Run("the budget bounds grown parts", func(t *testing.T) {
+		b := newPartBuffers(4, part, first) // budget 64 bytes
+		big, err := b.get(t.Context(), 2*part)
+		if err != nil || b.count != 2 {
+			t.Fatalf("get: %v, %d buffers", err, b.count)
+		}
+		b.put(first) // too small for the grown parts: let go
+		if _, err := b.get(t.Context(), 2*part); err != nil || b.count != 2 || b.held != 4*part {
+			t.Fatalf("get: %v, %d buffers of %d bytes, want 2 of 64", err, b.count, b.held)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+		defer cancel()
+		if _, err := b.get(ctx, 2*part); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a buffer over the budget: %v", err)
+		}
+		b.put(big)
+		if buf, err := b.get(t.Context(), 2*part); err != nil || &buf[0] != &big[0] {
+			t.Fatalf("waited for a buffer, got another one (%v)", err)
+		}
+	})
+}
