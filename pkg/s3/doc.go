@@ -7,7 +7,8 @@
 // is read and buffered once and uploaded to every key, parts concurrently, and all buffers count
 // against one budget of concurrency × part size, however many keys. The part size doubles every
 // 1,000 parts so a stream never needs more than 10,000; grown parts leave fewer in flight, and
-// only a single part larger than the budget (past part 3,000 at concurrency 8) exceeds it.
+// only a single part larger than the budget (past part 3,000 at concurrency 8) exceeds it. A
+// buffer is added only while every one is busy, so an upload that keeps up holds two or three.
 // The object is created with If-None-Match: * on PutObject or CompleteMultipartUpload, so an
 // object that exists is never overwritten unless the caller asks for it. Losing that race is
 // reported as Stored == false, not as an error. A create whose response was lost is retried by
@@ -21,9 +22,9 @@
 // deletes the probe objects. Where the header is not honoured, or is answered with 501, a save
 // checks with HEAD and then writes: a narrow race that restores survive (see below).
 //
-// Restores are pinned. Open reads an object with concurrent ranged GETs (concurrency in
+// Restores are pinned. Open reads an object with concurrent ranged GETs (up to concurrency in
 // flight, of at most the part size each, smaller for an object too small to use them all: see
-// rangesFor) that each carry
+// rangesFor; two at first, one more each time the reader has to wait for a chunk) that each carry
 // If-Match: <ETag seen by Head> (and the version ID on versioned buckets), checks every
 // response's Content-Range and ETag, and returns the bytes in order. A GET of a version needs
 // s3:GetObjectVersion: when one is denied (403) the Store pins by If-Match alone from then on. If the object changes or

@@ -21,15 +21,37 @@ const rangeAttempts = 4
 
 // Open returns a reader of obj's bytes, fetched by concurrent ranged GETs pinned to obj.ETag
 // (and obj.VersionID when set): see rangesFor for how many, and how large. Memory is bounded by
-// (ranges + 1) × chunk size: chunk buffers are recycled. Reading fails with ErrChanged or
+// (ranges + 1) × chunk size: chunk buffers are recycled, and only as many are used as keep the
+// reader fed (see rangeReader). Reading fails with ErrChanged or
 // ErrNotFound when the object is replaced or removed meanwhile. Close stops the fetches; it
 // must be called.
 func (s *Store) Open(ctx context.Context, obj Object) io.ReadCloser {
-	ctx, cancel := context.WithCancel(ctx)
 	ranges, chunkSize := rangesFor(obj.Size, s.opts.Concurrency, s.opts.PartSize)
+	return openRanges(ctx, obj.Size, ranges, chunkSize, func(ctx context.Context, off, end int64, buf []byte) ([]byte, error) {
+		return s.getRange(ctx, obj, off, end, buf)
+	})
+}
+
+// getFunc fetches bytes [off, end] of an object into buf.
+type getFunc func(ctx context.Context, off, end int64, buf []byte) ([]byte, error)
+
+// openRanges returns a reader of size bytes fetched by get in chunks of chunkSize, up to
+// ranges of them at once (see rangeReader).
+func openRanges(ctx context.Context, size int64, ranges int, chunkSize int64, get getFunc) *rangeReader {
+	return startRanges(ctx, size, ranges, chunkSize, get, nil)
+}
+
+// startRanges is openRanges with the test hook delivered (nil in production).
+func startRanges(ctx context.Context, size int64, ranges int, chunkSize int64, get getFunc, delivered func()) *rangeReader {
+	ctx, cancel := context.WithCancel(ctx)
 	rr := &rangeReader{ctx: ctx, cancel: cancel, queue: make(chan chan chunk, ranges),
-		free: make(chan []byte, ranges+1), remaining: obj.Size, chunkSize: chunkSize}
-	go rr.fetchAll(ctx, s, obj)
+		free: make(chan []byte, ranges+1), tokens: make(chan struct{}, ranges),
+		remaining: size, chunkSize: chunkSize, window: min(ranges, initialWindow), ranges: ranges,
+		delivered: delivered}
+	for range rr.window {
+		rr.tokens <- struct{}{}
+	}
+	go rr.fetchAll(ctx, size, get)
 	return rr
 }
 
@@ -55,26 +77,45 @@ type chunk struct {
 	err  error
 }
 
-// rangeReader hands out chunks in order. fetchAll queues one future per chunk; the queue's
-// capacity is what bounds the chunks in flight, and so the memory. A chunk read to its end
-// returns its buffer to free for a later chunk, so that garbage does not grow the heap.
+// initialWindow is how many chunks a download fetches ahead of its reader at first.
+const initialWindow = 2
+
+// rangeReader hands out chunks in order. fetchAll queues one future per chunk, each once it
+// holds one of the window's tokens; the reader gives a token back when it has read its chunk.
+// The window starts at initialWindow chunks and grows by one, up to ranges, each time the reader
+// finds the next chunk still on its way: a download that outruns the reader (a restore that
+// writes files slower than the link brings them) holds two buffers, not ranges of them. Fresh
+// memory costs a page fault per page, which on a virtual machine is dearer than the copy. A
+// chunk read to its end returns its buffer to free for a later chunk, so that garbage does not
+// grow the heap.
 type rangeReader struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	queue     chan chan chunk
 	free      chan []byte
-	remaining int64  // bytes not yet handed out: the queue may close early on cancellation
-	chunkSize int64  // of every range but the last
-	buf       []byte // the current chunk's buffer
-	cur       []byte // what is left of it to hand out
+	tokens    chan struct{} // one per chunk that may be fetched and not yet read
+	window    int           // tokens handed out so far (the reader's goroutine only)
+	ranges    int           // the most the window grows to
+	started   bool          // the first chunk arrived (waiting for it says nothing)
+	remaining int64         // bytes not yet handed out: the queue may close early on cancellation
+	chunkSize int64         // of every range but the last
+	buf       []byte        // the current chunk's buffer
+	cur       []byte        // what is left of it to hand out
 	err       error
+
+	delivered func() // test hook: a chunk is ready for the reader; nil in production
 }
 
-func (rr *rangeReader) fetchAll(ctx context.Context, s *Store, obj Object) {
+func (rr *rangeReader) fetchAll(ctx context.Context, size int64, get getFunc) {
 	defer close(rr.queue)
-	for off := int64(0); off < obj.Size; off += rr.chunkSize {
-		end := min(off+rr.chunkSize, obj.Size) - 1
+	for off := int64(0); off < size; off += rr.chunkSize {
+		end := min(off+rr.chunkSize, size) - 1
 		future := make(chan chunk, 1)
+		select {
+		case <-rr.tokens:
+		case <-ctx.Done():
+			return
+		}
 		select {
 		case rr.queue <- future:
 		case <-ctx.Done():
@@ -87,8 +128,11 @@ func (rr *rangeReader) fetchAll(ctx context.Context, s *Store, obj Object) {
 			default:
 				buf = make([]byte, rr.chunkSize)
 			}
-			data, err := s.getRange(ctx, obj, off, end, buf[:end-off+1])
+			data, err := get(ctx, off, end, buf[:end-off+1])
 			future <- chunk{data, err}
+			if rr.delivered != nil {
+				rr.delivered()
+			}
 		}()
 	}
 }
@@ -101,6 +145,7 @@ func (rr *rangeReader) Read(p []byte) (int, error) {
 			default:
 			}
 			rr.buf = nil
+			rr.tokens <- struct{}{} // never blocks: a token per chunk taken
 		}
 		if rr.err != nil {
 			return 0, rr.err
@@ -118,7 +163,17 @@ func (rr *rangeReader) Read(p []byte) (int, error) {
 			}
 			continue
 		}
-		c := <-future
+		var c chunk
+		select {
+		case c = <-future:
+		default:
+			if rr.started && rr.window < rr.ranges {
+				rr.window++ // the reader waits: fetch one more chunk ahead
+				rr.tokens <- struct{}{}
+			}
+			c = <-future
+		}
+		rr.started = true
 		rr.buf, rr.cur, rr.err = c.data, c.data, c.err
 		rr.remaining -= int64(len(c.data))
 		if c.err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -238,5 +239,91 @@ func TestRangesFor(t *testing.T) {
 		if chunk > tc.partSize {
 			t.Errorf("rangesFor(%d, %d, %d): chunk %d is larger than the part size", tc.size, tc.concurrency, tc.partSize, chunk)
 		}
+	}
+}
+
+// A download fetches initialWindow chunks ahead of its reader while the reader is the slower
+// one, holding that many buffers; a reader that has to wait for chunks widens the window, one
+// chunk per wait, up to ranges fetched at once.
+func TestDownloadWindow(t *testing.T) {
+	const chunk, chunks, ranges = 16, 40, 4
+	body := randomBytes(chunk * chunks)
+	for _, tc := range []struct {
+		name        string
+		slowLink    bool // every GET takes a while: the reader waits for chunks
+		maxInFlight int  // GETs at once, at most
+		maxBuffers  int
+	}{
+		{"the reader is slower", false, initialWindow, initialWindow},
+		{"the link is slower", true, ranges, ranges + 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var (
+				mu                                 sync.Mutex
+				started, delivered, inFlight, most int
+				buffers                            = map[*byte]bool{}
+			)
+			get := func(ctx context.Context, off, end int64, buf []byte) ([]byte, error) {
+				mu.Lock()
+				started, inFlight = started+1, inFlight+1
+				most = max(most, inFlight)
+				buffers[&buf[:1][0]] = true
+				mu.Unlock()
+				if tc.slowLink {
+					time.Sleep(2 * time.Millisecond)
+				}
+				copy(buf, body[off:end+1])
+				mu.Lock()
+				inFlight--
+				mu.Unlock()
+				return buf, nil
+			}
+			rr := startRanges(t.Context(), int64(len(body)), ranges, chunk, get, func() {
+				mu.Lock()
+				delivered++
+				mu.Unlock()
+			})
+			defer rr.Close()
+			var got []byte
+			p := make([]byte, chunk)
+			for k := 0; ; k++ {
+				// A slower reader reads chunk k once chunks up to k+1 are ready: the fetches the
+				// initial window allows while the reader still holds chunk k-1. Every reader
+				// waits for the first chunk, which says nothing about the link.
+				for deadline := time.Now().Add(10 * time.Second); !tc.slowLink && k > 0; time.Sleep(100 * time.Microsecond) {
+					mu.Lock()
+					ready := delivered == started && delivered >= min(k+1, chunks)
+					mu.Unlock()
+					if ready {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("chunk %d: the fetches did not get ahead", k)
+					}
+				}
+				n, err := rr.Read(p)
+				got = append(got, p[:n]...)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !bytes.Equal(got, body) {
+				t.Fatalf("read %d bytes, not the object", len(got))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if most > tc.maxInFlight || len(buffers) > tc.maxBuffers {
+				t.Errorf("%d GETs at once and %d buffers, want at most %d and %d", most, len(buffers), tc.maxInFlight, tc.maxBuffers)
+			}
+			if tc.slowLink && most < ranges {
+				t.Errorf("at most %d GETs at once: the window did not grow to %d", most, ranges)
+			}
+			if !tc.slowLink && rr.window != initialWindow {
+				t.Errorf("the window grew to %d chunks while the reader was the slower", rr.window)
+			}
+		})
 	}
 }
