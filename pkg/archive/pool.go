@@ -25,10 +25,38 @@ const (
 	// is streamed to disk by the reader itself with its 1 MiB buffer.
 	maxPooledFile = 1 << 20
 	// Content buffers come in powers of two, from 1<<minBufShift (4 KiB) to
-	// maxPooledFile (1<<20): numBufClass classes, each with its sync.Pool.
+	// maxPooledFile (1<<20): numBufClass classes, each with its sync.Pool
+	// (see sizedBuffers).
 	minBufShift = 12
 	numBufClass = 20 - minBufShift + 1
 )
+
+// sizedBuffers recycles the buffers of small files' contents, in powers of
+// two from 4 KiB to 1 MiB, one sync.Pool per size. A save reads and a restore
+// writes hundreds of megabytes through them: recycled, they stay a few
+// megabytes of memory that is already mapped, where fresh ones would be
+// garbage the heap grows into, a page fault per 4 KiB (dearer than the copy
+// on a virtual machine) and collections.
+type sizedBuffers [numBufClass]sync.Pool // *[]byte of 1<<(minBufShift+class) bytes
+
+// get returns a buffer of size bytes (1 <= size <= maxPooledFile) and its
+// class, for put.
+func (s *sizedBuffers) get(size int64) ([]byte, int) {
+	class := bufClass(size)
+	if b, ok := s[class].Get().(*[]byte); ok {
+		return (*b)[:size], class
+	}
+	return make([]byte, size, classSize(class)), class
+}
+
+// put gives back a buffer get returned with class.
+func (s *sizedBuffers) put(b []byte, class int) {
+	b = b[:0]
+	s[class].Put(&b)
+}
+
+// classSize is the capacity of the buffers of class.
+func classSize(class int) int64 { return int64(1) << (minBufShift + class) }
 
 // fileJob is one small file for the writers: its whole content is in data.
 type fileJob struct {
@@ -55,7 +83,7 @@ type writerPool struct {
 	umask  umask
 	before func(path string) error // test hook: fails a write; nil in production
 
-	bufs [numBufClass]sync.Pool // *[]byte of 1<<(minBufShift+class) bytes
+	bufs sizedBuffers
 
 	mu       sync.Mutex
 	released *sync.Cond // signalled when budget is released or the pool fails
@@ -91,8 +119,7 @@ func (p *writerPool) buffer(size int64) ([]byte, int, error) {
 	if size == 0 {
 		return nil, -1, p.err()
 	}
-	class := bufClass(size)
-	cost := int64(1) << (minBufShift + class)
+	cost := classSize(bufClass(size))
 	p.mu.Lock()
 	// A buffer larger than the whole budget (only with a test's tiny
 	// budget) waits until nothing else is in flight.
@@ -105,10 +132,8 @@ func (p *writerPool) buffer(size int64) ([]byte, int, error) {
 	}
 	p.inFlight += cost
 	p.mu.Unlock()
-	if b, ok := p.bufs[class].Get().(*[]byte); ok {
-		return (*b)[:size], class, nil
-	}
-	return make([]byte, size, cost), class, nil
+	b, class := p.bufs.get(size)
+	return b, class, nil
 }
 
 // release gives back a job's buffer.
@@ -116,8 +141,7 @@ func (p *writerPool) release(j fileJob) {
 	if j.class < 0 {
 		return
 	}
-	b := j.data[:0]
-	p.bufs[j.class].Put(&b)
+	p.bufs.put(j.data, j.class)
 	p.mu.Lock()
 	p.inFlight -= int64(cap(j.data))
 	p.mu.Unlock()

@@ -49,7 +49,8 @@ type fileRead struct {
 	skipped bool        // not read ahead (large, over budget, or cancelled): the writer opens the file
 	err     error       // from opening or reading it
 	info    fs.FileInfo // of the opened file
-	data    []byte      // its content, exactly info.Size() bytes
+	data    []byte      // its content, exactly info.Size() bytes, from aw.bufs
+	class   int         // data's buffer class (sizedBuffers)
 }
 
 // byteBudget is a count of bytes that may be taken without waiting, or not.
@@ -185,7 +186,11 @@ func (aw *archiveWriter) readAhead(ctx context.Context, p string, r *fileRead) {
 		r.skipped = true // the writer opens it again, and sees for itself
 		return
 	}
-	data := make([]byte, size)
+	var data []byte
+	class := -1
+	if size > 0 {
+		data, class = aw.bufs.get(size)
+	}
 	n, err := io.ReadFull(ctxReader{ctx, f}, data)
 	switch {
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
@@ -195,8 +200,16 @@ func (aw *archiveWriter) readAhead(ctx context.Context, p string, r *fileRead) {
 	}
 	if err != nil {
 		aw.budget.give(size)
+		aw.recycle(data, class)
 		r.err = err
 		return
 	}
-	r.info, r.data = info, data
+	r.info, r.data, r.class = info, data, class
+}
+
+// recycle gives back a read-ahead buffer once its content is stored.
+func (aw *archiveWriter) recycle(data []byte, class int) {
+	if class >= 0 {
+		aw.bufs.put(data, class)
+	}
 }

@@ -76,8 +76,9 @@ type archiveWriter struct {
 	tw   *tar.Writer
 	warn warnFunc
 	buf  []byte // copy buffer for file contents
-	// budget bounds the bytes read ahead (see walkAhead).
+	// budget bounds the bytes read ahead (see walkAhead), into buffers of bufs.
 	budget *byteBudget
+	bufs   sizedBuffers
 	// links maps the inode of every file with several names, seen in the
 	// current source, to the entry name it was first stored under.
 	links map[fileID]string
@@ -158,6 +159,7 @@ func (aw *archiveWriter) addRead(name, p string, r *fileRead) error {
 	case r.err != nil:
 		return fmt.Errorf("archive %s: %w", p, r.err)
 	}
+	defer aw.recycle(r.data, r.class)
 	defer aw.budget.give(int64(len(r.data)))
 	return aw.storeFile(name, p, r.info, func() (int64, error) {
 		n, err := aw.tw.Write(r.data)
