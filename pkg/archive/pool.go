@@ -32,27 +32,46 @@ const (
 )
 
 // sizedBuffers recycles the buffers of small files' contents, in powers of
-// two from 4 KiB to 1 MiB, one sync.Pool per size. A save reads and a restore
-// writes hundreds of megabytes through them: recycled, they stay a few
-// megabytes of memory that is already mapped, where fresh ones would be
-// garbage the heap grows into, a page fault per 4 KiB (dearer than the copy
-// on a virtual machine) and collections.
-type sizedBuffers [numBufClass]sync.Pool // *[]byte of 1<<(minBufShift+class) bytes
+// two from 4 KiB to 1 MiB. A save reads and a restore writes hundreds of
+// megabytes through them: recycled, they stay a few megabytes of memory that
+// is already mapped, where fresh ones would be garbage the heap grows into, a
+// page fault per 4 KiB (dearer than the copy on a virtual machine) and
+// collections. It keeps up to keep bytes of free buffers: a sync.Pool would
+// be emptied by every collection, which a hook runs often (GOGC=25). The zero
+// value keeps none.
+type sizedBuffers struct {
+	keep int64 // bytes of free buffers kept at most
+
+	mu   sync.Mutex
+	free [numBufClass][][]byte
+	kept int64 // bytes in free
+}
 
 // get returns a buffer of size bytes (1 <= size <= maxPooledFile) and its
 // class, for put.
 func (s *sizedBuffers) get(size int64) ([]byte, int) {
 	class := bufClass(size)
-	if b, ok := s[class].Get().(*[]byte); ok {
-		return (*b)[:size], class
+	s.mu.Lock()
+	if n := len(s.free[class]); n > 0 {
+		b := s.free[class][n-1]
+		s.free[class] = s.free[class][:n-1]
+		s.kept -= classSize(class)
+		s.mu.Unlock()
+		return b[:size], class
 	}
+	s.mu.Unlock()
 	return make([]byte, size, classSize(class)), class
 }
 
-// put gives back a buffer get returned with class.
+// put gives back a buffer get returned with class: it is kept for a later
+// get if there is room, and left to the collector otherwise.
 func (s *sizedBuffers) put(b []byte, class int) {
-	b = b[:0]
-	s[class].Put(&b)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.kept+classSize(class) <= s.keep {
+		s.free[class] = append(s.free[class], b[:0])
+		s.kept += classSize(class)
+	}
 }
 
 // classSize is the capacity of the buffers of class.
@@ -104,6 +123,7 @@ func startWriterPool(ctx context.Context, workers int, budget int64, before func
 		umask:  readUmask(),
 		before: before,
 		budget: budget,
+		bufs:   sizedBuffers{keep: budget},
 	}
 	p.released = sync.NewCond(&p.mu)
 	p.wg.Add(workers)

@@ -231,3 +231,36 @@ func TestBufClass(t *testing.T) {
 		}
 	}
 }
+
+// Free content buffers are kept per size class, up to keep bytes, and handed out again before
+// any new one; what does not fit is left to the collector.
+func TestSizedBuffers(t *testing.T) {
+	s := sizedBuffers{keep: 3 << 12} // three 4 KiB buffers, or one 8 KiB and one 4 KiB
+	a, ca := s.get(100)
+	b, cb := s.get(5000)
+	if len(a) != 100 || cap(a) != 4096 || len(b) != 5000 || cap(b) != 8192 || ca == cb {
+		t.Fatalf("got %d/%d (class %d) and %d/%d (class %d) bytes", len(a), cap(a), ca, len(b), cap(b), cb)
+	}
+	s.put(a, ca)
+	s.put(b, cb)
+	if got, _ := s.get(4096); &got[0] != &a[0] {
+		t.Error("a 4 KiB buffer was allocated while one was free")
+	}
+	if got, _ := s.get(8000); &got[0] != &b[0] {
+		t.Error("an 8 KiB buffer was allocated while one was free")
+	}
+	// Over keep: the third 8 KiB buffer given back is dropped.
+	bufs := make([][]byte, 3)
+	for i := range bufs {
+		bufs[i], _ = s.get(8192)
+	}
+	for _, buf := range bufs {
+		s.put(buf, cb)
+	}
+	if s.kept != 2<<12 || len(s.free[cb]) != 1 {
+		t.Fatalf("kept %d bytes in %d buffers, want one of 8 KiB", s.kept, len(s.free[cb]))
+	}
+	if got, _ := s.get(1); &got[0] == &bufs[0][0] {
+		t.Error("a buffer of another class was handed out")
+	}
+}

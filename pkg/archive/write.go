@@ -50,6 +50,7 @@ func write(ctx context.Context, w io.Writer, sources []string, c Compression, le
 		warn:   warnOrDiscard(log),
 		buf:    make([]byte, copyBufferSize),
 		budget: &byteBudget{left: budget},
+		bufs:   sizedBuffers{keep: budget},
 	}
 	for i, src := range sources {
 		if err := aw.addSource(strconv.Itoa(i), src); err != nil {
