@@ -264,6 +264,7 @@ func (c *Cache) walked(ctx context.Context, w *saveWatch) {
 	w.walk, w.err = digestTree(ctx, c.Paths)
 }
 
+// stampClock is the layout of the times a refused save logs: a change inside the window shows.
 const stampClock = "15:04:05.000000"
 
 // clockSlack is how far the wall clock may fall behind the monotonic clock during a save, by
