@@ -324,20 +324,19 @@ func (c *Cache) Save(ctx context.Context, keys []cachekey.Key) ([]Saved, error) 
 		return saved, nil
 	}
 
-	// The paths' digest before they are read: the stamp a save records for warm restores
-	// (docs/design.md#warm-restores), if they still have it once the archive is written.
-	var before tree
-	beforeErr := errNoDigest
-	if c.stampPath() != "" {
-		if before, beforeErr = digestTree(ctx, c.Paths); beforeErr == nil {
-			beforeErr = settle(ctx, before)
-		}
+	// Whether the paths changed while the archive read them, for the stamp a save records for
+	// warm restores (docs/design.md#warm-restores): noted before the first archive reads them,
+	// walked once each archive is written, while its upload completes.
+	watch := c.watchSave()
+	var walk func()
+	if watch != nil {
+		walk = func() { c.walked(ctx, watch) }
 	}
+	defer func() { c.stampSave(ctx, watch, saved) }()
 	start := time.Now()
 	var errs []error
-	defer func() { c.stampSave(ctx, before, beforeErr, saved) }()
 	for restarts := 0; len(pending) > 0; restarts++ {
-		results, stats, err := c.uploadAll(ctx, keys, pending)
+		results, stats, err := c.uploadAll(ctx, keys, pending, walk)
 		if errors.Is(err, errTooLarge) {
 			for _, i := range pending {
 				saved[i].Skipped = "archive larger than max-size"
@@ -380,20 +379,25 @@ type uploaded struct {
 
 // uploadAll streams one archive through a pipe (no temporary file) into the store, which
 // buffers each part once for every pending key. An upload that fails stops taking parts and
-// the others go on.
-func (c *Cache) uploadAll(ctx context.Context, keys []cachekey.Key, pending []int) ([]uploaded, archive.Stats, error) {
+// the others go on. written, when set, runs once the whole archive has been written (and the
+// paths read), while the uploads send their last parts and complete; uploadAll returns when
+// both have ended.
+func (c *Cache) uploadAll(ctx context.Context, keys []cachekey.Key, pending []int, written func()) ([]uploaded, archive.Stats, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pr, pw := io.Pipe()
 	out := &countingWriter{w: pw, limit: c.Options.MaxSize}
 
 	var stats archive.Stats
-	writeErr := make(chan error, 1)
+	var writeErr error
+	writer := make(chan struct{})
 	go func() {
-		var err error
-		stats, err = archive.Write(ctx, out, c.Paths, c.Options.Compression, c.Options.CompressionLevel, c.Log)
-		pw.CloseWithError(err) // at its end (nil) or with the archive's error
-		writeErr <- err
+		defer close(writer)
+		stats, writeErr = archive.Write(ctx, out, c.Paths, c.Options.Compression, c.Options.CompressionLevel, c.Log)
+		pw.CloseWithError(writeErr) // at its end (nil) or with the archive's error
+		if writeErr == nil && written != nil {
+			written()
+		}
 	}()
 	stop := c.Log.Progress("Uploaded", out.count, 0, progressEvery)
 	names := make([]string, len(pending))
@@ -407,8 +411,9 @@ func (c *Cache) uploadAll(ctx context.Context, keys []cachekey.Key, pending []in
 	for j := range pending {
 		results[j] = uploaded{res: res[j], err: errs[j]}
 	}
-	if err := <-writeErr; err != nil && !errors.Is(err, errUploadEnded) {
-		return results, stats, err // the cause; the uploads only saw its effect
+	<-writer
+	if writeErr != nil && !errors.Is(writeErr, errUploadEnded) {
+		return results, stats, writeErr // the cause; the uploads only saw its effect
 	}
 	return results, stats, nil
 }

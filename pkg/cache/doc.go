@@ -12,13 +12,16 @@
 // refused at once: retrying would fetch the same bytes.
 //
 // Warm restores (docs/design.md#warm-restores): after a restore that extracted an object, and
-// after a save that stored one while the paths did not change (walked before and after), the
-// paths' stamp records the object's key and ETag and a digest of the lstat metadata of every
-// entry (inode change times and inode numbers included, no content), in Options.StampDir. A
-// restore whose candidate, after its HEAD, is that object and whose paths still have that digest
-// downloads nothing and reports the same hit (Restored.Warm). The stamp is written only once any
-// later change is bound to carry a later inode change time; a missing or corrupt stamp, or any
-// difference, is a real restore.
+// after a save that stored one while the paths did not change, the paths' stamp records the
+// object's key and ETag and a digest of the lstat metadata of every entry (inode change times
+// and inode numbers included, no content), in Options.StampDir. A save walks the paths once,
+// after its archive was written and while its upload completes, and stamps only if no inode
+// change time in the walk is later than the moment the archive began reading them less
+// ctimeWindow and the same inodes stand at the paths: any change while the archive read them
+// would show so. A restore whose candidate, after its HEAD, is that object and whose paths
+// still have that digest downloads nothing and reports the same hit (Restored.Warm). The stamp
+// is written only once any later change is bound to carry a later inode change time; a missing
+// or corrupt stamp, or any difference, is a real restore.
 //
 // Last use: Cache.Used, when set, is told the key of each hit of Restore as its download starts,
 // so the hooks can leave a last-use marker for s3-cache gc alongside the download; it must not

@@ -29,6 +29,7 @@ func digestTree(ctx context.Context, paths []string) (tree, error) {
 	w := &walker{ctx: ctx, uid: uint32(os.Getuid())}
 	w.g.SetLimit(max(2, runtime.GOMAXPROCS(0)))
 	roots := sha256.New()
+	ids := make([]rootID, len(paths))
 	var firstErr error
 	for i, p := range paths {
 		var st unix.Stat_t
@@ -43,6 +44,7 @@ func digestTree(ctx context.Context, paths []string) (tree, error) {
 			break
 		}
 		m := metaOf(&st)
+		ids[i] = rootID{dev: m.dev, ino: m.ino, exists: true}
 		var link []byte
 		if m.mode&unix.S_IFMT == unix.S_IFLNK {
 			if link, err = readlink(unix.AT_FDCWD, p); err != nil {
@@ -85,7 +87,26 @@ func digestTree(ctx context.Context, paths []string) (tree, error) {
 	}
 	t := w.tree
 	copy(t.digest[:], h.Sum(nil))
+	t.roots = ids
 	return t, nil
+}
+
+// rootIDs returns what stands at each of paths (lstat: a symlink is not followed).
+func rootIDs(paths []string) ([]rootID, error) {
+	ids := make([]rootID, len(paths))
+	for i, p := range paths {
+		var st unix.Stat_t
+		err := unix.Lstat(p, &st)
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lstat %s: %w", p, err)
+		}
+		m := metaOf(&st)
+		ids[i] = rootID{dev: m.dev, ino: m.ino, exists: true}
+	}
+	return ids, nil
 }
 
 // walker is one digestTree walk.

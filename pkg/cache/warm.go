@@ -22,10 +22,12 @@ import (
 )
 
 var (
-	// errChanged: the tree changed under a walk, or between a save's two walks.
+	// errChanged: the tree changed under a walk, or while a save's archive read it.
 	errChanged = errors.New("the paths changed while they were read")
 	// errNoDigest: this system cannot prove a tree untouched (no inode change time).
 	errNoDigest = errors.New("no tree digest on this system")
+	// errNotWalked: a save stored an object but did not walk the paths after its archive.
+	errNotWalked = errors.New("the paths were not walked once the archive was written")
 )
 
 // meta is what a tree's digest records of one entry's lstat: with the name and a symlink's
@@ -43,15 +45,22 @@ type meta struct {
 // what the walk saw on the way.
 type tree struct {
 	digest   [sha256.Size]byte
-	entries  int64 // entries walked, the targets included
-	bytes    int64 // size of the regular files
-	maxCtime int64 // the latest inode change time, ns
+	entries  int64    // entries walked, the targets included
+	bytes    int64    // size of the regular files
+	maxCtime int64    // the latest inode change time, ns
+	roots    []rootID // what stood at each path, as the walk found it
 	// fine: some change time has a part below the millisecond, so the filesystem keeps them
 	// finely (ext4, xfs, btrfs, tmpfs, APFS) and a later change cannot share one by truncation.
 	fine bool
 	// foreign: an entry a restore of the tree's archive would not reproduce as it is: not a
 	// file, directory or symlink; setuid, setgid or sticky; owned by another user.
 	foreign bool
+}
+
+// rootID is what stands at one of a cache's paths: an inode, or nothing (the zero rootID).
+type rootID struct {
+	dev, ino uint64
+	exists   bool
 }
 
 const (
@@ -225,33 +234,83 @@ func (c *Cache) stampRestore(ctx context.Context, obj s3.Object, extracted time.
 	c.record(ctx, t, err, []stampObject{objectOf(obj.Key, obj.ETag)})
 }
 
-// stampSave records that c.Paths hold the objects a save stored, if the paths had the digest
-// before (walked before the archive was written, and settled) and still have it.
-func (c *Cache) stampSave(ctx context.Context, before tree, err error, saved []Saved) {
+// saveWatch is how a save tells whether the paths changed while its archive read them
+// (docs/design.md#warm-restores): when the reading began, what stood at each path then, and
+// the walk of the paths once the archive had been written.
+type saveWatch struct {
+	began time.Time // with its monotonic reading
+	roots []rootID
+	walk  tree
+	err   error // of the roots' lstat or of the walk; errNotWalked until the walk ran
+}
+
+// watchSave notes that a save's archive is about to read c.Paths; nil when stamps are off.
+func (c *Cache) watchSave() *saveWatch {
+	if c.stampPath() == "" {
+		return nil
+	}
+	w := &saveWatch{began: time.Now()}
+	if w.roots, w.err = rootIDs(c.Paths); w.err == nil {
+		w.err = errNotWalked
+	}
+	return w
+}
+
+// walked walks c.Paths once an archive of them has been written; the last walk counts.
+func (c *Cache) walked(ctx context.Context, w *saveWatch) {
+	if w.roots == nil {
+		return // their lstat failed: nothing to compare a walk with
+	}
+	w.walk, w.err = digestTree(ctx, c.Paths)
+}
+
+// stampClock is the layout of the times a refused save logs: a change inside the window shows.
+const stampClock = "15:04:05.000000"
+
+// clockSlack is how far the wall clock may fall behind the monotonic clock during a save, by
+// slewing, before the save's change times are no longer comparable with its start.
+const clockSlack = 10 * time.Millisecond
+
+// verdict says why the walk cannot be recorded as what the archive read, or nil: now is the
+// wall clock after the walk, elapsed the monotonic time since the save began. Any change made
+// to the paths since the archive began reading them carries a change time after began less
+// ctimeWindow (the kernel's clock lags by less than that), in the changed entry or, for an
+// entry added, removed or renamed, in its directory; the one directory the walk does not see,
+// the parent of a path, is covered by comparing what stands at each path.
+func (w *saveWatch) verdict(now time.Time, elapsed time.Duration) error {
+	t := w.walk
+	switch {
+	case w.err != nil:
+		return w.err
+	case t.foreign:
+		return errors.New("the paths hold entries the archive does not keep as they are (special files or bits, another owner)")
+	case !slices.Equal(t.roots, w.roots):
+		return fmt.Errorf("%w: another file stands at one of the paths", errChanged)
+	case t.maxCtime > w.began.Add(-ctimeWindow).UnixNano():
+		return fmt.Errorf("%w, or just before: an entry changed at %s, the save began at %s", errChanged,
+			time.Unix(0, t.maxCtime).UTC().Format(stampClock), w.began.UTC().Format(stampClock))
+	}
+	// A clock set back during the save would date later changes before it began.
+	if back := elapsed - now.Sub(w.began.Round(0)); back > clockSlack {
+		return fmt.Errorf("the clock was set back by %s during the save", back.Round(time.Millisecond))
+	}
+	return nil
+}
+
+// stampSave records that c.Paths hold the objects the save stored, if w's walk shows them
+// unchanged since the archive began reading them (verdict).
+func (c *Cache) stampSave(ctx context.Context, w *saveWatch, saved []Saved) {
 	var objs []stampObject
 	for _, s := range saved {
 		if s.Stored && s.ETag != "" {
 			objs = append(objs, objectOf(s.Key.Name, s.ETag))
 		}
 	}
-	if c.stampPath() == "" || len(objs) == 0 {
+	if w == nil || len(objs) == 0 {
 		return
 	}
-	if err == nil && before.foreign {
-		err = errors.New("the paths hold entries the archive does not keep as they are (special files or bits, another owner)")
-	}
-	var after tree
-	if err == nil {
-		after, err = digestTree(ctx, c.Paths)
-	}
-	if err == nil && after.digest != before.digest {
-		err = errChanged
-	}
-	if err != nil {
-		c.removeStamp(err)
-		return
-	}
-	c.write(before, objs)
+	now := time.Now()
+	c.record(ctx, w.walk, w.verdict(now, now.Sub(w.began)), objs)
 }
 
 // record settles t and writes the stamp of objs, or on any failure (err included) removes the

@@ -2,9 +2,13 @@ package cache_test
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,12 +146,17 @@ func TestWarmRestore(t *testing.T) {
 	}
 }
 
+// age waits until every change made so far is older than the window of change times a save
+// refuses (a change time is never ahead of the clock), so that the next save stamps the paths.
+func age() { time.Sleep(cache.CtimeWindow) }
+
 // A save stamps the paths it stored: the next restore of the key on the same host downloads
 // nothing. A stamp is trusted for its own key and ETag only, and a corrupt one is no stamp.
 func TestWarmAfterSave(t *testing.T) {
 	srv, h := startWarm(t)
 	dir := filepath.Join(t.TempDir(), "node_modules")
 	makeTree(t, dir, 64<<10)
+	age()
 	want := listing(t, dir)
 	c, log := h.cache(dir)
 	k := key("warm/saved.tar.zst")
@@ -202,6 +211,7 @@ func TestWarmAfterSave(t *testing.T) {
 	c.Options.Force = true
 	must(t, os.RemoveAll(dir))
 	makeTree(t, dir, 16<<10)
+	age()
 	if s, err := saveOne(t, c, k); err != nil || !s.Stored {
 		t.Fatalf("forced save: %+v, %v", s, err)
 	}
@@ -220,6 +230,93 @@ func TestWarmAfterSave(t *testing.T) {
 		if r := h.restore(c, log, k); r.Warm || r.Hit != cache.Exact {
 			t.Fatalf("restore with the stamp %q: %+v, want a real exact hit\n%s", corrupt, r, log)
 		}
+	}
+}
+
+// changingStore changes the paths when the upload first reads the archive: the archive is
+// being written then (it cannot end before the upload has read it all) and, uncompressed, is
+// at its first entry.
+type changingStore struct {
+	cache.Store
+	change func() error
+	once   sync.Once
+	err    error
+}
+
+func (s *changingStore) UploadEach(ctx context.Context, keys []string, r io.Reader, o s3.PutOptions) ([]s3.Result, []error) {
+	return s.Store.UploadEach(ctx, keys, readerFunc(func(p []byte) (int, error) {
+		s.once.Do(func() { s.err = s.change() })
+		return r.Read(p)
+	}), o)
+}
+
+type readerFunc func(p []byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// A save whose paths change while its archive reads them stores the archive but records no
+// stamp, and the next restore is a real one; with no change, the same save stamps.
+func TestSaveOfAChangingTreeRecordsNoStamp(t *testing.T) {
+	_, h := startWarm(t)
+	for i, tc := range []struct {
+		name   string
+		change func(dir, older string) error
+	}{
+		{"nothing", nil},
+		{"a file's content, same size and mtime", func(dir, _ string) error {
+			p := filepath.Join(dir, "a.txt")
+			fi, err := os.Stat(p)
+			if err == nil {
+				err = os.WriteFile(p, []byte("HELLO"), 0o644)
+			}
+			if err == nil {
+				err = os.Chtimes(p, fi.ModTime(), fi.ModTime())
+			}
+			return err
+		}},
+		{"an added file", func(dir, _ string) error { return os.WriteFile(filepath.Join(dir, "sub", "deep", "new"), nil, 0o644) }},
+		{"a removed file", func(dir, _ string) error { return os.Remove(filepath.Join(dir, "sub", "deep", "blob.bin")) }},
+		{"a renamed file", func(dir, _ string) error {
+			return os.Rename(filepath.Join(dir, "sub", "deep", "blob.bin"), filepath.Join(dir, "sub", "deep", "blob2.bin"))
+		}},
+		{"a file moved in from outside", func(dir, older string) error {
+			return os.Rename(filepath.Join(older, "a.txt"), filepath.Join(dir, "sub", "deep", "a.txt"))
+		}},
+		{"a chmod", func(dir, _ string) error { return os.Chmod(filepath.Join(dir, "sub", "run.sh"), 0o700) }},
+		{"the path replaced by an older tree", func(dir, older string) error {
+			err := os.Rename(dir, dir+".old")
+			if err == nil {
+				err = os.Rename(older, dir)
+			}
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "node_modules")
+			older := filepath.Join(t.TempDir(), "older")
+			makeTree(t, older, 64<<10)
+			makeTree(t, dir, 64<<10)
+			age()
+			c, log := h.cache(dir)
+			c.Options.Compression = archive.None
+			store := &changingStore{Store: c.Store, change: func() error { return nil }}
+			if tc.change != nil {
+				store.change = func() error { return tc.change(dir, older) }
+			}
+			c.Store = store
+			k := key(fmt.Sprintf("warm/changing-%d.tar", i))
+			if s, err := saveOne(t, c, k); err != nil || !s.Stored {
+				t.Fatalf("save: %+v, %v\n%s", s, err, log)
+			}
+			must(t, store.err)
+			refused := "Not recording " + dir + " for warm restores: the paths changed while they were read"
+			if got := strings.Contains(log.String(), refused); got != (tc.change != nil) {
+				t.Fatalf("the save's log says %q: %v, want %v\n%s", refused, got, tc.change != nil, log)
+			}
+			if r := h.restore(c, log, k); r.Warm != (tc.change == nil) {
+				t.Fatalf("restore after the save: %+v, want warm %v\n%s", r, tc.change == nil, log)
+			}
+		})
 	}
 }
 

@@ -1,0 +1,89 @@
+//go:build linux || darwin
+
+package cache
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A save's walk is recorded only if no change time in it is later than the save's start less
+// the window, the same inodes stand at the paths, nothing is foreign and the clock did not go
+// back: the change times are a real tree's, the starts placed around its latest one.
+func TestSaveVerdict(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "c")
+	smallTree(t, dir)
+	paths := []string{dir, filepath.Join(filepath.Dir(dir), "absent")}
+	roots, err := rootIDs(paths)
+	mustT(t, err)
+	walk, err := digestTree(t.Context(), paths)
+	mustT(t, err)
+	last := time.Unix(0, walk.maxCtime)
+	changed := errChanged.Error()
+	for _, tc := range []struct {
+		name  string
+		began time.Time // the save's start
+		edit  func(w *saveWatch)
+		back  time.Duration // the wall clock's lag behind the monotonic clock over the save
+		want  string        // a part of the refusal; "": none
+	}{
+		{"last changed long before", last.Add(time.Hour), nil, 0, ""},
+		{"last changed a window before", last.Add(ctimeWindow), nil, 0, ""},
+		{"last changed within the window", last.Add(ctimeWindow - time.Nanosecond), nil, 0, changed},
+		{"changed just before", last.Add(time.Millisecond), nil, 0, changed},
+		{"changed during the save", last.Add(-time.Second), nil, 0, changed},
+		{"another directory at a path", last.Add(time.Hour), func(w *saveWatch) { w.roots[0].ino++ }, 0, changed},
+		{"a path appeared", last.Add(time.Hour), func(w *saveWatch) { w.roots[0] = rootID{} }, 0, changed},
+		{"a path disappeared", last.Add(time.Hour), func(w *saveWatch) { w.roots[1] = rootID{exists: true, ino: 1} }, 0, changed},
+		{"foreign entries", last.Add(time.Hour), func(w *saveWatch) { w.walk.foreign = true }, 0, "entries the archive does not keep"},
+		{"the walk failed", last.Add(time.Hour), func(w *saveWatch) { w.err = errors.New("walk failed") }, 0, "walk failed"},
+		{"never walked", last.Add(time.Hour), func(w *saveWatch) { w.err = errNotWalked }, 0, errNotWalked.Error()},
+		{"the clock slewed", last.Add(time.Hour), nil, clockSlack, ""},
+		{"the clock set back", last.Add(time.Hour), nil, clockSlack + time.Millisecond, "the clock was set back by 11ms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &saveWatch{began: tc.began, roots: append([]rootID(nil), roots...), walk: walk}
+			if tc.edit != nil {
+				tc.edit(w)
+			}
+			elapsed := 5 * time.Second
+			got := w.verdict(tc.began.Add(elapsed-tc.back), elapsed)
+			if (got == nil) != (tc.want == "") || got != nil && !strings.Contains(got.Error(), tc.want) {
+				t.Fatalf("verdict %v, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// The roots' identities, as rootIDs and a walk find them: the same for the same files, and
+// another when a path stands for another file or for none.
+func TestRootIDs(t *testing.T) {
+	base := t.TempDir()
+	dir, file := filepath.Join(base, "c"), filepath.Join(base, "f")
+	smallTree(t, dir)
+	mustT(t, os.WriteFile(file, nil, 0o644))
+	paths := []string{dir, file, filepath.Join(base, "absent")}
+	ids, err := rootIDs(paths)
+	mustT(t, err)
+	walk, err := digestTree(t.Context(), paths)
+	mustT(t, err)
+	if !ids[0].exists || !ids[1].exists || ids[2].exists || ids[0] == ids[1] {
+		t.Fatalf("rootIDs %+v: want two files and nothing", ids)
+	}
+	for i := range ids {
+		if walk.roots[i] != ids[i] {
+			t.Fatalf("the walk's roots %+v, rootIDs %+v", walk.roots, ids)
+		}
+	}
+	mustT(t, os.Rename(dir, filepath.Join(base, "moved")))
+	smallTree(t, dir)
+	again, err := rootIDs(paths)
+	mustT(t, err)
+	if again[0] == ids[0] || again[1] != ids[1] {
+		t.Fatalf("after replacing %s: %+v, was %+v", dir, again, ids)
+	}
+}
