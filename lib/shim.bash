@@ -95,7 +95,7 @@ s3_cache_version() {
     read -r version <"$dir/VERSION" || true
     version=${version//[$' \t\r']/}
   else
-    version=$(git -C "$dir" describe --tags --exact-match HEAD 2>/dev/null) || version=""
+    version=$(exec git -C "$dir" describe --tags --exact-match HEAD 2>/dev/null) || version=""
   fi
   REPLY=$version
 }
@@ -107,7 +107,7 @@ s3_cache_download_base() {
     REPLY=${S3_CACHE_DOWNLOAD_URL%/}
     return 0
   fi
-  remote=$(git -C "$dir" remote get-url origin 2>/dev/null) || return 1
+  remote=$(exec git -C "$dir" remote get-url origin 2>/dev/null) || return 1
   remote=${remote%.git}
   case "$remote" in
     git@*:*)
