@@ -19,15 +19,16 @@
 # A binary that fails verification is never run, and that fails the hook whatever soft-fail says.
 # These functions are sourced by the agent's hook wrapper: they declare their variables local.
 #
-# Every hook of every job runs this file, so its every-run path (a cached, verified binary, or
-# S3_CACHE_BIN_DIR) starts only the programs it cannot do without: stat (the verified note),
-# mktemp (the private env directory), the binary, and rm. Each program or subshell costs about
-# 5 ms on a small VM, the whole budget of this file. So the functions on that path hand back
-# their result in REPLY, which the caller copies at once, instead of printing it for the caller to
-# capture with $(...), a subshell. (Not printf -v into a variable the caller names: a local of the
-# same name in the function would take the value instead, silently. s3_cache_run declares REPLY
-# local, so nothing leaks into the agent's wrapper.) Functions off that path (a download, a
-# build, a failure) print their result, as usual.
+# Every hook of every job runs this file. A hook's start has 50 ms (issue 10), half of which the
+# binary's own start takes, and each program or subshell costs about 5 ms on a small VM. So the
+# every-run path (a cached, verified binary, or S3_CACHE_BIN_DIR) starts only the programs it
+# cannot do without: stat (the verified note), mktemp (the private env directory), the binary,
+# and rm; tests/shim.bats checks that, and scripts/bench-shim counts the forks. The functions on
+# that path hand back their result in REPLY, which the caller copies at once, instead of printing
+# it for the caller to capture with $(...), a subshell. (Not printf -v into a variable the caller
+# names: a local of the same name in the function would take the value instead, silently.
+# s3_cache_run declares REPLY local, so nothing leaks into the agent's wrapper.) Functions off
+# that path (a download, a build, a failure) print their result, as usual.
 
 # REPLY=the plugin checkout's absolute path, from this file's: <plugin>/lib/shim.bash, which the
 # hooks source as <plugin>/hooks/../lib/shim.bash. `..` is taken lexically, as cd does.
