@@ -19,8 +19,8 @@
 # A binary that fails verification is never run, and that fails the hook whatever soft-fail says.
 # These functions are sourced by the agent's hook wrapper: they declare their variables local.
 #
-# Every hook of every job runs this file. A hook's start has 50 ms (issue 10), half of which the
-# binary's own start takes, and each program or subshell costs about 5 ms on a small VM. So the
+# Every hook of every job runs this file. Issue 10 gives a hook's start 50 ms, of which the
+# agent's bash takes 10, and each program or subshell costs 5-10 ms on a small VM. So the
 # every-run path (a cached, verified binary, or S3_CACHE_BIN_DIR) starts only the programs it
 # cannot do without: stat (the verified note), mktemp (the private env directory), the binary,
 # and rm; tests/shim.bats checks that, and scripts/bench-shim counts the forks. The functions on
