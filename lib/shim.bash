@@ -18,56 +18,97 @@
 #   5. otherwise a clear error that says what to do
 # A binary that fails verification is never run, and that fails the hook whatever soft-fail says.
 # These functions are sourced by the agent's hook wrapper: they declare their variables local.
+#
+# Every hook of every job runs this file. Issue 10 gives a hook's start 50 ms, of which the
+# agent's bash takes 10, and each program or subshell costs 5-10 ms on a small VM. So the
+# every-run path (a cached, verified binary, or S3_CACHE_BIN_DIR) starts only the programs it
+# cannot do without: stat (the verified note), mktemp (the private env directory), the binary,
+# and rm; tests/shim.bats checks that, and scripts/bench-shim counts the forks. The functions on
+# that path hand back their result in REPLY, which the caller copies at once, instead of printing
+# it for the caller to capture with $(...), a subshell. (Not printf -v into a variable the caller
+# names: a local of the same name in the function would take the value instead, silently.
+# s3_cache_run declares REPLY local, so nothing leaks into the agent's wrapper.) Functions off
+# that path (a download, a build, a failure) print their result, as usual.
 
-# (Every hook runs this file: it runs as few programs as it can.)
+# REPLY=the plugin checkout's absolute path, from this file's: <plugin>/lib/shim.bash, which the
+# hooks source as <plugin>/hooks/../lib/shim.bash. `..` is taken lexically, as cd does.
 s3_cache_plugin_dir() {
-  local lib="${BASH_SOURCE[0]%/*}"
-  [[ "$lib" == "${BASH_SOURCE[0]}" ]] && lib=.
-  (cd "$lib/.." && pwd)
+  local rest="${BASH_SOURCE[0]}" part dir=""
+  [[ "$rest" == /* ]] || rest="$PWD/$rest"
+  rest="${rest%/*}/.." # <plugin>/lib/..
+  while [[ -n "$rest" ]]; do
+    part=${rest%%/*}
+    [[ "$rest" == */* ]] && rest=${rest#*/} || rest=""
+    case "$part" in
+      "" | .) ;;
+      ..) dir=${dir%/*} ;;
+      *) dir+="/$part" ;;
+    esac
+  done
+  REPLY=${dir:-/}
 }
 
-# Prints <os>_<arch> as goreleaser names them, or fails for a platform without a release.
+# REPLY=<os>_<arch> as goreleaser names them, or fails for a platform without a release. Bash
+# knows the system it was built for ($OSTYPE, $HOSTTYPE): that costs nothing, where uname is a
+# program. Only a bash built for another system than the ones named here (a 32-bit bash on a
+# 64-bit system) asks the kernel with uname, which is what decided before.
 s3_cache_platform() {
-  local os arch
-  case "$(uname -s)" in
-    Linux) os=linux ;;
-    Darwin) os=darwin ;;
-    MINGW* | MSYS* | CYGWIN*) os=windows ;;
-    *)
-      echo "s3-cache: unsupported operating system '$(uname -s)': releases exist for Linux, macOS and Windows (Git Bash)" >&2
-      return 1
-      ;;
+  local os="" arch="" uname
+  case "$OSTYPE" in
+    linux*) os=linux ;;
+    darwin*) os=darwin ;;
+    msys* | cygwin*) os=windows ;; # Git Bash is msys
   esac
-  case "$(uname -m)" in
+  case "$HOSTTYPE" in
     x86_64 | amd64) arch=amd64 ;;
     aarch64 | arm64) arch=arm64 ;;
-    *)
-      echo "s3-cache: unsupported architecture '$(uname -m)': releases exist for amd64 and arm64" >&2
-      return 1
-      ;;
   esac
-  echo "${os}_${arch}"
+  if [[ -z "$os" ]]; then
+    uname=$(uname -s)
+    case "$uname" in
+      Linux) os=linux ;;
+      Darwin) os=darwin ;;
+      MINGW* | MSYS* | CYGWIN*) os=windows ;;
+      *)
+        echo "s3-cache: unsupported operating system '$uname': releases exist for Linux, macOS and Windows (Git Bash)" >&2
+        return 1
+        ;;
+    esac
+  fi
+  if [[ -z "$arch" ]]; then
+    uname=$(uname -m)
+    case "$uname" in
+      x86_64 | amd64) arch=amd64 ;;
+      aarch64 | arm64) arch=arm64 ;;
+      *)
+        echo "s3-cache: unsupported architecture '$uname': releases exist for amd64 and arm64" >&2
+        return 1
+        ;;
+    esac
+  fi
+  REPLY="${os}_${arch}"
 }
 
-# Prints the released version of the checkout (VERSION file, else an exact tag), or nothing.
+# REPLY=the released version of the checkout (VERSION file, else an exact tag), or nothing.
 s3_cache_version() {
   local dir="$1" version=""
   if [[ -f "$dir/VERSION" ]]; then
     read -r version <"$dir/VERSION" || true
-    echo "${version//[$' \t\r']/}"
+    version=${version//[$' \t\r']/}
   else
-    git -C "$dir" describe --tags --exact-match HEAD 2>/dev/null || true
+    version=$(exec git -C "$dir" describe --tags --exact-match HEAD 2>/dev/null) || version=""
   fi
+  REPLY=$version
 }
 
-# Prints the release download base of the checkout's repository: https://host/owner/repo/releases/download
+# REPLY=the release download base of the checkout's repository: https://host/owner/repo/releases/download
 s3_cache_download_base() {
   local dir="$1" remote hostpath
   if [[ -n "${S3_CACHE_DOWNLOAD_URL:-}" ]]; then
-    echo "${S3_CACHE_DOWNLOAD_URL%/}"
+    REPLY=${S3_CACHE_DOWNLOAD_URL%/}
     return 0
   fi
-  remote=$(git -C "$dir" remote get-url origin 2>/dev/null) || return 1
+  remote=$(exec git -C "$dir" remote get-url origin 2>/dev/null) || return 1
   remote=${remote%.git}
   case "$remote" in
     git@*:*)
@@ -78,10 +119,10 @@ s3_cache_download_base() {
     http://* | https://*) ;;
     *) return 1 ;;
   esac
-  echo "$remote/releases/download"
+  REPLY="$remote/releases/download"
 }
 
-# Prints the root of the agent's cache of release binaries, or fails saying why there is none:
+# REPLY=the root of the agent's cache of release binaries, or fails saying why there is none:
 # it is never a relative path, which would put binaries wherever the hook happens to run.
 s3_cache_binary_root() {
   local root="${S3_CACHE_BINARY_CACHE:-}"
@@ -96,10 +137,10 @@ s3_cache_binary_root() {
     echo "s3-cache: no directory to cache the plugin's binary in: HOME and XDG_CACHE_HOME are unset (or not absolute paths); set HOME, or S3_CACHE_BINARY_CACHE to an absolute directory" >&2
     return 1
   fi
-  echo "${root%/}"
+  REPLY=${root%/}
 }
 
-# Prints the cache directory of release binaries downloaded from base for a version and platform.
+# REPLY=the cache directory of release binaries downloaded from base for a version and platform.
 # Base is in the name, so that a fork's build of a version is never run for another source's:
 # bytes other than letters, digits, . and - are written _<hex>, which keeps names apart (and
 # readable) without running a hash program on every hook.
@@ -115,23 +156,30 @@ s3_cache_binary_dir() {
   if [[ ${#source} -gt 200 ]]; then # too long for a file name: its digest (still one per source)
     source=sha256-$(printf '%s' "$base" | s3_cache_sha256) || return 1
   fi
-  echo "$root/$source/$version/$platform"
+  REPLY="$root/$source/$version/$platform"
 }
 
-# Prints the path of the cached binary if its SHA-256 is the one recorded beside it at download.
-# A binary whose bytes changed since is removed, with a warning, so that it is downloaded again.
+# Succeeds if the cached binary's SHA-256 is the one recorded beside it at download. A binary
+# whose bytes changed since is removed, with a warning, so that it is downloaded again.
 # Hashing an 11 MB binary on every hook costs 15-70 ms of CPU, so a binary that passed is noted
 # with its identity, size and times (<hook>.verified), and while those are unchanged it is not
 # hashed again: any change to the file moves its ctime on, which only root can set back. The note
 # is taken only once the ctime is 2 s in the past, so that a change in the same second shows.
+# GNU stat is tried first but on macOS, whose stat is BSD's, so that each runs one stat; `exec`,
+# as bash forks twice for a $(...) whose command has a redirection.
 s3_cache_cached() {
   local bin="$1" want="" stamp="" verified="" got
   [[ -e "$bin" ]] || return 1
   [[ -f "$bin.sha256" ]] && read -r want <"$bin.sha256"
-  stamp=$(stat -c '%d %i %s %Y %Z' "$bin" 2>/dev/null || stat -f '%d %i %z %m %c' "$bin" 2>/dev/null) || stamp=""
+  if [[ "$OSTYPE" == darwin* ]]; then
+    stamp=$(exec stat -f '%d %i %z %m %c' "$bin" 2>/dev/null) ||
+      stamp=$(exec stat -c '%d %i %s %Y %Z' "$bin" 2>/dev/null) || stamp=""
+  else
+    stamp=$(exec stat -c '%d %i %s %Y %Z' "$bin" 2>/dev/null) ||
+      stamp=$(exec stat -f '%d %i %z %m %c' "$bin" 2>/dev/null) || stamp=""
+  fi
   [[ -f "$bin.verified" ]] && read -r verified <"$bin.verified"
   if [[ -n "$want" && -n "$stamp" && -x "$bin" && "$verified" == "$want $stamp" ]]; then
-    echo "$bin"
     return 0
   fi
   got=$(s3_cache_sha256 <"$bin")
@@ -139,7 +187,6 @@ s3_cache_cached() {
     if [[ -n "$stamp" && "${stamp##* }" -le $((${EPOCHSECONDS:-$(date +%s)} - 2)) ]]; then
       { echo "$want $stamp" >"$bin.verified.$$" && mv -f "$bin.verified.$$" "$bin.verified"; } 2>/dev/null || true
     fi
-    echo "$bin"
     return 0
   fi
   echo "s3-cache: the cached $bin has SHA-256 $got but was ${want:-(no record)} when it was downloaded and verified; removing it to download it again" >&2
@@ -251,35 +298,42 @@ s3_cache_go_build() {
   echo "$out"
 }
 
-# Prints the path of the binary for hook. Returns 1 when there is none, 2 when a download
-# failed verification.
+# s3_cache_resolve HOOK PLUGIN_DIR: REPLY=the path of the binary for hook. Returns 1 when there
+# is none, 2 when a download failed verification.
 s3_cache_resolve() {
-  local hook="$1" dir platform exe="" version root base cache
-  platform=$(s3_cache_platform) || return 1
+  local hook="$1" dir="$2" platform exe="" version root base cache
+  s3_cache_platform || return 1
+  platform=$REPLY
   [[ "$platform" == windows_* ]] && exe=.exe
   if [[ -n "${S3_CACHE_BIN_DIR:-}" ]]; then
     if [[ -x "$S3_CACHE_BIN_DIR/$hook$exe" ]]; then
-      echo "$S3_CACHE_BIN_DIR/$hook$exe"
+      REPLY="$S3_CACHE_BIN_DIR/$hook$exe"
       return 0
     fi
     echo "s3-cache: S3_CACHE_BIN_DIR is set but $S3_CACHE_BIN_DIR/$hook$exe is not an executable file" >&2
     return 1
   fi
-  dir=$(s3_cache_plugin_dir)
-  version=$(s3_cache_version "$dir")
+  s3_cache_version "$dir"
+  version=$REPLY
   if [[ -n "$version" ]]; then
-    root=$(s3_cache_binary_root) || return 1
-    if ! base=$(s3_cache_download_base "$dir"); then
+    s3_cache_binary_root || return 1
+    root=$REPLY
+    if ! s3_cache_download_base "$dir"; then
       echo "s3-cache: cannot tell where $version is released: the plugin checkout has no https or git@ remote; set S3_CACHE_DOWNLOAD_URL" >&2
       return 1
     fi
-    cache=$(s3_cache_binary_dir "$root" "$base" "$version" "$platform") || return 1
-    s3_cache_cached "$cache/$hook$exe" ||
-      s3_cache_download "$hook" "$platform" "$exe" "$version" "$base" "$cache"
+    base=$REPLY
+    s3_cache_binary_dir "$root" "$base" "$version" "$platform" || return 1
+    cache=$REPLY
+    if s3_cache_cached "$cache/$hook$exe"; then
+      REPLY="$cache/$hook$exe"
+      return 0
+    fi
+    REPLY=$(s3_cache_download "$hook" "$platform" "$exe" "$version" "$base" "$cache")
     return
   fi
   if command -v go >/dev/null 2>&1 && [[ -f "$dir/go.mod" ]]; then
-    s3_cache_go_build "$hook" "$dir" "$platform" "$exe"
+    REPLY=$(s3_cache_go_build "$hook" "$dir" "$platform" "$exe")
     return
   fi
   echo "s3-cache: no $hook binary for $platform: this plugin checkout is not a released version (no VERSION file or tag) and Go is not installed; use a released version (s3-cache/s3-cache#vX.Y.Z), install Go, or put the binaries in a directory named by S3_CACHE_BIN_DIR" >&2
@@ -332,8 +386,12 @@ s3_cache_cannot_run() {
 
 # Runs the hook's binary and exports the variables it reports (BUILDKITE_PLUGIN_S3_CACHE_HIT, …).
 s3_cache_run() {
-  local hook="$1" bin bin_cache="" env_dir env_file pid="" cancelled="" saved_traps status=0 name value
-  bin=$(s3_cache_resolve "$hook") || status=$?
+  local hook="$1" REPLY plugin_dir bin bin_cache="" env_dir env_file pid="" cancelled="" saved_traps="" status=0 name value
+  s3_cache_plugin_dir
+  plugin_dir=$REPLY
+  REPLY=""
+  s3_cache_resolve "$hook" "$plugin_dir" || status=$?
+  bin=$REPLY
   if [[ "$status" -eq 2 ]]; then
     echo "+++ :rotating_light: s3-cache: the $hook binary failed verification and was not run"
     return 1
@@ -343,8 +401,8 @@ s3_cache_run() {
   fi
   # The binary refuses a cache path over the directory it was cached in, or over the plugin's
   # checkout: a restore there would replace the binaries and scripts later hooks run.
-  if bin_cache=$(s3_cache_binary_root 2>/dev/null) && [[ "$bin" != "$bin_cache"/* ]]; then
-    bin_cache=""
+  if s3_cache_binary_root 2>/dev/null && [[ "$bin" == "$REPLY"/* ]]; then
+    bin_cache=$REPLY
   fi
 
   # The binary creates the env file (atomically) unless it was cancelled, so a job cancelled
@@ -361,9 +419,14 @@ s3_cache_run() {
   # The trap is set before the binary starts, and never fails: the agent signals the whole process
   # group, so the binary may be gone already, and a failing command in a trap ends the hook under
   # set -e before its clean-up. The agent's wrapper sources this file: its own traps go back last.
-  saved_traps=$(trap -p TERM INT)
+  # They are saved through a file in the private directory, as $(trap -p) would fork a subshell.
+  if trap -p TERM INT 2>/dev/null >"$env_dir/traps"; then
+    IFS= read -r -d '' saved_traps <"$env_dir/traps" || true # -d '': the whole file, to its end
+  else
+    saved_traps=$(trap -p TERM INT)
+  fi
   trap 'cancelled=1; [[ -z "$pid" ]] || kill -TERM "$pid" 2>/dev/null || true' TERM INT
-  S3_CACHE_BINARY_CACHE_DIR="$bin_cache" S3_CACHE_PLUGIN_DIR="$(s3_cache_plugin_dir)" "$bin" --env-file "$env_file" &
+  S3_CACHE_BINARY_CACHE_DIR="$bin_cache" S3_CACHE_PLUGIN_DIR="$plugin_dir" "$bin" --env-file "$env_file" &
   pid=$!
   [[ -z "$cancelled" ]] || kill -TERM "$pid" 2>/dev/null || true
   while :; do

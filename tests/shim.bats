@@ -10,6 +10,13 @@ setup() {
   git init -q "$repo"
 }
 
+# reply FUNCTION ARGS...: runs a function that hands back its result in REPLY, and prints it.
+reply() {
+  local REPLY=""
+  "$@" || return
+  printf '%s\n' "$REPLY"
+}
+
 @test "the download base comes from the checkout's remote" {
   for remote in https://github.com/acme/s3-cache-buildkite-plugin.git \
     https://github.com/acme/s3-cache-buildkite-plugin \
@@ -17,41 +24,86 @@ setup() {
     ssh://git@github.com/acme/s3-cache-buildkite-plugin.git; do
     git -C "$repo" remote remove origin 2>/dev/null || true
     git -C "$repo" remote add origin "$remote"
-    run s3_cache_download_base "$repo"
+    run reply s3_cache_download_base "$repo"
     assert_success
     assert_output "https://github.com/acme/s3-cache-buildkite-plugin/releases/download"
   done
-  S3_CACHE_DOWNLOAD_URL=http://mirror.internal/s3-cache/ run s3_cache_download_base "$repo"
+  S3_CACHE_DOWNLOAD_URL=http://mirror.internal/s3-cache/ run reply s3_cache_download_base "$repo"
   assert_output "http://mirror.internal/s3-cache"
 }
 
 @test "the version is the VERSION file, else an exact tag, else none" {
   git -C "$repo" -c user.email=t@t -c user.name=t commit -q --allow-empty -m one
-  run s3_cache_version "$repo"
+  run reply s3_cache_version "$repo"
   assert_output ""
   git -C "$repo" tag v1.2.3
-  run s3_cache_version "$repo"
+  run reply s3_cache_version "$repo"
   assert_output "v1.2.3"
-  echo "v2.0.0" >"$repo/VERSION"
-  run s3_cache_version "$repo"
+  printf 'v2.0.0 \r\n' >"$repo/VERSION"
+  run reply s3_cache_version "$repo"
   assert_output "v2.0.0"
 }
 
-@test "platforms map to release names; others are refused" {
-  uname() { case "$1" in -s) echo "$OS" ;; -m) echo "$ARCH" ;; esac; }
-  for case in "Linux x86_64 linux_amd64" "Linux aarch64 linux_arm64" "Darwin arm64 darwin_arm64" \
-    "Darwin x86_64 darwin_amd64" "MINGW64_NT-10.0 x86_64 windows_amd64" "MSYS_NT-10.0 x86_64 windows_amd64"; do
-    read -r OS ARCH want <<<"$case"
-    run s3_cache_platform
+@test "platforms map to release names from bash's OSTYPE and HOSTTYPE; others are refused" {
+  # uname is asked only when bash was built for a system not named here; record every call.
+  uname() {
+    echo "uname $*" >>"$BATS_TEST_TMPDIR/uname.calls"
+    case "$1" in -s) echo "$UNAME_S" ;; -m) echo "$UNAME_M" ;; esac
+  }
+  for case in "linux-gnu x86_64 linux_amd64" "linux-musl x86_64 linux_amd64" "linux-gnu aarch64 linux_arm64" \
+    "darwin23 arm64 darwin_arm64" "darwin19.6.0 x86_64 darwin_amd64" "darwin23.0 aarch64 darwin_arm64" \
+    "msys x86_64 windows_amd64" "cygwin x86_64 windows_amd64" "msys aarch64 windows_arm64"; do
+    read -r os arch want <<<"$case"
+    OSTYPE=$os HOSTTYPE=$arch run reply s3_cache_platform
     assert_success
     assert_output "$want"
   done
-  OS=FreeBSD ARCH=amd64 run s3_cache_platform
+  assert_not_exist "$BATS_TEST_TMPDIR/uname.calls"
+
+  # A 32-bit bash on a 64-bit system: the kernel's answer, as before.
+  OSTYPE=msys HOSTTYPE=i686 UNAME_M=x86_64 run reply s3_cache_platform
+  assert_success
+  assert_output windows_amd64
+  OSTYPE=linux-gnueabihf HOSTTYPE=arm UNAME_M=aarch64 run reply s3_cache_platform
+  assert_success
+  assert_output linux_arm64
+
+  OSTYPE=freebsd14.0 HOSTTYPE=amd64 UNAME_S=FreeBSD run reply s3_cache_platform
   assert_failure
-  assert_output --partial "unsupported operating system 'FreeBSD'"
-  OS=Linux ARCH=riscv64 run s3_cache_platform
+  assert_output "s3-cache: unsupported operating system 'FreeBSD': releases exist for Linux, macOS and Windows (Git Bash)"
+  OSTYPE=linux-gnu HOSTTYPE=riscv64 UNAME_M=riscv64 run reply s3_cache_platform
   assert_failure
-  assert_output --partial "unsupported architecture 'riscv64'"
+  assert_output "s3-cache: unsupported architecture 'riscv64': releases exist for amd64 and arm64"
+}
+
+@test "the hooks find the shim and the plugin's absolute path from however they are sourced" {
+  local plugin="$BATS_TEST_TMPDIR/agent/plugins/s3-cache" job="$BATS_TEST_TMPDIR/agent/builds/job"
+  mkdir -p "$plugin" "$job" "$BATS_TEST_TMPDIR/bin"
+  cp -r "$PLUGIN_DIR/hooks" "$PLUGIN_DIR/lib" "$plugin/"
+  ln -s "$plugin" "$BATS_TEST_TMPDIR/link"
+  printf '#!/bin/sh\necho "plugin=$S3_CACHE_PLUGIN_DIR"\n' >"$BATS_TEST_TMPDIR/bin/post-command"
+  chmod +x "$BATS_TEST_TMPDIR/bin/post-command"
+  local tools="$BATS_TEST_TMPDIR/tools" tool
+  mkdir -p "$tools"
+  for tool in mktemp rm; do ln -s "$(type -P "$tool")" "$tools/$tool"; done
+  export S3_CACHE_BIN_DIR="$BATS_TEST_TMPDIR/bin"
+  # "<cwd> <hook as sourced> <plugin dir the binary is told>"
+  for case in "$job $plugin/hooks/post-command $plugin" \
+    "$plugin hooks/post-command $plugin" \
+    "$plugin ./hooks/post-command $plugin" \
+    "$plugin/hooks post-command $plugin" \
+    "$plugin/hooks ./post-command $plugin" \
+    "$plugin/lib ../hooks/post-command $plugin" \
+    "$job ../../plugins/s3-cache/hooks/post-command $plugin" \
+    "$job $BATS_TEST_TMPDIR/link/hooks/post-command $BATS_TEST_TMPDIR/link" \
+    "$BATS_TEST_TMPDIR/link/hooks post-command $BATS_TEST_TMPDIR/link" \
+    "/ ${plugin#/}/hooks/post-command $plugin"; do
+    read -r cwd hook want <<<"$case"
+    # Only the programs the shim runs on this path on the PATH: `. post-command` looks there first.
+    run bash -c 'cd "$1" && PATH="$2" && . "$3"' _ "$cwd" "$tools" "$hook"
+    assert_success
+    assert_output "plugin=$want"
+  done
 }
 
 @test "running a hook leaves the caller's signal traps as they were" {
@@ -62,6 +114,72 @@ setup() {
     _ "$PLUGIN_DIR" "$BATS_TEST_TMPDIR/bin"
   assert_success
   assert_output "trap -- 'echo caller' SIGTERM"
+
+  # Both signals, a trap of several lines and quotes, and none at all.
+  cat >"$BATS_TEST_TMPDIR/caller" <<'CALLER'
+case "$3" in
+  set)
+    trap 'echo caller' TERM
+    trap 'echo "the caller'\''s"
+echo "second line"' INT
+    ;;
+esac
+before=$(trap -p TERM INT)
+. "$1/lib/shim.bash"
+S3_CACHE_BIN_DIR="$2" s3_cache_run pre-command
+after=$(trap -p TERM INT)
+[[ "$before" == "$after" ]] && echo "the same: ${after:-none}" || printf 'before:\n%s\nafter:\n%s\n' "$before" "$after"
+CALLER
+  run bash "$BATS_TEST_TMPDIR/caller" "$PLUGIN_DIR" "$BATS_TEST_TMPDIR/bin" set
+  assert_success
+  assert_line --index 0 "the same: trap -- 'echo caller' SIGTERM"
+  assert_line "echo \"second line\"' SIGINT"
+  run bash "$BATS_TEST_TMPDIR/caller" "$PLUGIN_DIR" "$BATS_TEST_TMPDIR/bin" none
+  assert_success
+  assert_output "the same: none"
+}
+
+@test "a cached, verified release binary starts with no program but stat, mktemp and rm" {
+  # Each program a hook runs costs about 5 ms of its start (issue 10: at most 50 ms in all). The
+  # PATH holds only these, each recording its run, so that any other is not found.
+  local plugin="$BATS_TEST_TMPDIR/released" tools="$BATS_TEST_TMPDIR/tools" tool
+  mkdir -p "$plugin" "$tools" "$BATS_TEST_TMPDIR/tmp"
+  cp -r "$PLUGIN_DIR/hooks" "$PLUGIN_DIR/lib" "$plugin/"
+  echo v1.2.3 >"$plugin/VERSION"
+  for tool in stat mktemp rm; do
+    printf '#!/bin/sh\necho %s >>"%s"\nexec %s "$@"\n' "$tool" "$BATS_TEST_TMPDIR/ran" "$(type -P "$tool")" >"$tools/$tool"
+    chmod +x "$tools/$tool"
+  done
+  export S3_CACHE_BINARY_CACHE="$BATS_TEST_TMPDIR/cache" S3_CACHE_DOWNLOAD_URL=https://mirror.internal/s3-cache
+  export TMPDIR="$BATS_TEST_TMPDIR/tmp"
+  unset S3_CACHE_BIN_DIR
+  s3_cache_platform
+  s3_cache_binary_dir "$S3_CACHE_BINARY_CACHE" "$S3_CACHE_DOWNLOAD_URL" v1.2.3 "$REPLY"
+  dir=$REPLY
+  mkdir -p "$dir"
+  printf '#!/bin/sh\necho "released, plugin=$S3_CACHE_PLUGIN_DIR, bin cache=$S3_CACHE_BINARY_CACHE_DIR"\n' >"$dir/pre-command"
+  chmod 755 "$dir/pre-command"
+  s3_cache_sha256 <"$dir/pre-command" >"$dir/pre-command.sha256"
+  # The note a check leaves once the binary's times are 2 s old: it is not hashed again.
+  echo "$(cat "$dir/pre-command.sha256") $(stat -c '%d %i %s %Y %Z' "$dir/pre-command")" >"$dir/pre-command.verified"
+
+  run bash -c 'cd "$1" && PATH="$2" && . "$3"' _ "$BATS_TEST_TMPDIR" "$tools" "$plugin/hooks/pre-command"
+  assert_success
+  assert_output "released, plugin=$plugin, bin cache=$S3_CACHE_BINARY_CACHE"
+  run cat "$BATS_TEST_TMPDIR/ran"
+  assert_output $'stat\nmktemp\nrm'
+  run ls -A "$TMPDIR"
+  assert_output ""
+
+  # S3_CACHE_BIN_DIR: no check, so no stat.
+  rm "$BATS_TEST_TMPDIR/ran"
+  mkdir "$BATS_TEST_TMPDIR/bin"
+  cp "$dir/pre-command" "$BATS_TEST_TMPDIR/bin/"
+  S3_CACHE_BIN_DIR="$BATS_TEST_TMPDIR/bin" run bash -c 'cd "$1" && PATH="$2" && . "$3"' _ "$BATS_TEST_TMPDIR" "$tools" "$plugin/hooks/pre-command"
+  assert_success
+  assert_output "released, plugin=$plugin, bin cache="
+  run cat "$BATS_TEST_TMPDIR/ran"
+  assert_output $'mktemp\nrm'
 }
 
 # soft-fail as strconv.ParseBool reads it, the binary's parser: "<value> <true|false|invalid>".
@@ -101,14 +219,13 @@ SOFT_FAIL_CASES=(
 @test "with no HOME, XDG_CACHE_HOME or S3_CACHE_BINARY_CACHE there is no binary cache, and no download" {
   echo v1.2.3 >"$repo/VERSION"
   git -C "$repo" remote add origin https://github.com/acme/s3-cache-buildkite-plugin.git
-  s3_cache_plugin_dir() { echo "$repo"; }
   # Nothing may be created or fetched: record any attempt.
   for tool in curl wget mkdir mktemp mv; do
     eval "$tool() { echo \"$tool \$*\" >>\"\$BATS_TEST_TMPDIR/attempts\"; return 1; }"
   done
   (
     unset HOME XDG_CACHE_HOME S3_CACHE_BINARY_CACHE S3_CACHE_BIN_DIR
-    run s3_cache_resolve pre-command
+    run s3_cache_resolve pre-command "$repo"
     assert_not_exist "$BATS_TEST_TMPDIR/attempts"
     assert_failure 1
     assert_output "s3-cache: no directory to cache the plugin's binary in: HOME and XDG_CACHE_HOME are unset (or not absolute paths); set HOME, or S3_CACHE_BINARY_CACHE to an absolute directory"
@@ -116,26 +233,27 @@ SOFT_FAIL_CASES=(
   unset -f curl wget mkdir mktemp mv
   for env in "-u HOME -u XDG_CACHE_HOME" "HOME= XDG_CACHE_HOME=" "HOME=relative XDG_CACHE_HOME=also/relative"; do
     # shellcheck disable=SC2086 # $env is several arguments
-    run env -u S3_CACHE_BINARY_CACHE $env bash -c '. "$1/lib/shim.bash"; s3_cache_binary_root' _ "$PLUGIN_DIR"
+    run env -u S3_CACHE_BINARY_CACHE $env bash -c '. "$1/lib/shim.bash"; s3_cache_binary_root && echo "$REPLY"' _ "$PLUGIN_DIR"
     assert_failure
     assert_output --partial "no directory to cache the plugin's binary in"
   done
-  S3_CACHE_BINARY_CACHE=rel/dir run s3_cache_binary_root
+  S3_CACHE_BINARY_CACHE=rel/dir run reply s3_cache_binary_root
   assert_failure
   assert_output --partial "S3_CACHE_BINARY_CACHE=rel/dir is not an absolute path"
   # The XDG base directory spec: a relative XDG_CACHE_HOME is ignored.
-  HOME=/home/u XDG_CACHE_HOME=rel run s3_cache_binary_root
+  HOME=/home/u XDG_CACHE_HOME=rel run reply s3_cache_binary_root
   assert_output /home/u/.cache/s3-cache/bin
-  HOME=/home/u XDG_CACHE_HOME=/xdg/ run s3_cache_binary_root
+  HOME=/home/u XDG_CACHE_HOME=/xdg/ run reply s3_cache_binary_root
   assert_output /xdg/s3-cache/bin
 }
 
 @test "binaries from different download bases, or versions, are cached apart" {
-  a=$(s3_cache_binary_dir /c https://github.com/acme/s3-cache-buildkite-plugin/releases/download v1.0.0 linux_amd64)
-  b=$(s3_cache_binary_dir /c https://github.com/fork/s3-cache-buildkite-plugin/releases/download v1.0.0 linux_amd64)
-  c=$(s3_cache_binary_dir /c https://github.com/acme/s3-cache-buildkite-plugin/releases/download v1.0.1 linux_amd64)
-  [[ "$a" == /c/*/v1.0.0/linux_amd64 && "$a" != "$b" && "$a" != "$c" ]]
-  [ "$(s3_cache_binary_dir /c https://github.com/acme/s3-cache-buildkite-plugin/releases/download v1.0.0 linux_amd64)" = "$a" ]
+  a=$(reply s3_cache_binary_dir /c https://github.com/acme/s3-cache-buildkite-plugin/releases/download v1.0.0 linux_amd64)
+  b=$(reply s3_cache_binary_dir /c https://github.com/fork/s3-cache-buildkite-plugin/releases/download v1.0.0 linux_amd64)
+  c=$(reply s3_cache_binary_dir /c https://github.com/acme/s3-cache-buildkite-plugin/releases/download v1.0.1 linux_amd64)
+  [[ "$a" == /c/https_3a_2f_2fgithub.com_2facme_2fs3-cache-buildkite-plugin_2freleases_2fdownload/v1.0.0/linux_amd64 ]]
+  [[ "$a" != "$b" && "$a" != "$c" ]]
+  [ "$(reply s3_cache_binary_dir /c https://github.com/acme/s3-cache-buildkite-plugin/releases/download v1.0.0 linux_amd64)" = "$a" ]
 }
 
 # cache_released_binary puts a released pre-command and its recorded SHA-256 in $dir, as a
@@ -152,7 +270,7 @@ cache_released_binary() {
   cache_released_binary
   run s3_cache_cached "$dir/pre-command"
   assert_success
-  assert_output "$dir/pre-command"
+  assert_output ""
 
   printf '#!/bin/sh\necho tampered\n' >"$dir/pre-command"
   tampered=$(s3_cache_sha256 <"$dir/pre-command")
@@ -244,7 +362,7 @@ BIN
   s3_cache_sha256() { echo "hashed" >>"$BATS_TEST_TMPDIR/hashed"; echo 0; }
   run s3_cache_cached "$dir/pre-command"
   assert_success
-  assert_output "$dir/pre-command"
+  assert_output ""
   assert_not_exist "$BATS_TEST_TMPDIR/hashed"
 
   # The same size, the same mtime, other bytes: hashed, and refused.

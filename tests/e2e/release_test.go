@@ -97,7 +97,7 @@ func pathWithoutGo(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, tool := range []string{"bash", "curl", "sha256sum", "awk", "mkdir", "mktemp", "mv", "rm", "chmod",
-		"cat", "tr", "git", "uname", "dirname", "cut", "env", "kill", "stat"} {
+		"cat", "tr", "git", "cut", "env", "kill", "stat"} {
 		p, err := exec.LookPath(tool)
 		if err != nil {
 			if tool == "kill" {
