@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -27,6 +28,7 @@ import (
 // error wrapping errChanged.
 func digestTree(ctx context.Context, paths []string) (tree, error) {
 	w := &walker{ctx: ctx, uid: uint32(os.Getuid())}
+	w.bufs.New = func() any { b := make([]byte, 16<<10); return &b }
 	w.g.SetLimit(max(2, runtime.GOMAXPROCS(0)))
 	roots := sha256.New()
 	ids := make([]rootID, len(paths))
@@ -115,6 +117,8 @@ type walker struct {
 	g   errgroup.Group
 	uid uint32
 
+	bufs sync.Pool // *[]byte for listing directories
+
 	mu   sync.Mutex
 	dirs []dirSum
 	tree // the totals, without the digest
@@ -136,47 +140,56 @@ func (w *walker) note(m meta) {
 // dir records the entries of the directory open at fd, named rel, and walks its
 // subdirectories: in other goroutines while the group has room, here otherwise. It closes fd.
 func (w *walker) dir(fd int, rel string) error {
-	f := os.NewFile(uintptr(fd), rel)
-	defer f.Close()
+	defer unix.Close(fd)
 	if err := w.ctx.Err(); err != nil {
 		return err
 	}
-	names, err := f.Readdirnames(-1)
+	buf := w.bufs.Get().(*[]byte)
+	ents, err := readDir(fd, *buf)
+	w.bufs.Put(buf)
 	if err != nil {
 		return fmt.Errorf("read directory %s: %w", rel, err)
 	}
-	slices.Sort(names)
+	slices.SortFunc(ents, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
 	h := sha256.New()
 	var local tree
 	var rec []byte
-	for _, name := range names {
+	for _, e := range ents {
 		var st unix.Stat_t
-		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				return fmt.Errorf("%s/%s: %w", rel, name, errChanged)
-			}
-			return fmt.Errorf("lstat %s/%s: %w", rel, name, err)
+		child := -1
+		if e.dir {
+			// A directory is opened, then described by what was opened: one system call less
+			// than an lstat and an open checked against it, which an unknown type still takes.
+			child, err = openDirAt(fd, e.name, &st)
+		} else if err = unix.Fstatat(fd, e.name, &st, unix.AT_SYMLINK_NOFOLLOW); errors.Is(err, unix.ENOENT) {
+			err = fmt.Errorf("%s: %w", e.name, errChanged)
+		} else if err != nil {
+			err = fmt.Errorf("lstat %s: %w", e.name, err)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
 		}
 		m := metaOf(&st)
 		var link []byte
 		switch m.mode & unix.S_IFMT {
 		case unix.S_IFLNK:
-			if link, err = readlink(fd, name); err != nil {
+			if link, err = readlink(fd, e.name); err != nil {
 				return err
 			}
 		case unix.S_IFDIR:
-			child, err := openDir(fd, name, m)
-			if err != nil {
-				return err
+			if child < 0 {
+				if child, err = openDir(fd, e.name, m); err != nil {
+					return err
+				}
 			}
-			childRel := rel + "/" + name
+			childRel := rel + "/" + e.name
 			if !w.g.TryGo(func() error { return w.dir(child, childRel) }) {
 				if err := w.dir(child, childRel); err != nil {
 					return err
 				}
 			}
 		}
-		rec = appendRecord(rec[:0], name, &m, link)
+		rec = appendRecord(rec[:0], e.name, &m, link)
 		h.Write(rec)
 		local.addEntry(m, w.uid)
 	}
@@ -187,6 +200,30 @@ func (w *walker) dir(fd int, rel string) error {
 	w.dirs = append(w.dirs, d)
 	w.merge(local)
 	return nil
+}
+
+// dirent is a directory entry as the directory lists it: dir is false when its type is
+// another or unknown.
+type dirent struct {
+	name string
+	dir  bool
+}
+
+// openDirAt opens the directory name (relative to dirfd), without following a symlink, and
+// fills st with what it opened. Anything but a directory there is a change of the tree.
+func openDirAt(dirfd int, name string, st *unix.Stat_t) (int, error) {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+			return -1, fmt.Errorf("%s: %w", name, errChanged)
+		}
+		return -1, fmt.Errorf("open directory %s: %w", name, err)
+	}
+	if err := unix.Fstat(fd, st); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("stat directory %s: %w", name, err)
+	}
+	return fd, nil
 }
 
 // openDir opens the directory name (relative to dirfd) that lstat described as m, refusing
