@@ -4,11 +4,16 @@ package cache
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
 )
 
 // A save's walk is recorded only if no change time in it is later than the save's start less
@@ -86,4 +91,67 @@ func TestRootIDs(t *testing.T) {
 	if again[0] == ids[0] || again[1] != ids[1] {
 		t.Fatalf("after replacing %s: %+v, was %+v", dir, again, ids)
 	}
+}
+
+// A write(2) stamps its file's change time once, as it begins, and the file grows as the write
+// goes on. A write begun before a save and still going while the save's archive reads the file
+// leaves the archive part of the file and the walk after it the whole, with no change time later
+// than the save's start: the save must not record that walk for that archive.
+func TestSaveVerdictSeesAWriteInProgress(t *testing.T) {
+	for size := 64 << 20; ; size *= 4 {
+		read, walked, err := saveDuringWrite(t, size)
+		switch {
+		case read < walked:
+			if !errors.Is(err, errChanged) {
+				t.Fatalf("the archive read %d bytes of files whose walk holds %d: verdict %v, want a change", read, walked, err)
+			}
+			return
+		case size >= 1<<30:
+			t.Fatalf("a write of %d bytes ended before the archive read its file: no write lasts long enough here to test this", size)
+		}
+	}
+}
+
+// saveDuringWrite makes the parts of a save of a tree with a file that a single write of size
+// bytes extends, begun a window before the save: the bytes of files the archive read, those
+// of the walk after it, and the walk's verdict.
+func saveDuringWrite(t *testing.T, size int) (read, walked int64, verdict error) {
+	dir := filepath.Join(t.TempDir(), "c")
+	smallTree(t, dir)
+	p := filepath.Join(dir, "growing")
+	f, err := os.Create(p)
+	mustT(t, err)
+	defer os.Remove(p) // the disk space, at once
+	defer f.Close()
+	// The source: untouched anonymous memory, zeros with a page fault for each page, so that
+	// the write takes a while and no memory.
+	src, err := unix.Mmap(-1, 0, size, unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_ANON)
+	mustT(t, err)
+	defer func() { _ = unix.Munmap(src) }()
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := unix.Write(int(f.Fd()), src)
+		wrote <- err
+	}()
+	defer func() { <-wrote }() // the write is over before src goes
+	for {
+		fi, err := os.Stat(p)
+		mustT(t, err)
+		if fi.Size() > 0 {
+			break // the write began
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	time.Sleep(ctimeWindow + 10*time.Millisecond) // its change time is older than the window
+
+	c := &Cache{Paths: []string{dir}}
+	c.Options.StampDir = t.TempDir()
+	w := c.watchSave()
+	stats, err := archive.Write(t.Context(), io.Discard, c.Paths, archive.None, 0, nil)
+	mustT(t, err)
+	mustT(t, <-wrote)
+	wrote <- nil
+	c.walked(t.Context(), w)
+	now := time.Now()
+	return stats.Bytes, w.walk.bytes, w.verdict(now, now.Sub(w.began))
 }
