@@ -47,11 +47,14 @@ func TestSaveVerdict(t *testing.T) {
 		{"foreign entries", last.Add(time.Hour), func(w *saveWatch) { w.walk.foreign = true }, 0, "entries the archive does not keep"},
 		{"the walk failed", last.Add(time.Hour), func(w *saveWatch) { w.err = errors.New("walk failed") }, 0, "walk failed"},
 		{"never walked", last.Add(time.Hour), func(w *saveWatch) { w.err = errNotWalked }, 0, errNotWalked.Error()},
+		{"the archive read less than the walk found", last.Add(time.Hour), func(w *saveWatch) { w.reads[1]-- }, 0, changed},
+		{"the archive read more than the walk found", last.Add(time.Hour), func(w *saveWatch) { w.reads[1]++ }, 0, changed},
+		{"an archive before a restart read less", last.Add(time.Hour), func(w *saveWatch) { w.reads[0]-- }, 0, changed},
 		{"the clock slewed", last.Add(time.Hour), nil, clockSlack, ""},
 		{"the clock set back", last.Add(time.Hour), nil, clockSlack + time.Millisecond, "the clock was set back by 11ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := &saveWatch{began: tc.began, roots: append([]rootID(nil), roots...), walk: walk}
+			w := &saveWatch{began: tc.began, roots: append([]rootID(nil), roots...), walk: walk, reads: []int64{walk.stored, walk.stored}}
 			if tc.edit != nil {
 				tc.edit(w)
 			}
@@ -151,7 +154,33 @@ func saveDuringWrite(t *testing.T, size int) (read, walked int64, verdict error)
 	mustT(t, err)
 	mustT(t, <-wrote)
 	wrote <- nil
-	c.walked(t.Context(), w)
+	c.walked(t.Context(), w, stats)
 	now := time.Now()
 	return stats.Bytes, w.walk.bytes, w.verdict(now, now.Sub(w.began))
+}
+
+// An unchanged tree's walk finds in its files the bytes its archive reads, hard links included:
+// a file with several names in one path once, in each path that has one of its names.
+func TestWalkStoredIsWhatTheArchiveReads(t *testing.T) {
+	base := t.TempDir()
+	a, b, file := filepath.Join(base, "a"), filepath.Join(base, "b"), filepath.Join(base, "f")
+	smallTree(t, a)
+	smallTree(t, b)
+	mustT(t, os.WriteFile(file, []byte("a file with a name in a and one in b"), 0o644))
+	mustT(t, os.WriteFile(filepath.Join(a, "sub", "deep", "linked"), []byte("three names in a"), 0o644))
+	for _, name := range []string{"one", "sub/two"} {
+		mustT(t, os.Link(filepath.Join(a, "sub", "deep", "linked"), filepath.Join(a, name)))
+	}
+	mustT(t, os.Link(file, filepath.Join(a, "f")))
+	mustT(t, os.Link(file, filepath.Join(b, "sub", "f")))
+	mustT(t, os.WriteFile(filepath.Join(b, "empty"), nil, 0o644))
+	for _, paths := range [][]string{{a}, {b}, {file}, {a, b}, {a, file, b}, {file, filepath.Join(base, "absent")}} {
+		walk, err := digestTree(t.Context(), paths)
+		mustT(t, err)
+		stats, err := archive.Write(t.Context(), io.Discard, paths, archive.None, 0, nil)
+		mustT(t, err)
+		if walk.stored != stats.Bytes {
+			t.Errorf("%v: the walk finds %d bytes, the archive reads %d", paths, walk.stored, stats.Bytes)
+		}
+	}
 }
