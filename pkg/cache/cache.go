@@ -328,9 +328,9 @@ func (c *Cache) Save(ctx context.Context, keys []cachekey.Key) ([]Saved, error) 
 	// warm restores (docs/design.md#warm-restores): noted before the first archive reads them,
 	// walked once each archive is written, while its upload completes.
 	watch := c.watchSave()
-	var walk func()
+	var walk func(archive.Stats)
 	if watch != nil {
-		walk = func() { c.walked(ctx, watch) }
+		walk = func(s archive.Stats) { c.walked(ctx, watch, s) }
 	}
 	defer func() { c.stampSave(ctx, watch, saved) }()
 	start := time.Now()
@@ -380,9 +380,9 @@ type uploaded struct {
 // uploadAll streams one archive through a pipe (no temporary file) into the store, which
 // buffers each part once for every pending key. An upload that fails stops taking parts and
 // the others go on. written, when set, runs once the whole archive has been written (and the
-// paths read), while the uploads send their last parts and complete; uploadAll returns when
-// both have ended.
-func (c *Cache) uploadAll(ctx context.Context, keys []cachekey.Key, pending []int, written func()) ([]uploaded, archive.Stats, error) {
+// paths read), with its stats, while the uploads send their last parts and complete; uploadAll
+// returns when both have ended.
+func (c *Cache) uploadAll(ctx context.Context, keys []cachekey.Key, pending []int, written func(archive.Stats)) ([]uploaded, archive.Stats, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pr, pw := io.Pipe()
@@ -396,7 +396,7 @@ func (c *Cache) uploadAll(ctx context.Context, keys []cachekey.Key, pending []in
 		stats, writeErr = archive.Write(ctx, out, c.Paths, c.Options.Compression, c.Options.CompressionLevel, c.Log)
 		pw.CloseWithError(writeErr) // at its end (nil) or with the archive's error
 		if writeErr == nil && written != nil {
-			written()
+			written(stats)
 		}
 	}()
 	stop := c.Log.Progress("Uploaded", out.count, 0, progressEvery)

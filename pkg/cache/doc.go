@@ -17,8 +17,9 @@
 // and inode numbers included, no content), in Options.StampDir. A save walks the paths once,
 // after its archive was written and while its upload completes, and stamps only if no inode
 // change time in the walk is later than the moment the archive began reading them less
-// ctimeWindow and the same inodes stand at the paths: any change while the archive read them
-// would show so. A restore whose candidate, after its HEAD, is that object and whose paths
+// ctimeWindow, the same inodes stand at the paths and the files hold the bytes the archive
+// read of them (a write(2) begun before stamps its file only as it begins): any change while the
+// archive read them would show so. A restore whose candidate, after its HEAD, is that object and whose paths
 // still have that digest downloads nothing and reports the same hit (Restored.Warm). The stamp
 // is written only once any later change is bound to carry a later inode change time; a missing
 // or corrupt stamp, or any difference, is a real restore.

@@ -119,9 +119,32 @@ type walker struct {
 
 	bufs sync.Pool // *[]byte for listing directories
 
-	mu   sync.Mutex
-	dirs []dirSum
-	tree // the totals, without the digest
+	mu    sync.Mutex
+	dirs  []dirSum
+	tree                      // the totals, without the digest
+	links map[linkedFile]bool // the files with several names met so far (see linked)
+}
+
+// linkedFile is a regular file with several names, in the path of index root.
+type linkedFile struct {
+	root     string
+	dev, ino uint64
+}
+
+// linked counts in stored the size of a regular file with several names met in the directory
+// rel, once for its path: an archive stores its content under one name of each path.
+func (w *walker) linked(rel string, m meta) {
+	root, _, _ := strings.Cut(rel, "/")
+	id := linkedFile{root: root, dev: m.dev, ino: m.ino}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.links[id] {
+		if w.links == nil {
+			w.links = make(map[linkedFile]bool)
+		}
+		w.links[id] = true
+		w.stored += m.size
+	}
 }
 
 // dirSum is the digest of one directory's entries, named by its path from the target's index.
@@ -130,11 +153,14 @@ type dirSum struct {
 	sum [sha256.Size]byte
 }
 
-// note adds one entry to the totals.
+// note adds one path's own entry to the totals.
 func (w *walker) note(m meta) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.addEntry(m, w.uid)
+	if m.mode&unix.S_IFMT == unix.S_IFREG && m.nlink > 1 {
+		w.stored += m.size // its path's one name
+	}
 }
 
 // dir records the entries of the directory open at fd, named rel, and walks its
@@ -192,6 +218,9 @@ func (w *walker) dir(fd int, rel string) error {
 		rec = appendRecord(rec[:0], e.name, &m, link)
 		h.Write(rec)
 		local.addEntry(m, w.uid)
+		if m.mode&unix.S_IFMT == unix.S_IFREG && m.nlink > 1 {
+			w.linked(rel, m)
+		}
 	}
 	d := dirSum{rel: rel}
 	copy(d.sum[:], h.Sum(nil))

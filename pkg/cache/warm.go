@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/atomicfile"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
 )
 
@@ -47,6 +48,7 @@ type tree struct {
 	digest   [sha256.Size]byte
 	entries  int64    // entries walked, the targets included
 	bytes    int64    // size of the regular files
+	stored   int64    // their size as an archive stores them: several names in a path once
 	maxCtime int64    // the latest inode change time, ns
 	roots    []rootID // what stood at each path, as the walk found it
 	// fine: some change time has a part below the millisecond, so the filesystem keeps them
@@ -76,6 +78,9 @@ func (t *tree) addEntry(m meta, uid uint32) {
 	kind := m.mode & modeType
 	if kind == modeRegular {
 		t.bytes += m.size
+		if m.nlink <= 1 {
+			t.stored += m.size // one with several names: walker.linked
+		}
 	}
 	t.maxCtime = max(t.maxCtime, m.ctime)
 	t.fine = t.fine || m.ctime%int64(time.Millisecond) != 0
@@ -86,6 +91,7 @@ func (t *tree) addEntry(m meta, uid uint32) {
 func (t *tree) merge(o tree) {
 	t.entries += o.entries
 	t.bytes += o.bytes
+	t.stored += o.stored
 	t.maxCtime = max(t.maxCtime, o.maxCtime)
 	t.fine = t.fine || o.fine
 	t.foreign = t.foreign || o.foreign
@@ -241,7 +247,8 @@ type saveWatch struct {
 	began time.Time // with its monotonic reading
 	roots []rootID
 	walk  tree
-	err   error // of the roots' lstat or of the walk; errNotWalked until the walk ran
+	reads []int64 // bytes of files' contents each archive read (archive.Stats.Bytes)
+	err   error   // of the roots' lstat or of the walk; errNotWalked until the walk ran
 }
 
 // watchSave notes that a save's archive is about to read c.Paths; nil when stamps are off.
@@ -256,12 +263,14 @@ func (c *Cache) watchSave() *saveWatch {
 	return w
 }
 
-// walked walks c.Paths once an archive of them has been written; the last walk counts.
-func (c *Cache) walked(ctx context.Context, w *saveWatch) {
+// walked walks c.Paths once an archive of them, whose stats are archived, has been written;
+// the last walk counts.
+func (c *Cache) walked(ctx context.Context, w *saveWatch, archived archive.Stats) {
 	if w.roots == nil {
 		return // their lstat failed: nothing to compare a walk with
 	}
 	w.walk, w.err = digestTree(ctx, c.Paths)
+	w.reads = append(w.reads, archived.Bytes)
 }
 
 // stampClock is the layout of the times a refused save logs: a change inside the window shows.
@@ -276,7 +285,9 @@ const clockSlack = 10 * time.Millisecond
 // to the paths since the archive began reading them carries a change time after began less
 // ctimeWindow (the kernel's clock lags by less than that), in the changed entry or, for an
 // entry added, removed or renamed, in its directory; the one directory the walk does not see,
-// the parent of a path, is covered by comparing what stands at each path.
+// the parent of a path, is covered by comparing what stands at each path. But a write(2) stamps
+// its file once, as it begins: one still going when the save began grows the file with no
+// later change time, which the bytes the archive read, fewer than the walk finds, show.
 func (w *saveWatch) verdict(now time.Time, elapsed time.Duration) error {
 	t := w.walk
 	switch {
@@ -289,6 +300,14 @@ func (w *saveWatch) verdict(now time.Time, elapsed time.Duration) error {
 	case t.maxCtime > w.began.Add(-ctimeWindow).UnixNano():
 		return fmt.Errorf("%w, or just before: an entry changed at %s, the save began at %s", errChanged,
 			time.Unix(0, t.maxCtime).UTC().Format(stampClock), w.began.UTC().Format(stampClock))
+	}
+	// Each archive must have read the files as the walk finds them: a save restarted after a
+	// conflict may have stored objects of every one.
+	for _, read := range w.reads {
+		if read != t.stored {
+			return fmt.Errorf("%w: an archive read %d bytes of files that hold %d once it was written (a write going on since before the save)",
+				errChanged, read, t.stored)
+		}
 	}
 	// A clock set back during the save would date later changes before it began.
 	if back := elapsed - now.Sub(w.began.Round(0)); back > clockSlack {
