@@ -14,7 +14,9 @@
 // reported as Stored == false, not as an error. A create whose response was lost is retried by
 // the SDK, and the retry may be answered 412 (or NoSuchUpload for a Complete) although the first
 // attempt stored the object: then the key is HEADed, and an ETag equal to the one this upload
-// produces (the body's MD5, or the MD5 of the parts' MD5s and "-N") is reported as stored.
+// produces (the body's MD5, or the MD5 of the parts' MD5s and "-N") is reported as stored. A
+// multipart upload is then aborted all the same (NoSuchUpload if it was the one that landed):
+// another job's upload of the same bytes, the same tree saved twice, makes the same ETag.
 //
 // Not every endpoint honours If-None-Match. In ConditionalAuto mode the first conditional save
 // probes the endpoint (a second conditional create of a probe object must fail, as a PutObject and

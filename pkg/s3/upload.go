@@ -202,7 +202,7 @@ type upload struct {
 	mu       sync.Mutex
 	parts    []types.CompletedPart
 	err      error // the first failure; the upload takes no more parts
-	complete bool  // completed: nothing to abort
+	complete bool  // completed by its own Complete: nothing to abort
 }
 
 func (u *upload) failed() error {
@@ -242,7 +242,12 @@ func (s *Store) multipart(ctx context.Context, keys []string, first []byte, r io
 			if u.id == nil || u.complete {
 				return
 			}
-			if err := s.abort(ctx, u.key, u.id); err != nil {
+			err := s.abort(ctx, u.key, u.id)
+			switch {
+			case err == nil:
+			case res[i].Stored: // the object is there: the upload is only a leftover
+				s.infof("Could not abort the multipart upload of %s (the stale-upload sweep or the bucket's lifecycle rule will): %v", u.key, err)
+			default:
 				errs[i] = errors.Join(errs[i], err)
 			}
 		})
@@ -444,9 +449,12 @@ func (s *Store) complete(ctx context.Context, key string, uploadID *string, part
 		return true, true, aws.ToString(out.ETag), nil
 	case (conditional && isPreconditionFailed(err)) || code(err) == "NoSuchUpload":
 		// The SDK retries a Complete whose response was lost; the retry finds the object the
-		// first attempt created, or the upload gone. What landed says whether it was ours.
+		// first attempt created, or the upload gone. What landed says whether it was ours, or
+		// another job's of the very same bytes (a tree archives alike wherever it is saved):
+		// then this upload is still open, so it is aborted all the same, which is a no-op
+		// (NoSuchUpload) if it was the one that landed.
 		if sum := multipartETag(parts); s.landed(ctx, key, sum) {
-			return true, true, quoted(sum), nil
+			return false, true, quoted(sum), nil
 		}
 		if code(err) == "NoSuchUpload" {
 			break
@@ -459,9 +467,9 @@ func (s *Store) complete(ctx context.Context, key string, uploadID *string, part
 		return false, false, "", fmt.Errorf("upload %s: %w: %w", key, ErrConflict, err)
 	}
 	// An answer cut short (a 200 whose body broke, which the SDK does not retry) or retries
-	// that ran out may follow a Complete that landed: report what is there.
+	// that ran out may follow a Complete that landed: report what is there (and abort, as above).
 	if sum := multipartETag(parts); s.landed(ctx, key, sum) {
-		return true, true, quoted(sum), nil
+		return false, true, quoted(sum), nil
 	}
 	return false, false, "", fmt.Errorf("upload %s: complete multipart upload: %w", key, err)
 }

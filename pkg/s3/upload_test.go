@@ -330,6 +330,27 @@ func TestCreateOutcomes(t *testing.T) {
 	}
 }
 
+// Two jobs that save the same tree upload the same bytes, so the loser's conditional Complete
+// (412) finds an object with the very ETag its own parts make, as a Complete whose answer was lost
+// would: it is reported stored, and its upload, still open, is aborted all the same.
+func TestSameBytesUploadedTwice(t *testing.T) {
+	f := newFake()
+	s := newTestStore(t, f)
+	body := randomBytes(3 * testPart)
+	first, err := s.Upload(t.Context(), "k", bytes.NewReader(body), PutOptions{})
+	if err != nil || !first.Stored {
+		t.Fatalf("first upload: %+v, %v", first, err)
+	}
+	second, err := s.Upload(t.Context(), "k", bytes.NewReader(body), PutOptions{})
+	if err != nil || !second.Stored || second.ETag != first.ETag {
+		t.Fatalf("second upload of the same bytes: %+v, %v; want stored with ETag %s", second, err, first.ETag)
+	}
+	if n := count(f.recorded(), "AbortMultipartUpload"); n != 1 {
+		t.Fatalf("%d aborts, want the second upload's", n)
+	}
+	noUploadsLeft(t, f)
+}
+
 // errAny stands for any error in tables.
 var errAny = errors.New("any error")
 
