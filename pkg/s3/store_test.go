@@ -115,40 +115,6 @@ func TestConditionalCreatesSendIfNoneMatch(t *testing.T) {
 	})
 }
 
-// An archive's bytes go unsigned (UNSIGNED-PAYLOAD) over plain HTTP too, as the SDK sends them
-// over HTTPS, and both servers store them; the rest of each request stays signed.
-func TestArchiveBytesAreSentUnsigned(t *testing.T) {
-	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
-		store, p, _ := proxied(t, srv, s3.ConditionalOn)
-		small, large := random(t, 1000), random(t, 2*partSize+7)
-		for _, body := range [][]byte{small, large} {
-			key := fmt.Sprintf("unsigned/%d", len(body))
-			if res, err := store.Upload(t.Context(), key, bytes.NewReader(body), s3.PutOptions{}); err != nil || !res.Stored {
-				t.Fatalf("upload: %+v, %v", res, err)
-			}
-			if got := download(t, store, key); !bytes.Equal(got, body) {
-				t.Fatalf("%s does not hold what was uploaded", key)
-			}
-		}
-		var bodies int
-		for _, r := range p.Requests() {
-			if r.Method != http.MethodPut || strings.HasPrefix(r.Path, "/"+srv.Bucket+"/.s3-cache-probe") {
-				continue
-			}
-			bodies++
-			if got := r.Header.Get("X-Amz-Content-Sha256"); got != "UNSIGNED-PAYLOAD" {
-				t.Errorf("%s %s?%s: X-Amz-Content-Sha256 %q, want UNSIGNED-PAYLOAD", r.Method, r.Path, r.Query.Encode(), got)
-			}
-			if !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 ") {
-				t.Errorf("%s %s is not signed", r.Method, r.Path)
-			}
-		}
-		if bodies != 4 { // one PutObject, three parts
-			t.Fatalf("%d uploads of archive bytes, want 4", bodies)
-		}
-	})
-}
-
 // An endpoint that answers 501 to If-None-Match gets a HEAD and a plain write, with one warning.
 func TestNotImplementedFallsBackToHeadThenWrite(t *testing.T) {
 	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
@@ -103,7 +102,7 @@ func (s *Store) putObject(ctx context.Context, key string, body []byte, o PutOpt
 	}
 	err := s.withStallAttempts(ctx, func(ctx context.Context, w *watchdog) error {
 		in.Body = &progressReader{r: bytes.NewReader(body), w: w}
-		out, err := s.client.PutObject(ctx, in, unsignedPayload)
+		out, err := s.client.PutObject(ctx, in)
 		if err == nil {
 			res.ETag = aws.ToString(out.ETag)
 		}
@@ -168,17 +167,6 @@ func (s *Store) applyPutSettings(class *types.StorageClass, sse *types.ServerSid
 	if s.opts.SSEKMSKeyID != "" {
 		*kms = aws.String(s.opts.SSEKMSKeyID)
 	}
-}
-
-// unsignedPayload sends an archive's bytes without their SHA-256 in the signature, as the SDK
-// already does over HTTPS. Over plain HTTP it would hash every byte (on the project's machine a
-// tenth of a 2 GiB save's CPU, and the server hashes them again to check): a hash that protects
-// nothing a restore relies on. Plain HTTP lets anyone on the path change the bytes a restore
-// downloads, whose answers are never signed, and a transmission error TCP's checksum misses is
-// caught by the archive's own CRC-32C, which every restore verifies (a miss, never a wrong
-// tree). The request itself (key, headers, conditions) stays signed.
-func unsignedPayload(o *awss3.Options) {
-	o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
 }
 
 // partLimits are the bounds of a multipart upload: S3's in a Store, smaller in fast tests so
@@ -411,7 +399,7 @@ func (s *Store) uploadPart(ctx context.Context, uploads []*upload, body []byte, 
 			out, err := s.client.UploadPart(ctx, &awss3.UploadPartInput{
 				Bucket: &s.opts.Bucket, Key: &u.key, UploadId: u.id, PartNumber: &num,
 				Body: &progressReader{r: bytes.NewReader(body), w: w}, ContentLength: aws.Int64(int64(len(body))),
-			}, unsignedPayload)
+			})
 			if err == nil {
 				etag = out.ETag
 			}
