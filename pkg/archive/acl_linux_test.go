@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -41,12 +40,7 @@ func setDefaultACL(t *testing.T, dir string) {
 func TestExtractModesUnderADefaultACL(t *testing.T) {
 	modes := []fs.FileMode{0o644, 0o755, 0o777, 0o600}
 	src := filepath.Join(tempDir(t), "src")
-	mtime := time.Unix(1_600_000_000, 0)
-	for _, m := range modes {
-		for _, size := range []int{10, maxPooledFile + 10} {
-			writeFile(t, filepath.Join(src, fmt.Sprintf("%04o-%d", m, size)), string(make([]byte, size)), m, mtime)
-		}
-	}
+	writeModeFiles(t, src, modes, func(int, int) time.Time { return time.Unix(1_600_000_000, 0) })
 	data, _ := mustWrite(t, []string{src}, Zstd, 0, nil)
 	parent := filepath.Join(tempDir(t), "parent")
 	if err := os.Mkdir(parent, 0o755); err != nil {
@@ -57,16 +51,13 @@ func TestExtractModesUnderADefaultACL(t *testing.T) {
 	if _, err := Extract(context.Background(), bytes.NewReader(data), []string{target}, Zstd, nil); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range modes {
-		for _, size := range []int{10, maxPooledFile + 10} {
-			p := filepath.Join(target, fmt.Sprintf("%04o-%d", m, size))
-			info, err := os.Lstat(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := info.Mode(); got != m {
-				t.Errorf("%s: mode %v, want %v", p, got, m)
-			}
+	eachModeFile(target, modes, func(p string, _ int, m fs.FileMode, _ int) {
+		info, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		if got := info.Mode(); got != m {
+			t.Errorf("%s: mode %v, want %v", p, got, m)
+		}
+	})
 }

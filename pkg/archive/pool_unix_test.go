@@ -22,12 +22,10 @@ func TestExtractModesAndMtimesUnderUmask(t *testing.T) {
 	modes := []fs.FileMode{0o444, 0o755, 0o600, 0o777, 0o640, 0o400, 0o2755}
 	tmp := tempDir(t)
 	src := filepath.Join(tmp, "src")
-	for i, m := range modes {
-		for _, size := range []int{10, maxPooledFile + 10} {
-			mtime := time.Unix(1_600_000_000+int64(i), int64(i)*111_111_111+int64(size%7))
-			writeFile(t, filepath.Join(src, fmt.Sprintf("%04o-%d", m, size)), string(make([]byte, size)), m, mtime)
-		}
+	mtime := func(i, size int) time.Time {
+		return time.Unix(1_600_000_000+int64(i), int64(i)*111_111_111+int64(size%7))
 	}
+	writeModeFiles(t, src, modes, mtime)
 	data, _ := mustWrite(t, []string{src}, Zstd, 0, nil)
 	for _, mask := range []int{0o077, 0o022, 0o000, 0o027} {
 		t.Run(fmt.Sprintf("umask %04o", mask), func(t *testing.T) {
@@ -43,22 +41,37 @@ func TestExtractModesAndMtimesUnderUmask(t *testing.T) {
 				t.Fatal(err)
 			}
 			assertSameTree(t, src, target)
-			for i, m := range modes {
-				for _, size := range []int{10, maxPooledFile + 10} {
-					p := filepath.Join(target, fmt.Sprintf("%04o-%d", m, size))
-					info, err := os.Lstat(p)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if got, want := info.Mode(), m&fs.ModePerm; got != want {
-						t.Errorf("%s: mode %v, want %v", p, got, want)
-					}
-					mtime := time.Unix(1_600_000_000+int64(i), int64(i)*111_111_111+int64(size%7))
-					if !info.ModTime().Equal(mtime) {
-						t.Errorf("%s: mtime %v, want %v", p, info.ModTime(), mtime)
-					}
+			eachModeFile(target, modes, func(p string, i int, m fs.FileMode, size int) {
+				info, err := os.Lstat(p)
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
+				if got, want := info.Mode(), m&fs.ModePerm; got != want {
+					t.Errorf("%s: mode %v, want %v", p, got, want)
+				}
+				if want := mtime(i, size); !info.ModTime().Equal(want) {
+					t.Errorf("%s: mtime %v, want %v", p, info.ModTime(), want)
+				}
+			})
 		})
+	}
+}
+
+// writeModeFiles writes, for each of modes, a file the writer pool restores (10 bytes) and one
+// the reader streams itself (over maxPooledFile), dated mtime(index of the mode, size).
+func writeModeFiles(t *testing.T, dir string, modes []fs.FileMode, mtime func(i, size int) time.Time) {
+	t.Helper()
+	eachModeFile(dir, modes, func(p string, i int, m fs.FileMode, size int) {
+		writeFile(t, p, string(make([]byte, size)), m, mtime(i, size))
+	})
+}
+
+// eachModeFile calls f with the path under dir, the index of the mode, the mode and the size of
+// each file writeModeFiles makes.
+func eachModeFile(dir string, modes []fs.FileMode, f func(p string, i int, m fs.FileMode, size int)) {
+	for i, m := range modes {
+		for _, size := range []int{10, maxPooledFile + 10} {
+			f(filepath.Join(dir, fmt.Sprintf("%04o-%d", m, size)), i, m, size)
+		}
 	}
 }
