@@ -64,8 +64,12 @@ func (s *sizedBuffers) get(size int64) ([]byte, int) {
 }
 
 // put gives back a buffer get returned with class: it is kept for a later
-// get if there is room, and left to the collector otherwise.
+// get if there is room, and left to the collector otherwise. A class below 0
+// (no buffer: an empty file, a failed read) is nothing to give back.
 func (s *sizedBuffers) put(b []byte, class int) {
+	if class < 0 {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.kept+classSize(class) <= s.keep {

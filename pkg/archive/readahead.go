@@ -50,7 +50,7 @@ type fileRead struct {
 	err     error       // from opening or reading it
 	info    fs.FileInfo // of the opened file
 	data    []byte      // its content, exactly info.Size() bytes, from aw.bufs
-	class   int         // data's buffer class (sizedBuffers)
+	class   int         // data's buffer class (sizedBuffers), -1 for none
 }
 
 // byteBudget is a count of bytes that may be taken without waiting, or not.
@@ -200,16 +200,10 @@ func (aw *archiveWriter) readAhead(ctx context.Context, p string, r *fileRead) {
 	}
 	if err != nil {
 		aw.budget.give(size)
-		aw.recycle(data, class)
+		aw.bufs.put(data, class)
 		r.err = err
 		return
 	}
 	r.info, r.data, r.class = info, data, class
 }
 
-// recycle gives back a read-ahead buffer once its content is stored.
-func (aw *archiveWriter) recycle(data []byte, class int) {
-	if class >= 0 {
-		aw.bufs.put(data, class)
-	}
-}

@@ -160,7 +160,7 @@ func (aw *archiveWriter) addRead(name, p string, r *fileRead) error {
 	case r.err != nil:
 		return fmt.Errorf("archive %s: %w", p, r.err)
 	}
-	defer aw.recycle(r.data, r.class)
+	defer aw.bufs.put(r.data, r.class)
 	defer aw.budget.give(int64(len(r.data)))
 	return aw.storeFile(name, p, r.info, func() (int64, error) {
 		n, err := aw.tw.Write(r.data)
