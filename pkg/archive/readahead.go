@@ -206,4 +206,3 @@ func (aw *archiveWriter) readAhead(ctx context.Context, p string, r *fileRead) {
 	}
 	r.info, r.data, r.class = info, data, class
 }
-
