@@ -32,9 +32,16 @@ func trailerHeader(sum uint32) *tar.Header {
 	}
 }
 
+// headerWriter is a tar writer: *tar.Writer or *tarWriter.
+type headerWriter interface {
+	WriteHeader(*tar.Header) error
+	Flush() error
+	Close() error
+}
+
 // finishTar ends the tar stream written by tw through sum: it pads the last
 // entry, writes the checksum trailer, then the end-of-archive marker.
-func finishTar(tw *tar.Writer, sum *checksumWriter) error {
+func finishTar(tw headerWriter, sum *checksumWriter) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("finish tar stream: %w", err)
 	}
@@ -80,15 +87,45 @@ func checkTrailer(hdr *tar.Header, stream *checksumReader) (bool, error) {
 	return true, nil
 }
 
-// checksumWriter computes the checksum of the bytes written through it.
+// checksumWriter computes the checksum of the bytes written through it, or
+// committed to the buffer its writer lends.
 type checksumWriter struct {
 	w     io.Writer
+	lend  lender // w, if it lends its buffer; else nil
+	last  []byte // the last space lent
 	table *crc32.Table
 	sum   uint32
 }
 
+// lender is a writer that lends the buffer it fills, so that a file's
+// content can be read straight into it rather than copied there: space
+// returns the buffer's unfilled part (never empty), and commit(n) appends the
+// first n bytes of it to the stream. *frameWriter is one.
+type lender interface {
+	space() ([]byte, error)
+	commit(n int)
+}
+
 func newChecksumWriter(w io.Writer) *checksumWriter {
-	return &checksumWriter{w: w, table: crcTable()}
+	c := &checksumWriter{w: w, table: crcTable()}
+	c.lend, _ = w.(lender)
+	return c
+}
+
+// space is the space w lends, if it lends one: ok is false otherwise.
+func (c *checksumWriter) space() (space []byte, ok bool, err error) {
+	if c.lend == nil {
+		return nil, false, nil
+	}
+	c.last, err = c.lend.space()
+	return c.last, err == nil, err
+}
+
+// commit appends the first n bytes of the last space to the stream.
+func (c *checksumWriter) commit(n int) {
+	c.sum = crc32.Update(c.sum, c.table, c.last[:n])
+	c.lend.commit(n)
+	c.last = nil
 }
 
 func (c *checksumWriter) Write(p []byte) (int, error) {

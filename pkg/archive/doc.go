@@ -13,10 +13,13 @@
 // pzstd write; Extract reads a stream of one frame, from the zstd command or
 // an earlier version, just the same). At most workers+2 blocks are held.
 // The walk of a directory source runs ahead of the tar writer, and 4 workers
-// read regular files of up to 1 MiB whole meanwhile, within 16 MiB; the
-// writer takes the entries in walk order, so the archive is the same bytes
-// as a serial walk's (code: walkAhead, frameWriter). Source i of Write is
-// stored under the top-level name strconv.Itoa(i):
+// open its regular files meanwhile and have the kernel start reading those
+// of up to 1 MiB (posix_fadvise); the writer takes the entries in walk
+// order and reads each file's content straight into the block of the frame
+// being filled, not through a buffer of its own, so the archive is the same
+// bytes as a serial walk's, copied once less (code: walkAhead, tarWriter,
+// frameWriter). Source i of Write is stored under the top-level name
+// strconv.Itoa(i):
 //
 //	0/               source 0 is a directory: its root...
 //	0/bin/           ...and everything below it, names slash-separated,

@@ -56,3 +56,14 @@ type umask struct {
 func readUmask() umask { return umask{} }
 
 func fileUmask(u umask, _ string) umask { return u }
+
+// inFile is a regular file being archived.
+type inFile = os.File
+
+// willNeed does nothing here.
+func willNeed(*inFile, int64) {}
+
+// openFile opens p to archive it, with openReadFlags.
+func openFile(p string) (*inFile, error) {
+	return os.OpenFile(p, os.O_RDONLY|openReadFlags, 0)
+}

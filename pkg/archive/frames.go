@@ -103,25 +103,41 @@ func newFrameWriter(w io.Writer, level, blockSize int) (*frameWriter, error) {
 // Write buffers p into blocks, handing each full block to a compressing
 // goroutine. It blocks while the maximum of blocks are in flight.
 func (f *frameWriter) Write(p []byte) (int, error) {
-	if f.closed {
-		return 0, errors.New("write to a closed zstd stream")
-	}
 	written := 0
 	for len(p) > 0 {
-		if err := f.failure(); err != nil {
+		space, err := f.space()
+		if err != nil {
 			return written, err
 		}
-		if f.fill == nil {
-			f.fill = f.buffer(f.free, f.blockSize)
-		}
-		k := copy(f.fill[len(f.fill):f.blockSize], p)
-		f.fill = f.fill[:len(f.fill)+k]
+		k := copy(space, p)
+		f.commit(k)
 		p, written = p[k:], written+k
-		if len(f.fill) == f.blockSize {
-			f.submit()
-		}
 	}
 	return written, nil
+}
+
+// space returns the unfilled rest of the block being filled, never empty,
+// for the caller to fill in place (a file's content read straight into it)
+// and commit. It blocks while the maximum of blocks are in flight.
+func (f *frameWriter) space() ([]byte, error) {
+	if f.closed {
+		return nil, errors.New("write to a closed zstd stream")
+	}
+	if err := f.failure(); err != nil {
+		return nil, err
+	}
+	if f.fill == nil {
+		f.fill = f.buffer(f.free, f.blockSize)
+	}
+	return f.fill[len(f.fill):f.blockSize], nil
+}
+
+// commit appends to the stream the first n bytes of the last space.
+func (f *frameWriter) commit(n int) {
+	f.fill = f.fill[:len(f.fill)+n]
+	if len(f.fill) == f.blockSize {
+		f.submit()
+	}
 }
 
 // Close compresses the last block, waits until every frame is written, and

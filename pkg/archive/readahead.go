@@ -4,75 +4,75 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 )
 
-// Read-ahead on save. Opening and reading many small files one at a time
-// leaves the tar writer waiting on one system call after another. So the
-// walk of a directory source runs ahead of the tar writer in its own
-// goroutine, and a few workers open and read the small regular files it
-// finds while the writer is still storing earlier entries. The writer takes
-// the entries in walk order, so the archive is byte for byte what a serial
-// walk writes.
+// Read-ahead on save. Opening many small files one at a time leaves the tar
+// writer waiting on one system call after another, and on a cold page cache
+// on one disk read after another. So the walk of a directory source runs
+// ahead of the tar writer in its own goroutine, and a few workers open the
+// regular files it finds, describe what they opened (fstat) and have the
+// kernel start reading the small ones (posix_fadvise WILLNEED, Linux), while
+// the writer is still storing earlier entries. The writer takes the entries
+// in walk order and reads each file's content itself, straight into the
+// compressor's buffer (tarWriter), so the archive is byte for byte what a
+// serial walk writes.
 const (
-	// readAheadWorkers open and read files concurrently.
+	// readAheadWorkers open files concurrently.
 	readAheadWorkers = 4
-	// readAheadEntries bounds the entries the walk may be ahead of the writer.
+	// readAheadEntries bounds the entries the walk may be ahead of the
+	// writer.
 	readAheadEntries = 512
-	// readAheadMaxFile is the largest file read ahead whole; larger ones are
-	// streamed by the writer, as a single-file source is.
+	// readAheadFiles bounds the files opened ahead and not yet stored (see
+	// openAheadLimit): enough to keep as many disk reads in flight on a cold
+	// page cache.
+	readAheadFiles = 64
+	// readAheadMaxFile is the largest file whose reading the workers start;
+	// the kernel reads a larger one ahead as the writer reads it.
 	readAheadMaxFile = 1 << 20
-	// readAheadBudget bounds the bytes read ahead and not yet written. A file
-	// that does not fit is left to the writer, so the budget never waits.
-	readAheadBudget = 16 << 20
 )
 
 // walkItem is one entry of the walk, in walk order: an error that ends the
 // walk, a warning, or a path to store (with, for a regular file, what a
-// worker read of it).
+// worker opened).
 type walkItem struct {
 	err        error
 	warn       string
 	name, path string
 	d          fs.DirEntry
-	read       *fileRead // regular files only
+	read       *fileRead // regular files, when read-ahead is on
 }
 
-// fileRead is what a read-ahead worker found for one regular file. done is
-// closed when the other fields are set.
+// fileRead is what a read-ahead worker opened for one regular file. done is
+// closed when the other fields are set. Whoever takes it calls finish.
 type fileRead struct {
+	slots   chan struct{} // holds one token for this file until finish
 	done    chan struct{}
-	skipped bool        // not read ahead (large, over budget, or cancelled): the writer opens the file
-	err     error       // from opening or reading it
-	info    fs.FileInfo // of the opened file
-	data    []byte      // its content, exactly info.Size() bytes, from aw.bufs
-	class   int         // data's buffer class (sizedBuffers), -1 for none
+	skipped bool        // not opened (the walk was stopped, no descriptor left): the writer opens the file
+	err     error       // from opening or describing it
+	f       *inFile     // the file, open
+	info    fs.FileInfo // of f
 }
 
-// byteBudget is a count of bytes that may be taken without waiting, or not.
-type byteBudget struct {
-	mu   sync.Mutex
-	left int64
-}
-
-func (b *byteBudget) tryTake(n int64) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if n > b.left {
-		return false
+// finish closes what the worker opened, once the file is stored or will not
+// be, and gives back its slot.
+func (r *fileRead) finish() {
+	if r.f != nil {
+		_ = r.f.Close()
 	}
-	b.left -= n
-	return true
+	<-r.slots
 }
 
-func (b *byteBudget) give(n int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.left += n
+// release waits for the worker and finishes an item that will not be stored.
+func (it walkItem) release() {
+	if it.read == nil {
+		return
+	}
+	<-it.read.done
+	it.read.finish()
 }
 
 // walkAhead walks root in filepath.WalkDir order and returns its entries on
@@ -83,11 +83,14 @@ func (aw *archiveWriter) walkAhead(top, root string) (items <-chan walkItem, sto
 	ctx, cancel := context.WithCancel(aw.ctx)
 	out := make(chan walkItem, readAheadEntries)
 	reads := make(chan walkItem, readAheadEntries)
+	// A file takes its slot in walk order, before any worker may open it, and
+	// gives it back once stored: the file the writer waits for always has one.
+	slots := make(chan struct{}, openAheadLimit())
 	var wg sync.WaitGroup
 	for range readAheadWorkers {
 		wg.Go(func() {
 			for it := range reads {
-				aw.readAhead(ctx, it.path, it.read)
+				openAhead(ctx, it.path, it.read)
 			}
 		})
 	}
@@ -96,12 +99,19 @@ func (aw *archiveWriter) walkAhead(top, root string) (items <-chan walkItem, sto
 		defer close(reads)
 		emit := func(it walkItem) bool {
 			if it.read != nil {
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					return false
+				}
+				it.read.slots = slots
 				reads <- it // workers drain it whatever the writer does
 			}
 			select {
 			case out <- it:
 				return true
 			case <-ctx.Done():
+				it.release()
 				return false
 			}
 		}
@@ -135,7 +145,7 @@ func (aw *archiveWriter) walkAhead(top, root string) (items <-chan walkItem, sto
 				name = top + "/" + filepath.ToSlash(rel)
 			}
 			it := walkItem{name: name, path: p, d: d}
-			if d.Type().IsRegular() {
+			if d.Type().IsRegular() && aw.readAhead {
 				it.read = &fileRead{done: make(chan struct{})}
 			}
 			return keepOn(emit(it))
@@ -146,7 +156,8 @@ func (aw *archiveWriter) walkAhead(top, root string) (items <-chan walkItem, sto
 	})
 	return out, func() {
 		cancel()
-		for range out { // unblock the walk
+		for it := range out { // unblock the walk
+			it.release()
 		}
 		wg.Wait()
 	}
@@ -162,47 +173,31 @@ func keepOn(ok bool) error {
 	return nil
 }
 
-// readAhead opens p and, if it is a regular file small enough for the
-// budget, reads it whole into r. It always closes r.done.
-func (aw *archiveWriter) readAhead(ctx context.Context, p string, r *fileRead) {
+// openAhead opens p and describes it into r, and has the kernel start
+// reading a small regular file. It always closes r.done.
+func openAhead(ctx context.Context, p string, r *fileRead) {
 	defer close(r.done)
 	if ctx.Err() != nil {
 		r.skipped = true
 		return
 	}
-	f, err := os.OpenFile(p, os.O_RDONLY|openReadFlags, 0)
+	f, err := openFile(p)
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+		r.skipped = true // out of descriptors: the writer opens it once earlier ones are closed
+		return
+	}
 	if err != nil {
 		r.err = err
 		return
 	}
-	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
+		_ = f.Close()
 		r.err = err
 		return
 	}
-	size := info.Size()
-	if !info.Mode().IsRegular() || size > readAheadMaxFile || !aw.budget.tryTake(size) {
-		r.skipped = true // the writer opens it again, and sees for itself
-		return
+	if size := info.Size(); info.Mode().IsRegular() && size > 0 && size <= readAheadMaxFile {
+		willNeed(f, size)
 	}
-	var data []byte
-	class := -1
-	if size > 0 {
-		data, class = aw.bufs.get(size)
-	}
-	n, err := io.ReadFull(ctxReader{ctx, f}, data)
-	switch {
-	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-		err = fmt.Errorf("file shrank while being read: got %d of %d bytes", n, size)
-	case err != nil && ctx.Err() != nil:
-		err = ctx.Err()
-	}
-	if err != nil {
-		aw.budget.give(size)
-		aw.bufs.put(data, class)
-		r.err = err
-		return
-	}
-	r.info, r.data, r.class = info, data, class
+	r.f, r.info = f, info
 }

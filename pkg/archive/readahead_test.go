@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,10 +11,12 @@ import (
 	"time"
 )
 
-// TestReadAheadSameBytes: the archive is byte for byte the same whether files
-// are read ahead by workers, partly (a budget that runs out), or all by the
-// tar writer itself, for a tree with small and large files, hard links,
-// symlinks, empty files and directories.
+// TestReadAheadSameBytes: the archive is byte for byte the same whether the
+// files are opened ahead by workers or by the tar writer itself, and whether
+// their contents are read straight into zstd frames or copied through the
+// writer's buffer (gzip, none),
+// for a tree with small and large files, hard links, symlinks, empty files
+// and directories.
 func TestReadAheadSameBytes(t *testing.T) {
 	src := filepath.Join(tempDir(t), "src")
 	makeSampleTree(t, src)
@@ -29,17 +32,31 @@ func TestReadAheadSameBytes(t *testing.T) {
 	}
 	mustSymlink(t, "many/3", filepath.Join(src, "manylink"))
 
-	archive := func(budget int64) []byte {
+	sources := []string{src, filepath.Join(src, "large")}
+	// archive returns the tar stream of the sources, decompressed.
+	archive := func(c Compression, readAhead bool) []byte {
 		var buf bytes.Buffer
-		if _, err := write(context.Background(), &buf, []string{src, filepath.Join(src, "large")}, None, 0, nil, budget); err != nil {
-			t.Fatalf("budget %d: %v", budget, err)
+		if _, err := write(context.Background(), &buf, sources, c, 0, nil, readAhead); err != nil {
+			t.Fatalf("%s, read-ahead %t: %v", c, readAhead, err)
 		}
-		return buf.Bytes()
+		r, closeR, err := newDecompressor(&buf, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closeR()
+		raw, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatalf("%s, read-ahead %t: decompress: %v", c, readAhead, err)
+		}
+		return raw
 	}
-	serial := archive(0)
-	for _, budget := range []int64{50_000, readAheadMaxFile, readAheadBudget} {
-		if got := archive(budget); !bytes.Equal(got, serial) {
-			t.Errorf("budget %d: archive differs from the one written without read-ahead (%d bytes, want %d)", budget, len(got), len(serial))
+	serial := archive(None, false)
+	for _, c := range []Compression{None, Gzip, Zstd} {
+		for _, readAhead := range []bool{false, true} {
+			if got := archive(c, readAhead); !bytes.Equal(got, serial) {
+				t.Errorf("%s, read-ahead %t: archive differs from the one written serially without compression (%d bytes, want %d)",
+					c, readAhead, len(got), len(serial))
+			}
 		}
 	}
 	target := filepath.Join(tempDir(t), "target")

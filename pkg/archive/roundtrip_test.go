@@ -309,19 +309,6 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
-// TestCopyExactly covers files that change size while being archived.
-func TestCopyExactly(t *testing.T) {
-	buf := make([]byte, 4)
-	var out bytes.Buffer
-	if n, err := copyExactly(&out, strings.NewReader("0123456789"), 6, buf); err != nil || n != 6 || out.String() != "012345" {
-		t.Errorf("grown file: n=%d err=%v out=%q", n, err, out.String())
-	}
-	out.Reset()
-	if _, err := copyExactly(&out, strings.NewReader("012"), 6, buf); err == nil || !strings.Contains(err.Error(), "shrank") {
-		t.Errorf("shrunk file: %v", err)
-	}
-}
-
 func TestCompression(t *testing.T) {
 	cases := []struct {
 		in      string

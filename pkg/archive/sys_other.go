@@ -40,3 +40,6 @@ func lockPath(string) (f *os.File, busy bool, err error) { return nil, false, ni
 
 // isReadOnlyFS cannot tell here.
 func isReadOnlyFS(error) bool { return false }
+
+// openAheadLimit is how many files read-ahead may hold open.
+func openAheadLimit() int { return readAheadFiles }

@@ -108,3 +108,14 @@ func lockPath(p string) (f *os.File, busy bool, err error) {
 
 // isReadOnlyFS reports whether err says the filesystem is read-only.
 func isReadOnlyFS(err error) bool { return errors.Is(err, syscall.EROFS) }
+
+// openAheadLimit is how many files read-ahead may hold open: readAheadFiles,
+// or an eighth of the descriptors this process may open if that is fewer,
+// leaving the rest to the writer, the walk and the uploads.
+func openAheadLimit() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return readAheadFiles
+	}
+	return int(max(1, min(readAheadFiles, lim.Cur/8)))
+}

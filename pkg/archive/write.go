@@ -30,12 +30,12 @@ import (
 // On error, what was written to w is not a valid archive and must be
 // discarded.
 func Write(ctx context.Context, w io.Writer, sources []string, c Compression, level int, log Logger) (Stats, error) {
-	return write(ctx, w, sources, c, level, log, readAheadBudget)
+	return write(ctx, w, sources, c, level, log, true)
 }
 
-// write is Write with the read-ahead budget as a parameter (0: every file is
-// read by the tar writer itself), so tests can check that it changes nothing.
-func write(ctx context.Context, w io.Writer, sources []string, c Compression, level int, log Logger, budget int64) (Stats, error) {
+// write is Write with read-ahead as a parameter (false: the tar writer opens
+// every file itself), so tests can check that it changes nothing.
+func write(ctx context.Context, w io.Writer, sources []string, c Compression, level int, log Logger, readAhead bool) (Stats, error) {
 	if err := c.check(); err != nil {
 		return Stats{}, err
 	}
@@ -45,12 +45,10 @@ func write(ctx context.Context, w io.Writer, sources []string, c Compression, le
 	}
 	sum := newChecksumWriter(cw)
 	aw := &archiveWriter{
-		ctx:    ctx,
-		tw:     tar.NewWriter(sum),
-		warn:   warnOrDiscard(log),
-		buf:    make([]byte, copyBufferSize),
-		budget: &byteBudget{left: budget},
-		bufs:   sizedBuffers{keep: budget},
+		ctx:       ctx,
+		tw:        newTarWriter(sum),
+		warn:      warnOrDiscard(log),
+		readAhead: readAhead,
 	}
 	for i, src := range sources {
 		if err := aw.addSource(strconv.Itoa(i), src); err != nil {
@@ -73,13 +71,10 @@ func write(ctx context.Context, w io.Writer, sources []string, c Compression, le
 
 // archiveWriter holds the state of one Write call.
 type archiveWriter struct {
-	ctx  context.Context
-	tw   *tar.Writer
-	warn warnFunc
-	buf  []byte // copy buffer for file contents
-	// budget bounds the bytes read ahead (see walkAhead), into buffers of bufs.
-	budget *byteBudget
-	bufs   sizedBuffers
+	ctx       context.Context
+	tw        *tarWriter
+	warn      warnFunc
+	readAhead bool // workers open files ahead of the writer (walkAhead)
 	// links maps the inode of every file with several names, seen in the
 	// current source, to the entry name it was first stored under.
 	links map[fileID]string
@@ -132,6 +127,7 @@ func (aw *archiveWriter) addTree(top, root string) error {
 			continue
 		}
 		if err := aw.ctx.Err(); err != nil {
+			it.release()
 			return fmt.Errorf("archive %s: %w", it.path, err)
 		}
 		if it.read != nil {
@@ -147,10 +143,11 @@ func (aw *archiveWriter) addTree(top, root string) error {
 	return nil
 }
 
-// addRead stores the regular file p from what a read-ahead worker found, or
+// addRead stores the regular file p that a read-ahead worker opened, or
 // opens it itself if the worker left it.
 func (aw *archiveWriter) addRead(name, p string, r *fileRead) error {
 	<-r.done
+	defer r.finish()
 	switch {
 	case r.skipped:
 		return aw.addFile(name, p)
@@ -160,12 +157,7 @@ func (aw *archiveWriter) addRead(name, p string, r *fileRead) error {
 	case r.err != nil:
 		return fmt.Errorf("archive %s: %w", p, r.err)
 	}
-	defer aw.bufs.put(r.data, r.class)
-	defer aw.budget.give(int64(len(r.data)))
-	return aw.storeFile(name, p, r.info, func() (int64, error) {
-		n, err := aw.tw.Write(r.data)
-		return int64(n), err
-	})
+	return aw.addOpened(name, p, r.f, r.info)
 }
 
 // addEntry stores one path met during the walk.
@@ -206,7 +198,7 @@ func (aw *archiveWriter) addSymlink(name, p string, info fs.FileInfo) error {
 // addFile stores the regular file p, or a hard link entry if another name of
 // the same inode was already stored in this source.
 func (aw *archiveWriter) addFile(name, p string) error {
-	f, err := os.OpenFile(p, os.O_RDONLY|openReadFlags, 0)
+	f, err := openFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		aw.warn("%s vanished while being archived; skipping it", p)
 		return nil
@@ -221,13 +213,18 @@ func (aw *archiveWriter) addFile(name, p string) error {
 	if err != nil {
 		return fmt.Errorf("archive %s: %w", p, err)
 	}
+	return aw.addOpened(name, p, f, info)
+}
+
+// addOpened stores p, open as f and described by info, if it is still a
+// regular file.
+func (aw *archiveWriter) addOpened(name, p string, f io.Reader, info fs.FileInfo) error {
 	if !info.Mode().IsRegular() {
 		aw.warn("%s is no longer a regular file; skipping it", p)
 		return nil
 	}
-
 	return aw.storeFile(name, p, info, func() (int64, error) {
-		return copyExactly(aw.tw, ctxReader{aw.ctx, f}, info.Size(), aw.buf)
+		return aw.tw.readFrom(ctxReader{aw.ctx, f})
 	})
 }
 
@@ -258,22 +255,6 @@ func (aw *archiveWriter) storeFile(name, p string, info fs.FileInfo, content fun
 		aw.links[id] = name
 	}
 	return nil
-}
-
-// copyExactly copies exactly size bytes from src to dst. A source that ends
-// early (a file that shrank after its size was recorded) is an error; bytes
-// beyond size (a file that grew) are ignored.
-func copyExactly(dst io.Writer, src io.Reader, size int64, buf []byte) (int64, error) {
-	// io.LimitReader hides any WriteTo method of src, and *tar.Writer has no
-	// ReadFrom, so io.CopyBuffer really uses buf.
-	n, err := io.CopyBuffer(dst, io.LimitReader(src, size), buf)
-	if err != nil {
-		return n, err
-	}
-	if n < size {
-		return n, fmt.Errorf("file shrank while being read: got %d of %d bytes", n, size)
-	}
-	return n, nil
 }
 
 // writeHeader writes hdr for the path p and counts the entry.
