@@ -337,3 +337,120 @@ func TestNoStampDirNoWarmRestores(t *testing.T) {
 		}
 	}
 }
+
+// headStore answers HEAD requests with head.
+type headStore struct {
+	cache.Store
+	head func(ctx context.Context, key string) (s3.Object, error)
+}
+
+func (s *headStore) Head(ctx context.Context, key string) (s3.Object, error) { return s.head(ctx, key) }
+
+// A restore walks its paths while it looks the object up: on a warm agent the walk is done
+// or under way when the answer comes. Here the answer waits for the walk to end.
+func TestWarmWalkRunsDuringTheLookup(t *testing.T) {
+	_, h := startWarm(t)
+	dir := filepath.Join(t.TempDir(), "node_modules")
+	makeTree(t, dir, 64<<10)
+	age()
+	c, log := h.cache(dir)
+	k := key("warm/during.tar.zst")
+	if s, err := saveOne(t, c, k); err != nil || !s.Stored {
+		t.Fatalf("save: %+v, %v\n%s", s, err, log)
+	}
+	walked := make(chan struct{}, 1)
+	cache.OnWarmWalk(c, func() { walked <- struct{}{} })
+	store := c.Store
+	c.Store = &headStore{Store: store, head: func(ctx context.Context, key string) (s3.Object, error) {
+		select {
+		case <-walked:
+			return store.Head(ctx, key)
+		case <-time.After(10 * time.Second):
+			return s3.Object{}, fmt.Errorf("no walk of the paths ended before the lookup of %s", key)
+		}
+	}}
+	if r := h.restore(c, log, k); !r.Warm || r.Hit != cache.Exact {
+		t.Fatalf("restore: %+v, want warm\n%s", r, log)
+	}
+}
+
+// vanishingStore finds the object at key once; its download fails, and then it is gone, as if
+// it expired meanwhile. during, if set, runs as the download begins.
+type vanishingStore struct {
+	cache.Store
+	key    string
+	heads  int
+	during func()
+}
+
+func (s *vanishingStore) Head(ctx context.Context, key string) (s3.Object, error) {
+	if key != s.key {
+		return s.Store.Head(ctx, key)
+	}
+	if s.heads++; s.heads > 1 {
+		return s3.Object{}, s3.ErrNotFound
+	}
+	return s.Store.Head(ctx, key)
+}
+
+func (s *vanishingStore) Open(ctx context.Context, obj s3.Object) io.ReadCloser {
+	if obj.Key != s.key {
+		return s.Store.Open(ctx, obj)
+	}
+	if s.during != nil {
+		s.during()
+	}
+	return io.NopCloser(readerFunc(func([]byte) (int, error) { return 0, s3.ErrNotFound }))
+}
+
+// A restore that finds an object the stamp does not name stops walking its paths before it
+// tries to replace them. If that object vanishes, the next candidate, which the stamp names, is
+// checked with a new walk: warm if the paths are untouched, and a real restore if they changed
+// meanwhile, which the walk from before the download cannot have seen.
+func TestWarmAfterTheFirstHitVanished(t *testing.T) {
+	srv, h := startWarm(t)
+	elsewhere := filepath.Join(t.TempDir(), "node_modules")
+	makeTree(t, elsewhere, 32<<10)
+	saver, _, _ := newCache(t, srv, []string{elsewhere}, 2)
+	gone := key("warm/gone.tar.zst")
+	_, err := saveOne(t, saver, gone)
+	must(t, err)
+
+	for i, tc := range []struct {
+		name   string
+		change func(dir string)
+		warm   bool
+	}{
+		{"untouched", nil, true},
+		{"changed during the download", func(dir string) {
+			must(t, os.WriteFile(filepath.Join(dir, "sub", "new"), nil, 0o644))
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "node_modules")
+			makeTree(t, dir, 64<<10)
+			age()
+			c, log := h.cache(dir)
+			k := key(fmt.Sprintf("warm/stamped-%d.tar.zst", i))
+			if s, err := saveOne(t, c, k); err != nil || !s.Stored {
+				t.Fatalf("save: %+v, %v\n%s", s, err, log)
+			}
+			want := listing(t, dir)
+			vs := &vanishingStore{Store: c.Store, key: gone.Name}
+			if tc.change != nil {
+				vs.during = func() { tc.change(dir) }
+			}
+			c.Store = vs
+			r := h.restore(c, log, gone, k)
+			if r.Warm != tc.warm || r.Hit != cache.Fallback || r.Key != k {
+				t.Fatalf("restore: %+v, want a fallback to %s, warm %t\n%s", r, k.Name, tc.warm, log)
+			}
+			if !strings.Contains(log.String(), gone.Name+" disappeared during the restore") {
+				t.Fatalf("the restore did not try %s first:\n%s", gone.Name, log)
+			}
+			if listing(t, dir) != want {
+				t.Fatal("the paths do not hold the stamped tree")
+			}
+		})
+	}
+}

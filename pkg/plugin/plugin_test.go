@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/buildkite"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
 )
@@ -76,7 +77,7 @@ func TestOverlappingPathsAreAConfigurationError(t *testing.T) {
 	for _, paths := range [][]string{{"node_modules", "node_modules/.cache"}, {"a", "./a"}, {"~/.npm", "~"}} {
 		r := &Invocation{Config: &config.Config{Paths: paths, Store: s3.Options{Bucket: "b"}}, Job: buildkite.Job{Dir: "/co", Home: "/home/u"},
 			Log: buildkite.NewLog(io.Discard)}
-		_, err := r.buildCache(t.Context())
+		_, _, err := r.buildCache(t.Context())
 		var ce *config.Error
 		if !errors.As(err, &ce) || ce.Key != "paths" {
 			t.Errorf("paths %q: %v, want a configuration error", paths, err)
@@ -113,11 +114,36 @@ func TestDangerousPathsAreAConfigurationError(t *testing.T) {
 	} {
 		r := &Invocation{Config: &config.Config{Paths: []string{tc.path}, Store: s3.Options{Bucket: "b"}}, Job: buildkite.Job{Dir: co, Home: tc.home},
 			Log: buildkite.NewLog(io.Discard)}
-		_, err := r.buildCache(t.Context())
+		_, _, err := r.buildCache(t.Context())
 		var ce *config.Error
 		if !errors.As(err, &ce) || ce.Key != "path" || !strings.Contains(err.Error(), strconv.Quote(tc.path)) ||
 			!strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("path %q (HOME %q): %v; want a path error naming it and %q", tc.path, tc.home, err, tc.msg)
 		}
+	}
+}
+
+// The store is set up while a restore takes its locks and walks its paths: a configuration the
+// SDK cannot load fails the restore (a runtime error, as it was when it failed first). A save
+// waits for the store before it reads a byte, and fails with the same error.
+func TestAStoreThatCannotBeSetUp(t *testing.T) {
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	co := t.TempDir()
+	inv := &Invocation{Config: &config.Config{Paths: []string{"node_modules"},
+		Store: s3.Options{Bucket: "b", Endpoint: "http://127.0.0.1:1", Profile: "no-such-profile"}},
+		Job: buildkite.Job{Dir: co, Home: t.TempDir()}, Log: buildkite.NewLog(io.Discard)}
+	want := "no-such-profile"
+
+	c, err := inv.openCache(t.Context(), false)
+	if err != nil {
+		t.Fatalf("open the cache of a restore: %v, want the error from the restore", err)
+	}
+	_, err = c.Restore(t.Context(), []cachekey.Key{{Level: config.LevelFile, Name: "k.tar.zst"}})
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("restore: %v, want the SDK's error about %s", err, want)
+	}
+	if _, err := inv.openCache(t.Context(), true); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("open the cache of a save: %v, want the SDK's error about %s", err, want)
 	}
 }
