@@ -213,3 +213,50 @@ func TestZstdCommandLine(t *testing.T) {
 	}
 	assertSameTree(t, src, target)
 }
+
+// A frameWriter lends no space once its destination failed, once aborted, or once closed.
+func TestFrameWriterLendsNoSpaceAfterFailureOrClose(t *testing.T) {
+	boom := errors.New("boom")
+	fw, err := newFrameWriter(writerFunc(func([]byte) (int, error) { return 0, boom }), 1, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spaceErr error
+	for range 100 { // fill blocks until the failed write of a frame shows
+		var sp []byte
+		if sp, spaceErr = fw.space(); spaceErr != nil {
+			break
+		}
+		fw.commit(len(sp))
+	}
+	if !errors.Is(spaceErr, boom) {
+		t.Fatalf("space after the destination failed: %v, want boom", spaceErr)
+	}
+	fw.abort()
+	if _, err := fw.space(); err == nil {
+		t.Error("space lent after abort")
+	}
+
+	var out bytes.Buffer
+	fw, err = newFrameWriter(&out, 1, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := fw.space()
+	if err != nil || len(sp) != 1000 {
+		t.Fatalf("space: %d, %v", len(sp), err)
+	}
+	fw.commit(10)
+	if sp, err = fw.space(); err != nil || len(sp) != 990 {
+		t.Fatalf("space after a commit of 10: %d, %v", len(sp), err)
+	}
+	if err := fw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fw.space(); err == nil {
+		t.Error("space lent after Close")
+	}
+	if _, err := fw.Write([]byte("x")); err == nil {
+		t.Error("write after Close succeeded")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"syscall"
 )
 
 // Write walks every source path in order and writes one tar stream, ending
@@ -151,13 +152,26 @@ func (aw *archiveWriter) addRead(name, p string, r *fileRead) error {
 	switch {
 	case r.skipped:
 		return aw.addFile(name, p)
-	case errors.Is(r.err, fs.ErrNotExist):
-		aw.warn("%s vanished while being archived; skipping it", p)
-		return nil
 	case r.err != nil:
-		return fmt.Errorf("archive %s: %w", p, r.err)
+		return aw.openFailed(p, r.err)
 	}
 	return aw.addOpened(name, p, r.f, r.info)
+}
+
+// openFailed says what the failure err to open and describe the regular file
+// p means for the save: a file gone since the walk, or replaced by a symlink
+// (which O_NOFOLLOW refuses to open), is skipped with a warning, as one
+// replaced by anything else is; any other failure fails it.
+func (aw *archiveWriter) openFailed(p string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		aw.warn("%s vanished while being archived; skipping it", p)
+		return nil
+	case errors.Is(err, syscall.ELOOP):
+		aw.warn("%s is no longer a regular file; skipping it", p)
+		return nil
+	}
+	return fmt.Errorf("archive %s: %w", p, err)
 }
 
 // addEntry stores one path met during the walk.
@@ -199,12 +213,8 @@ func (aw *archiveWriter) addSymlink(name, p string, info fs.FileInfo) error {
 // the same inode was already stored in this source.
 func (aw *archiveWriter) addFile(name, p string) error {
 	f, err := openFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		aw.warn("%s vanished while being archived; skipping it", p)
-		return nil
-	}
 	if err != nil {
-		return fmt.Errorf("archive %s: %w", p, err)
+		return aw.openFailed(p, err)
 	}
 	defer f.Close()
 

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/buildkite"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
@@ -143,7 +145,32 @@ func TestAStoreThatCannotBeSetUp(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("restore: %v, want the SDK's error about %s", err, want)
 	}
+	if _, err := c.Restore(t.Context(), []cachekey.Key{{Level: config.LevelFile, Name: "k-", Newest: true}}); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("restore of a family: %v, want the SDK's error about %s", err, want)
+	}
+	if _, err := c.Lookup(t.Context(), []cachekey.Key{{Level: config.LevelFile, Name: "k.tar.zst"}}); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("lookup: %v, want the SDK's error about %s", err, want)
+	}
 	if _, err := inv.openCache(t.Context(), true); err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("open the cache of a save: %v, want the SDK's error about %s", err, want)
+	}
+}
+
+// Every method of a store still being set up gives up when its context ends.
+func TestPendingStoreGivesUpWithItsContext(t *testing.T) {
+	p := &pendingStore{done: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := p.Head(ctx, "k"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("head: %v", err)
+	}
+	if _, err := p.Open(ctx, s3.Object{}).Read(make([]byte, 1)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("open: %v", err)
+	}
+	if _, errs := p.UploadEach(ctx, []string{"a", "b"}, strings.NewReader("x"), s3.PutOptions{}); len(errs) != 2 || !errors.Is(errs[1], context.DeadlineExceeded) {
+		t.Errorf("upload: %v", errs)
+	}
+	if err := p.Mark(ctx, "m"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("mark: %v", err)
 	}
 }
