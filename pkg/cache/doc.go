@@ -19,8 +19,11 @@
 // change time in the walk is later than the moment the archive began reading them less
 // ctimeWindow, the same inodes stand at the paths and the files hold the bytes the archive
 // read of them (a write(2) begun before stamps its file only as it begins): any change while the
-// archive read them would show so. A restore whose candidate, after its HEAD, is that object and whose paths
-// still have that digest downloads nothing and reports the same hit (Restored.Warm). The stamp
+// archive read them would show so. A restore whose candidate, after its HEAD, is that object and
+// whose paths still have that digest downloads nothing and reports the same hit
+// (Restored.Warm). It starts that walk as soon as it holds the paths' locks and finds a stamp,
+// while it looks the candidates up (warmWalk), and stops it before any download may change
+// the paths; a later candidate that the stamp names is checked with a new walk. The stamp
 // is written only once any later change is bound to carry a later inode change time; a missing
 // or corrupt stamp, or any difference, is a real restore.
 //

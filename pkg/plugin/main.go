@@ -25,7 +25,7 @@ func Main(name string, hook Hook, args []string, stdout io.Writer) int {
 
 // memoryLimit is the soft limit of the Go heap of a hook, and gcPercent its collector's target
 // (GOGC). What a save or a restore holds at once is bounded by its buffers (upload parts, zstd
-// frames, read-ahead; download ranges, the writer pool: under 200 MiB at the default concurrency
+// frames; download ranges, the writer pool: under 200 MiB at the default concurrency
 // and part size, docs/design.md#performance-and-memory), and nearly all of it is byte buffers the
 // collector does not scan, so a collection costs little. Garbage costs more: the collector's
 // default lets the heap grow to twice what is live, and every page the heap grows into is a page
