@@ -36,8 +36,6 @@ type Cache struct {
 	// restore never waits for what it starts. Lookup, which sends HEAD requests alone, does not
 	// call it.
 	Used func(key string)
-
-	warmWalked func() // test hook: the walk a restore starts for warm restores ended; nil in production
 }
 
 // New returns the cache of paths in store, configured by o. Zero options mean their documented
@@ -92,9 +90,6 @@ func (c *Cache) Restore(ctx context.Context, candidates []cachekey.Key) (Restore
 		return Restored{Hit: Miss}, fmt.Errorf("restore: %w", err)
 	}
 	defer locks.Unlock()
-	// Walk the paths while the lookups go on: a warm restore is mostly this walk.
-	walk := c.startWarmWalk(ctx)
-	defer walk.stop()
 	for i, k := range candidates {
 		c.Log.Group("Restoring cache (%s level)", k.Level)
 		k, err := c.resolve(ctx, k)
@@ -104,7 +99,7 @@ func (c *Cache) Restore(ctx context.Context, candidates []cachekey.Key) (Restore
 		if err != nil {
 			return Restored{Hit: Miss}, fmt.Errorf("restore: %w", err)
 		}
-		r, err := c.restoreKey(ctx, k, walk)
+		r, err := c.restoreKey(ctx, k)
 		if errors.Is(err, errMissing) {
 			if r.Restarts > 0 {
 				c.Log.Infof("%s disappeared during the restore (expired?)", k.Name)
@@ -204,9 +199,8 @@ func (c *Cache) used(key string) {
 // errMissing: the key has no object (any more).
 var errMissing = errors.New("no object at the key")
 
-// restoreKey downloads and extracts one key, restarting when the object changes under it,
-// unless walk shows that the paths hold it already.
-func (c *Cache) restoreKey(ctx context.Context, k cachekey.Key, walk *warmWalk) (Restored, error) {
+// restoreKey downloads and extracts one key, restarting when the object changes under it.
+func (c *Cache) restoreKey(ctx context.Context, k cachekey.Key) (Restored, error) {
 	start := time.Now()
 	r := Restored{Key: k}
 	for {
@@ -220,12 +214,11 @@ func (c *Cache) restoreKey(ctx context.Context, k cachekey.Key, walk *warmWalk) 
 		if r.Restarts == 0 {
 			c.Log.Infof("Found %s (%s)", k.Name, buildkite.Bytes(obj.Size))
 			c.used(k.Name)
-			if t, st, ok := c.warm(ctx, obj, walk); ok {
+			if t, st, ok := c.warm(ctx, obj); ok {
 				r.Warm, r.Since, r.Duration = true, st.At, time.Since(start)
 				r.Stats = archive.Stats{Entries: t.entries, Bytes: t.bytes}
 				return r, nil
 			}
-			walk.stop() // before the paths change, and to leave the cores to the download
 		}
 		stats, n, err := c.download(ctx, obj)
 		r.Size, r.Stats = n, stats

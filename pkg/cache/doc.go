@@ -21,11 +21,8 @@
 // read of them (a write(2) begun before stamps its file only as it begins): any change while the
 // archive read them would show so. A restore whose candidate, after its HEAD, is that object and
 // whose paths still have that digest downloads nothing and reports the same hit
-// (Restored.Warm). It starts that walk as soon as it holds the paths' locks and finds a stamp,
-// while it looks the candidates up (warmWalk), and stops it before any download may change
-// the paths; a later candidate that the stamp names is checked with a new walk. The stamp
-// is written only once any later change is bound to carry a later inode change time; a missing
-// or corrupt stamp, or any difference, is a real restore.
+// (Restored.Warm). The stamp is written only once any later change is bound to carry a later
+// inode change time; a missing or corrupt stamp, or any difference, is a real restore.
 //
 // Last use: Cache.Used, when set, is told the key of each hit of Restore as its download starts,
 // so the hooks can leave a last-use marker for s3-cache gc alongside the download; it must not

@@ -3,6 +3,3 @@ package cache
 // CtimeWindow is ctimeWindow for the tests of package cache_test: a save stamps only a tree
 // whose latest change is at least that much older than the save.
 const CtimeWindow = ctimeWindow
-
-// OnWarmWalk sets the function called when the walk a restore starts for warm restores ends.
-func OnWarmWalk(c *Cache, f func()) { c.warmWalked = f }

@@ -172,69 +172,16 @@ func (c *Cache) readStamp() (stamp, bool) {
 	return st, true
 }
 
-// warmWalk is the walk of c.Paths a restore starts as soon as it holds their locks, while it
-// still looks up which object to restore: on a warm agent the walk is then well under way, or
-// done, when the answer comes. It walks only when a stamp of the paths exists.
-type warmWalk struct {
-	paths   []string
-	st      stamp
-	ok      bool // st was read
-	cancel  context.CancelFunc
-	done    chan struct{} // closed once t and err are set
-	t       tree
-	err     error
-	stopped bool // stop was called: the paths may have changed since the walk
-}
-
-// startWarmWalk reads the stamp of c.Paths and, if there is one, starts walking the paths. The
-// caller holds the paths' host locks exclusively and calls stop before it changes them.
-func (c *Cache) startWarmWalk(ctx context.Context) *warmWalk {
-	w := &warmWalk{paths: c.Paths}
-	if w.st, w.ok = c.readStamp(); !w.ok {
-		return w
-	}
-	ctx, w.cancel = context.WithCancel(ctx)
-	w.done = make(chan struct{})
-	go func() {
-		defer close(w.done)
-		w.t, w.err = digestTree(ctx, w.paths)
-		if c.warmWalked != nil {
-			c.warmWalked()
-		}
-	}()
-	return w
-}
-
-// stop ends the walk, if one runs, and returns once it has.
-func (w *warmWalk) stop() {
-	if w.done == nil || w.stopped {
-		return
-	}
-	w.cancel()
-	<-w.done
-	w.stopped = true
-}
-
-// result is the walk of the paths: the one started, or after stop (a download may have been
-// tried since) a new one.
-func (w *warmWalk) result(ctx context.Context) (tree, error) {
-	if w.stopped {
-		return digestTree(ctx, w.paths)
-	}
-	<-w.done
-	return w.t, w.err
-}
-
 // warm reports whether c.Paths still hold obj's content, as a restore or save of it on this
 // host left them: the stamp names obj and the tree's digest is the one recorded then. The
-// caller holds the paths' host locks exclusively, since it started w.
-func (c *Cache) warm(ctx context.Context, obj s3.Object, w *warmWalk) (tree, stamp, bool) {
-	st := w.st
-	if !w.ok || !slices.Contains(st.Objects, objectOf(obj.Key, obj.ETag)) {
+// caller holds the paths' host locks exclusively.
+func (c *Cache) warm(ctx context.Context, obj s3.Object) (tree, stamp, bool) {
+	st, ok := c.readStamp()
+	if !ok || !slices.Contains(st.Objects, objectOf(obj.Key, obj.ETag)) {
 		return tree{}, st, false
 	}
 	paths, at := strings.Join(c.Paths, ", "), st.At.UTC().Format(time.RFC3339)
-	t, err := w.result(ctx)
+	t, err := digestTree(ctx, c.Paths)
 	switch {
 	case err != nil:
 		c.Log.Infof("Could not tell whether %s changed since %s was restored or saved there (%s): %v; restoring it",

@@ -338,42 +338,6 @@ func TestNoStampDirNoWarmRestores(t *testing.T) {
 	}
 }
 
-// headStore answers HEAD requests with head.
-type headStore struct {
-	cache.Store
-	head func(ctx context.Context, key string) (s3.Object, error)
-}
-
-func (s *headStore) Head(ctx context.Context, key string) (s3.Object, error) { return s.head(ctx, key) }
-
-// A restore walks its paths while it looks the object up: on a warm agent the walk is done
-// or under way when the answer comes. Here the answer waits for the walk to end.
-func TestWarmWalkRunsDuringTheLookup(t *testing.T) {
-	_, h := startWarm(t)
-	dir := filepath.Join(t.TempDir(), "node_modules")
-	makeTree(t, dir, 64<<10)
-	age()
-	c, log := h.cache(dir)
-	k := key("warm/during.tar.zst")
-	if s, err := saveOne(t, c, k); err != nil || !s.Stored {
-		t.Fatalf("save: %+v, %v\n%s", s, err, log)
-	}
-	walked := make(chan struct{}, 1)
-	cache.OnWarmWalk(c, func() { walked <- struct{}{} })
-	store := c.Store
-	c.Store = &headStore{Store: store, head: func(ctx context.Context, key string) (s3.Object, error) {
-		select {
-		case <-walked:
-			return store.Head(ctx, key)
-		case <-time.After(10 * time.Second):
-			return s3.Object{}, fmt.Errorf("no walk of the paths ended before the lookup of %s", key)
-		}
-	}}
-	if r := h.restore(c, log, k); !r.Warm || r.Hit != cache.Exact {
-		t.Fatalf("restore: %+v, want warm\n%s", r, log)
-	}
-}
-
 // vanishingStore finds the object at key once; its download fails, and then it is gone, as if
 // it expired meanwhile. during, if set, runs as the download begins.
 type vanishingStore struct {
@@ -403,10 +367,9 @@ func (s *vanishingStore) Open(ctx context.Context, obj s3.Object) io.ReadCloser 
 	return io.NopCloser(readerFunc(func([]byte) (int, error) { return 0, s3.ErrNotFound }))
 }
 
-// A restore that finds an object the stamp does not name stops walking its paths before it
-// tries to replace them. If that object vanishes, the next candidate, which the stamp names, is
-// checked with a new walk: warm if the paths are untouched, and a real restore if they changed
-// meanwhile, which the walk from before the download cannot have seen.
+// A restore that finds an object the stamp does not name tries to download it. If that object
+// vanishes, the next candidate, which the stamp names, is checked against the paths as they are
+// then: warm if they are untouched, and a real restore if they changed meanwhile.
 func TestWarmAfterTheFirstHitVanished(t *testing.T) {
 	srv, h := startWarm(t)
 	elsewhere := filepath.Join(t.TempDir(), "node_modules")

@@ -104,7 +104,7 @@ func (inv *Invocation) restore(ctx context.Context, sc scope) (cache.Restored, [
 		from += ", then from the shared namespace"
 	}
 	inv.Log.Infof("Restoring from %s: %s", from, sc.why)
-	cc, err := inv.openCache(ctx, false)
+	cc, err := inv.openCache(ctx)
 	if err != nil {
 		return miss, candidates, err
 	}
@@ -179,7 +179,7 @@ func PostCommand(ctx context.Context, inv *Invocation) error {
 		}
 		st = state{SaveKeys: keys, Hit: cache.Miss}
 	}
-	cc, err := inv.openCache(ctx, true)
+	cc, err := inv.openCache(ctx)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ package plugin
 
 import (
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -39,118 +38,35 @@ func (inv *Invocation) cachePaths() ([]string, error) {
 }
 
 // openCache returns the cache the hooks work with: the seam's, when set, or the configured one.
-// Its store is set up in the background (pendingStore) unless ready: a restore takes its locks
-// and starts walking its paths meanwhile; a save, which reads every path before it needs the
-// store, wants a configuration error before it begins.
-func (inv *Invocation) openCache(ctx context.Context, ready bool) (hookCache, error) {
+func (inv *Invocation) openCache(ctx context.Context) (hookCache, error) {
 	if inv.newCache != nil {
 		return inv.newCache(ctx)
 	}
-	c, store, err := inv.buildCache(ctx)
+	c, err := inv.buildCache(ctx)
 	if err != nil {
 		return nil, err
-	}
-	if ready {
-		if _, err := store.wait(ctx); err != nil {
-			return nil, err
-		}
 	}
 	return c, nil
 }
 
-// buildCache builds the cache the configuration describes: the store as configured (being set
-// up), logging to the job's log, and the cache of the resolved paths.
-func (inv *Invocation) buildCache(ctx context.Context) (*cache.Cache, *pendingStore, error) {
+// buildCache builds the cache the configuration describes: the store as configured, logging to
+// the job's log, and the cache of the resolved paths.
+func (inv *Invocation) buildCache(ctx context.Context) (*cache.Cache, error) {
 	paths, err := inv.cachePaths()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	o := inv.Config.Store
 	o.Log = inv.Log
-	store := startStore(ctx, o)
+	store, err := s3.New(ctx, o)
+	if err != nil {
+		return nil, err
+	}
 	c := cache.New(store, inv.Log, paths, inv.cacheOptions())
 	inv.usage = &usage{ctx: ctx, store: store, prefix: inv.Config.Prefix, log: inv.Log, now: time.Now,
 		scope: o.Endpoint + "\x00" + o.Bucket, dir: stateDir()}
 	c.Used = inv.usage.used
-	return c, store, nil
-}
-
-// pendingStore is the store s3.New is setting up in another goroutine: loading the SDK's
-// configuration takes tens of milliseconds of CPU (a CA bundle to parse, when AWS_CA_BUNDLE
-// names one) and may ask the bucket for its region. Each method waits for it, and fails with
-// its error.
-type pendingStore struct {
-	done  chan struct{} // closed once store or err is set
-	store *s3.Store
-	err   error
-}
-
-func startStore(ctx context.Context, o s3.Options) *pendingStore {
-	p := &pendingStore{done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		p.store, p.err = s3.New(ctx, o)
-	}()
-	return p
-}
-
-func (p *pendingStore) wait(ctx context.Context) (*s3.Store, error) {
-	select {
-	case <-p.done:
-		return p.store, p.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-func (p *pendingStore) Head(ctx context.Context, key string) (s3.Object, error) {
-	s, err := p.wait(ctx)
-	if err != nil {
-		return s3.Object{}, err
-	}
-	return s.Head(ctx, key)
-}
-
-func (p *pendingStore) Open(ctx context.Context, obj s3.Object) io.ReadCloser {
-	s, err := p.wait(ctx)
-	if err != nil {
-		return failedBody{err}
-	}
-	return s.Open(ctx, obj)
-}
-
-// failedBody is the body of an object that could not be opened.
-type failedBody struct{ err error }
-
-func (b failedBody) Read([]byte) (int, error) { return 0, b.err }
-func (b failedBody) Close() error             { return nil }
-
-func (p *pendingStore) UploadEach(ctx context.Context, keys []string, r io.Reader, o s3.PutOptions) ([]s3.Result, []error) {
-	s, err := p.wait(ctx)
-	if err != nil {
-		errs := make([]error, len(keys))
-		for i := range errs {
-			errs[i] = err
-		}
-		return make([]s3.Result, len(keys)), errs
-	}
-	return s.UploadEach(ctx, keys, r, o)
-}
-
-func (p *pendingStore) Newest(ctx context.Context, prefix string) (s3.Listed, error) {
-	s, err := p.wait(ctx)
-	if err != nil {
-		return s3.Listed{}, err
-	}
-	return s.Newest(ctx, prefix)
-}
-
-func (p *pendingStore) Mark(ctx context.Context, key string) error {
-	s, err := p.wait(ctx)
-	if err != nil {
-		return err
-	}
-	return s.Mark(ctx, key)
+	return c, nil
 }
 
 // cacheOptions are the configured cache options, with the directory of the stamps of warm

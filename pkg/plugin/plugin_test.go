@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"context"
 	"errors"
 	"io"
 	"os"
@@ -9,10 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/buildkite"
-	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
 )
@@ -79,7 +76,7 @@ func TestOverlappingPathsAreAConfigurationError(t *testing.T) {
 	for _, paths := range [][]string{{"node_modules", "node_modules/.cache"}, {"a", "./a"}, {"~/.npm", "~"}} {
 		r := &Invocation{Config: &config.Config{Paths: paths, Store: s3.Options{Bucket: "b"}}, Job: buildkite.Job{Dir: "/co", Home: "/home/u"},
 			Log: buildkite.NewLog(io.Discard)}
-		_, _, err := r.buildCache(t.Context())
+		_, err := r.buildCache(t.Context())
 		var ce *config.Error
 		if !errors.As(err, &ce) || ce.Key != "paths" {
 			t.Errorf("paths %q: %v, want a configuration error", paths, err)
@@ -116,7 +113,7 @@ func TestDangerousPathsAreAConfigurationError(t *testing.T) {
 	} {
 		r := &Invocation{Config: &config.Config{Paths: []string{tc.path}, Store: s3.Options{Bucket: "b"}}, Job: buildkite.Job{Dir: co, Home: tc.home},
 			Log: buildkite.NewLog(io.Discard)}
-		_, _, err := r.buildCache(t.Context())
+		_, err := r.buildCache(t.Context())
 		var ce *config.Error
 		if !errors.As(err, &ce) || ce.Key != "path" || !strings.Contains(err.Error(), strconv.Quote(tc.path)) ||
 			!strings.Contains(err.Error(), tc.msg) {
@@ -125,52 +122,17 @@ func TestDangerousPathsAreAConfigurationError(t *testing.T) {
 	}
 }
 
-// The store is set up while a restore takes its locks and walks its paths: a configuration the
-// SDK cannot load fails the restore (a runtime error, as it was when it failed first). A save
-// waits for the store before it reads a byte, and fails with the same error.
+// A configuration the SDK cannot load (a profile that does not exist) fails the hook's cache
+// with the SDK's error, before anything is restored or read: a runtime error.
 func TestAStoreThatCannotBeSetUp(t *testing.T) {
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
-	co := t.TempDir()
 	inv := &Invocation{Config: &config.Config{Paths: []string{"node_modules"},
 		Store: s3.Options{Bucket: "b", Endpoint: "http://127.0.0.1:1", Profile: "no-such-profile"}},
-		Job: buildkite.Job{Dir: co, Home: t.TempDir()}, Log: buildkite.NewLog(io.Discard)}
-	want := "no-such-profile"
-
-	c, err := inv.openCache(t.Context(), false)
-	if err != nil {
-		t.Fatalf("open the cache of a restore: %v, want the error from the restore", err)
-	}
-	_, err = c.Restore(t.Context(), []cachekey.Key{{Level: config.LevelFile, Name: "k.tar.zst"}})
-	if err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("restore: %v, want the SDK's error about %s", err, want)
-	}
-	if _, err := c.Restore(t.Context(), []cachekey.Key{{Level: config.LevelFile, Name: "k-", Newest: true}}); err == nil || !strings.Contains(err.Error(), want) {
-		t.Errorf("restore of a family: %v, want the SDK's error about %s", err, want)
-	}
-	if _, err := c.Lookup(t.Context(), []cachekey.Key{{Level: config.LevelFile, Name: "k.tar.zst"}}); err == nil || !strings.Contains(err.Error(), want) {
-		t.Errorf("lookup: %v, want the SDK's error about %s", err, want)
-	}
-	if _, err := inv.openCache(t.Context(), true); err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("open the cache of a save: %v, want the SDK's error about %s", err, want)
-	}
-}
-
-// Every method of a store still being set up gives up when its context ends.
-func TestPendingStoreGivesUpWithItsContext(t *testing.T) {
-	p := &pendingStore{done: make(chan struct{})}
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-	defer cancel()
-	if _, err := p.Head(ctx, "k"); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("head: %v", err)
-	}
-	if _, err := p.Open(ctx, s3.Object{}).Read(make([]byte, 1)); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("open: %v", err)
-	}
-	if _, errs := p.UploadEach(ctx, []string{"a", "b"}, strings.NewReader("x"), s3.PutOptions{}); len(errs) != 2 || !errors.Is(errs[1], context.DeadlineExceeded) {
-		t.Errorf("upload: %v", errs)
-	}
-	if err := p.Mark(ctx, "m"); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("mark: %v", err)
+		Job: buildkite.Job{Dir: t.TempDir(), Home: t.TempDir()}, Log: buildkite.NewLog(io.Discard)}
+	_, err := inv.openCache(t.Context())
+	var ce *config.Error
+	if err == nil || !strings.Contains(err.Error(), "no-such-profile") || errors.As(err, &ce) {
+		t.Fatalf("open the cache: %v, want the SDK's error about no-such-profile, not a configuration error", err)
 	}
 }
