@@ -176,9 +176,9 @@ func readUmask() umask {
 	return umask{}
 }
 
-// inFile is a regular file being read ahead to be archived, as a bare
-// descriptor: no os.File, so no poller registration (a failed epoll_ctl per
-// file) and no finalizer. A save opens tens of thousands of them.
+// inFile is a regular file being archived, as a bare descriptor: no
+// os.File, so no poller registration (a failed epoll_ctl per file) and no
+// finalizer. A save opens tens of thousands of them.
 type inFile struct {
 	fd   int
 	path string

@@ -25,15 +25,15 @@ const (
 	// is streamed to disk by the reader itself with its 1 MiB buffer.
 	maxPooledFile = 1 << 20
 	// Content buffers come in powers of two, from 1<<minBufShift (4 KiB) to
-	// maxPooledFile (1<<20): numBufClass classes, each with its sync.Pool
+	// maxPooledFile (1<<20): numBufClass classes, each with its free list
 	// (see sizedBuffers).
 	minBufShift = 12
 	numBufClass = 20 - minBufShift + 1
 )
 
 // sizedBuffers recycles the buffers of small files' contents, in powers of
-// two from 4 KiB to 1 MiB. A save reads and a restore writes hundreds of
-// megabytes through them: recycled, they stay a few megabytes of memory that
+// two from 4 KiB to 1 MiB. A restore writes hundreds of megabytes through
+// them: recycled, they stay a few megabytes of memory that
 // is already mapped, where fresh ones would be garbage the heap grows into, a
 // page fault per 4 KiB (dearer than the copy on a virtual machine) and
 // collections. It keeps up to keep bytes of free buffers: a sync.Pool would
@@ -65,7 +65,7 @@ func (s *sizedBuffers) get(size int64) ([]byte, int) {
 
 // put gives back a buffer get returned with class: it is kept for a later
 // get if there is room, and left to the collector otherwise. A class below 0
-// (no buffer: an empty file, a failed read) is nothing to give back.
+// (no buffer: an empty file) is nothing to give back.
 func (s *sizedBuffers) put(b []byte, class int) {
 	if class < 0 {
 		return
