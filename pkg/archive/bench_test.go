@@ -235,3 +235,32 @@ func BenchmarkRemoveTree(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEncodeBlock compresses one 8 MiB block of random bytes and one of
+// text, as a frameWriter's worker does: the random one is stored raw after
+// the sampling test, the text one searched for matches.
+func BenchmarkEncodeBlock(b *testing.B) {
+	f, err := newFrameWriter(io.Discard, 0, zstdBlockSize)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.abort()
+	for _, in := range []struct {
+		name string
+		src  []byte
+	}{{"random", randomInput(zstdBlockSize, 1)}, {"text", wordText(zstdBlockSize, 1)}} {
+		out := make([]byte, 0, 2*zstdBlockSize)
+		b.Run(in.name+"/sampled", func(b *testing.B) {
+			b.SetBytes(zstdBlockSize)
+			for b.Loop() {
+				out = f.encode(in.src, out[:0])
+			}
+		})
+		b.Run(in.name+"/searched", func(b *testing.B) {
+			b.SetBytes(zstdBlockSize)
+			for b.Loop() {
+				out = f.enc.EncodeAll(in.src, out[:0])
+			}
+		})
+	}
+}

@@ -12,6 +12,11 @@
 // concatenation of frames that any zstd decoder reads (what `zstd -T0` and
 // pzstd write; Extract reads a stream of one frame, from the zstd command or
 // an earlier version, just the same). At most workers+2 blocks are held.
+// Runs of 512 KiB or more of a block that look random (a sampled byte
+// entropy: random or already compressed data) are stored in raw frames of
+// their own, without the search for matches that would find none; those
+// frames carry no checksum of their own, the trailer covers them (see
+// rawRuns).
 // The walk of a directory source runs ahead of the tar writer, and 4 workers
 // open its regular files meanwhile and have the kernel start reading those
 // of up to 1 MiB (posix_fadvise); the writer takes the entries in walk

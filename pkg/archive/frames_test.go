@@ -2,12 +2,15 @@ package archive
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -259,4 +262,187 @@ func TestFrameWriterLendsNoSpaceAfterFailureOrClose(t *testing.T) {
 	if _, err := fw.Write([]byte("x")); err == nil {
 		t.Error("write after Close succeeded")
 	}
+}
+
+// randomInput returns n bytes that no compressor can shrink.
+func randomInput(n int, seed uint64) []byte {
+	b := make([]byte, n)
+	_, _ = rand.NewChaCha8([32]byte{byte(seed)}).Read(b)
+	return b
+}
+
+// wordText returns n bytes of text made of words drawn at random from a
+// vocabulary: compressible, but not trivially.
+func wordText(n int, seed uint64) []byte {
+	rnd := rand.New(rand.NewPCG(seed, 2))
+	words := make([]string, 2000)
+	for i := range words {
+		w := make([]byte, 3+rnd.IntN(8))
+		for j := range w {
+			w[j] = byte('a' + rnd.IntN(26))
+		}
+		words[i] = string(w)
+	}
+	var b bytes.Buffer
+	for b.Len() < n {
+		b.WriteString(words[rnd.IntN(len(words))])
+		b.WriteByte(" \n"[rnd.IntN(2)])
+	}
+	return b.Bytes()[:n]
+}
+
+// TestRawRuns: the runs stored raw are the runs of whole segments that look
+// random, of rawRunMin or more; a compressible run longer than the sampling
+// stride anywhere in a segment keeps it compressed, a tar header does not.
+func TestRawRuns(t *testing.T) {
+	const seg, block = rawBlockMax, zstdBlockSize
+	text := wordText(block, 1)
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	_, _ = zw.Write(wordText(4*block, 2))
+	_ = zw.Close()
+	if gz.Len() < 1<<20 {
+		t.Fatalf("only %d bytes of gzip data", gz.Len())
+	}
+	random := func(n int) []byte { return randomInput(n, uint64(n)) }
+	with := func(b []byte, at int, what []byte) []byte {
+		b = bytes.Clone(b)
+		copy(b[at:], what)
+		return b
+	}
+	header := make([]byte, 512) // a tar header: mostly zeros and ASCII
+	copy(header, "node_modules/lodash/package.json\x00\x000000644\x000000000\x00")
+	for _, tc := range []struct {
+		name string
+		src  []byte
+		want []span
+	}{
+		{"random block", random(block), []span{{0, block}}},
+		{"random, the shortest run", random(rawRunMin), []span{{0, rawRunMin}}},
+		{"random, a short tail joins the last segment", random(rawRunMin + 17), []span{{0, rawRunMin + 17}}},
+		{"random, too short a run", random(rawRunMin - 1), nil},
+		{"gzip output", gz.Bytes()[:1<<20], []span{{0, 1 << 20}}},
+		{"text", text, nil},
+		{"zeros", make([]byte, block), nil},
+		{"empty", nil, nil},
+		{"random with text at the start", with(random(block), 0, text[:sampleStride]), []span{{seg, block}}},
+		{"random with text between the samples", with(random(block), block/2+randomSample, text[:sampleStride]),
+			[]span{{0, block / 2}, {block/2 + seg, block}}},
+		{"random with text in the last segment", with(random(block), block-sampleStride, text[:sampleStride]), []span{{0, block - seg}}},
+		{"random with a tar header in a sample", with(random(block), 5*seg, header), []span{{0, 5 * seg}, {6 * seg, block}}},
+		{"random with a tar header between the samples", with(random(block), 5*seg+2*randomSample, header), []span{{0, block}}},
+		{"half random, half text", append(random(block/2), text[:block/2]...), []span{{0, block / 2}}},
+		{"a short random run among text", append(append(append(random(2*rawRunMin), text[:seg]...), random(rawRunMin-seg)...), text[:seg]...),
+			[]span{{0, 2 * rawRunMin}}},
+	} {
+		if got := rawRuns(tc.src); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: raw runs %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestStoredFrames: a random block is written as a raw frame (no search for
+// matches, no frame checksum), a compressible one as before; the stream
+// decodes, with this package and with the zstd command line, and a flipped
+// byte in a raw frame is caught by the archive's checksum, leaving the target
+// as it was.
+func TestStoredFrames(t *testing.T) {
+	src := filepath.Join(tempDir(t), "src")
+	random := randomInput(2*zstdBlockSize+12345, 7)
+	writeFile(t, filepath.Join(src, "a.random"), string(random), 0o644, time.Now())
+	writeFile(t, filepath.Join(src, "b.text"), string(testInput(zstdBlockSize, 8)), 0o644, time.Now())
+	plain, _ := mustWrite(t, []string{src}, None, 0, nil)
+	data, _ := mustWrite(t, []string{src}, Zstd, 0, nil)
+
+	// Frames in order: the first block's first segment holds the tar
+	// headers (compressed), the rest of it random bytes (raw); the second
+	// block is random (raw); the rest is text.
+	frames := zstdFrames(t, data)
+	kinds := make([]bool, len(frames))
+	for i, frame := range frames {
+		kinds[i] = isRawFrame(frame)
+	}
+	if want := []bool{false, true, true, false, false}; !slices.Equal(kinds, want) {
+		t.Fatalf("frames stored raw: %v, want %v", kinds, want)
+	}
+	if !bytes.Equal(frames[1][rawFrameHeader+3:][:rawBlockMax], plain[rawBlockMax:][:rawBlockMax]) {
+		t.Error("the first raw frame does not hold the tar bytes as they are")
+	}
+
+	cmd := exec.Command("zstd", "-d", "-c", "-q")
+	cmd.Stdin = bytes.NewReader(data)
+	if decoded, err := cmd.Output(); err != nil || !bytes.Equal(decoded, plain) {
+		t.Errorf("zstd -d: %v; decoded %d bytes, want the %d bytes of the tar stream", err, len(decoded), len(plain))
+	}
+	target := filepath.Join(tempDir(t), "target")
+	if _, err := Extract(context.Background(), bytes.NewReader(data), []string{target}, Zstd, nil); err != nil {
+		t.Fatalf("Extract: %v", err)
+	}
+	assertSameTree(t, src, target)
+
+	flipped := bytes.Clone(data)
+	flipped[len(frames[0])+len(frames[1])+len(frames[2])/2] ^= 0x40
+	parent, target := newTargetParent(t)
+	before := snapshot(t, parent)
+	if _, err := Extract(context.Background(), bytes.NewReader(flipped), []string{target}, Zstd, nil); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a flipped byte in a raw frame: err = %v, want ErrCorrupt", err)
+	}
+	if after := snapshot(t, parent); after != before {
+		t.Errorf("a flipped byte in a raw frame: directory changed:\n%s", after)
+	}
+	assertNoLeftovers(t, parent)
+}
+
+// rawFrameHeader is the size of the header appendRawFrame writes for a block
+// under 4 GiB: magic number, descriptor, content size.
+const rawFrameHeader = 4 + 1 + 4
+
+// zstdFrames splits a stream into its frames, by decoding each frame alone.
+func zstdFrames(t *testing.T, stream []byte) [][]byte {
+	t.Helper()
+	var frames [][]byte
+	for len(stream) > 0 {
+		var h zstd.Header
+		if err := h.Decode(stream); err != nil {
+			t.Fatalf("frame %d: %v", len(frames)+1, err)
+		}
+		// The frame ends after its last block (and checksum); walk the blocks.
+		off := h.HeaderSize
+		for {
+			if off+3 > len(stream) {
+				t.Fatalf("frame %d is cut short", len(frames)+1)
+			}
+			bh := uint32(stream[off]) | uint32(stream[off+1])<<8 | uint32(stream[off+2])<<16
+			size := int(bh >> 3)
+			if (bh>>1)&3 == 1 { // RLE: one byte stands for size bytes
+				size = 1
+			}
+			off += 3 + size
+			if bh&1 == 1 {
+				break
+			}
+		}
+		if h.HasCheckSum {
+			off += 4
+		}
+		frames = append(frames, stream[:off])
+		stream = stream[off:]
+	}
+	return frames
+}
+
+// isRawFrame tells whether a frame is stored: every block raw, no checksum.
+func isRawFrame(frame []byte) bool {
+	var h zstd.Header
+	if h.Decode(frame) != nil || h.HasCheckSum {
+		return false
+	}
+	for off := h.HeaderSize; off+3 <= len(frame); {
+		bh := uint32(frame[off]) | uint32(frame[off+1])<<8 | uint32(frame[off+2])<<16
+		if (bh>>1)&3 != 0 {
+			return false
+		}
+		off += 3 + int(bh>>3)
+	}
+	return true
 }
