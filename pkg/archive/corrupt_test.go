@@ -194,8 +194,9 @@ func TestZeroPaddingAccepted(t *testing.T) {
 // TestDamageThatLooksHostile: a damaged stream whose damage produces a
 // hostile-looking entry is reported as ErrCorrupt (so the download is
 // retried), not ErrUnsafe: the rest of the stream is read, and the checksum
-// trailer (or the decompressor's checksum) gives the damage away. The same
-// hostile name in an intact archive is ErrUnsafe.
+// trailer, a tar header that does not parse, or the decompressor's checksum
+// gives the damage away. The same hostile name in an intact archive is
+// ErrUnsafe.
 func TestDamageThatLooksHostile(t *testing.T) {
 	// A name longer than 100 bytes is stored in a PAX record, which (unlike
 	// the tar header block) has no checksum of its own.
@@ -208,6 +209,11 @@ func TestDamageThatLooksHostile(t *testing.T) {
 	zstdDamaged := compress(t, Zstd, damaged)
 	zstdDamagedFrame := compress(t, Zstd, rawTar(t, entries(hostile)))
 	zstdDamagedFrame[len(zstdDamagedFrame)-1] ^= 0xff // the frame checksum, as if damaged after compression
+	// Damage that makes a name hostile and the next header unreadable, where
+	// no frame checksum covers them (no compression, or a raw zstd frame):
+	// the trailer is never reached, but the header gives the damage away.
+	damagedTwice := bytes.Clone(damaged)
+	damagedTwice[bytes.LastIndex(damagedTwice, []byte("0/z"))+2] ^= 0x01
 
 	cases := []struct {
 		name string
@@ -220,6 +226,7 @@ func TestDamageThatLooksHostile(t *testing.T) {
 		{"damaged tar", None, damaged, ErrCorrupt},
 		{"damaged tar under zstd", Zstd, zstdDamaged, ErrCorrupt},
 		{"damaged zstd frame", Zstd, zstdDamagedFrame, ErrCorrupt},
+		{"damaged tar, then a header that does not parse", None, damagedTwice, ErrCorrupt},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

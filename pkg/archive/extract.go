@@ -302,19 +302,27 @@ func (x *extraction) verifyEnd(stream *checksumReader, before int64) error {
 
 // refuse returns unsafeErr, the refusal of a hostile entry, unless the stream
 // turns out to be damaged. A damaged stream can produce entries that look
-// hostile, so the rest of the stream is read (which verifies the checksum
-// trailer, if the tar stream still leads to one, then the decompressor's),
-// and a damaged one is reported as ErrCorrupt: a fresh download may then
-// succeed, while a hostile archive will not improve.
+// hostile, so the rest of the stream is read: the checksum trailer (if the
+// tar stream still leads to one), a tar header that does not parse, or the
+// decompressor's checksums give damage away, and a damaged stream is
+// reported as ErrCorrupt: a fresh download may then succeed, while a hostile
+// archive will not improve. A header that does not parse must count: raw
+// frames have no checksum of their own to tell.
 func (x *extraction) refuse(tr *tar.Reader, stream *checksumReader, unsafeErr error) error {
+	var damage error
 	for {
 		if err := x.skipContent(tr); err != nil {
-			break // drained below
+			damage = err
+			break
 		}
 		stream.mark()
 		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
 		if err != nil {
-			break // the end, or a stream too damaged to tell: drained below
+			damage = x.streamError("read tar header", err)
+			break
 		}
 		sealed, err := checkTrailer(hdr, stream)
 		if err != nil {
@@ -326,6 +334,9 @@ func (x *extraction) refuse(tr *tar.Reader, stream *checksumReader, unsafeErr er
 	}
 	if _, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, stream, x.buf); err != nil {
 		return x.streamError(fmt.Sprintf("read stream after refusing it (%v)", unsafeErr), err)
+	}
+	if damage != nil {
+		return fmt.Errorf("%w (after refusing it: %v)", damage, unsafeErr)
 	}
 	return unsafeErr
 }
