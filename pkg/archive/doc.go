@@ -8,7 +8,7 @@
 // below), so that every restore is verified whatever the compression. Write
 // compresses zstd on every core (up to 6): the tar stream is cut into blocks
 // of 8 MiB, each compressed as an independent zstd frame with its content
-// checksum, and the frames are written in order, so the stream is a plain
+// checksum (but for raw runs, below), and the frames are written in order, so the stream is a plain
 // concatenation of frames that any zstd decoder reads (what `zstd -T0` and
 // pzstd write; Extract reads a stream of one frame, from the zstd command or
 // an earlier version, just the same). At most workers+2 blocks are held.
@@ -128,8 +128,12 @@
 //  4. Verify. The CRC-32C of the tar bytes read is compared with the
 //     trailer's; a missing trailer, a mismatch, or any entry after the
 //     trailer is ErrCorrupt. After the tar end-of-archive marker the rest of
-//     the stream is read to its end, which makes the decompressor check its
-//     own checksum. Only zero bytes (tar padding) may follow the marker.
+//     the stream is read to its end, which makes the decompressor check the
+//     checksum of every compressed frame. Only zero bytes (tar padding) may
+//     follow the marker. After an entry refused as unsafe the rest of the
+//     stream is read too: a mismatched trailer, a tar header that does not
+//     parse or a frame checksum makes it ErrCorrupt, not ErrUnsafe (a raw
+//     frame has no checksum of its own to give damage away sooner).
 //     Code: checkTrailer, verifyEnd, and refuse after a hostile entry.
 //  5. Swap. Only then, for each target with content in the archive: on Linux
 //     (renameat2 RENAME_EXCHANGE) and macOS (renamex_np RENAME_SWAP) the

@@ -12,7 +12,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// zstdBlockSize is the tar bytes compressed into each zstd frame. Each frame
+// zstdBlockSize is the tar bytes compressed into each zstd frame (or into
+// several, where runs of the block are stored raw). Each frame
 // starts with an empty window, so smaller blocks compress worse: on the
 // node_modules corpus (530 MB) 4 MiB blocks made the archive 6.7% larger than
 // one stream, 8 MiB 3.7%, 16 MiB 1.9%, at the same CPU time. 8 MiB is the
@@ -31,7 +32,9 @@ var errFramesAborted = errors.New("zstd stream abandoned")
 
 // frameWriter compresses what is written to it as a sequence of independent
 // zstd frames, one per blockSize bytes of input (the last one shorter), each
-// with its content checksum. Frames are compressed concurrently, by up to
+// with its content checksum; a block with runs that look random is written
+// as several frames, those runs stored raw without a checksum (see rawRuns).
+// Frames are compressed concurrently, by up to
 // workers goroutines, and written to w in input order by one goroutine: the
 // concatenation is a valid zstd stream, which every decoder reads as the
 // input (what `zstd -T0` and pzstd do). At most workers+2 blocks are in
@@ -66,7 +69,7 @@ type frameJob struct {
 func newFrameWriter(w io.Writer, level, blockSize int) (*frameWriter, error) {
 	workers := min(runtime.GOMAXPROCS(0), maxZstdWorkers)
 	opts := []zstd.EOption{
-		zstd.WithEncoderCRC(true),            // every frame carries a checksum
+		zstd.WithEncoderCRC(true),            // every compressed frame carries a checksum
 		zstd.WithZeroFrames(true),            // an empty input still makes a valid frame
 		zstd.WithEncoderConcurrency(workers), // EncodeAll calls at once
 	}
@@ -263,13 +266,16 @@ func (f *frameWriter) setFailure(err error) {
 // look random are therefore stored raw without a search, in frames of their
 // own. The test is the byte entropy of samples: a 128 KiB segment looks
 // random when each of its samples does (randomSample bytes every
-// sampleStride, so that a compressible run longer than sampleStride is always
-// seen, at the cost of 1/16 of a pass over the data, and at most one sample
-// of a compressible segment). What it cannot see is high-entropy data
-// repeated within a block (the same .gz twice in 8 MiB): it is stored at its
-// full size. That costs space, never correctness. Only runs of rawRunMin or
-// more are split off, as each frame starts with an empty window: a short
-// random run (an image among sources) is compressed with its neighbours.
+// sampleStride, so that a compressible run of sampleStride+randomSample-1
+// bytes or more always holds a whole sample, at the cost of 1/16 of a pass
+// over the data, and at most one sample of a compressible segment). What it
+// cannot see costs space, never correctness: high-entropy data repeated
+// within a block (the same .gz twice in 8 MiB), and shorter compressible
+// runs between the samples (in the worst case, 8 KiB of random bytes and 8
+// KiB of zeros in turn, in step with the samples, are stored at twice the
+// size zstd would make). Only runs of rawRunMin or more are split off, as
+// each frame starts with an empty window: a short random run (an image among
+// sources) is compressed with its neighbours.
 const (
 	sampleStride = 16 << 10
 	randomSample = 1 << 10
@@ -364,7 +370,7 @@ func appendRawFrame(dst, src []byte) []byte {
 	dst = binary.LittleEndian.AppendUint32(dst, 0xFD2FB528) // magic number
 	// Frame header descriptor: a 4-byte content size, single segment, no
 	// checksum, no dictionary. An 8-byte size for the rest.
-	if len(src) <= math.MaxUint32 {
+	if uint64(len(src)) <= math.MaxUint32 {
 		dst = append(dst, 2<<6|1<<5)
 		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(src)))
 	} else {

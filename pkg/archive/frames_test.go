@@ -310,6 +310,25 @@ func TestRawRuns(t *testing.T) {
 		copy(b[at:], what)
 		return b
 	}
+	best, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer best.Close()
+	zst := best.EncodeAll(wordText(3*block/4, 3), nil) // entropy-coded tables and sequences: 7.3 to 7.9 bits a sample
+	if len(zst) < rawRunMin {
+		t.Fatalf("only %d bytes of zstd data", len(zst))
+	}
+	// Runs of bytes drawn from fewer values than 256, equally likely: what a
+	// 1 KiB sample of them measures is a little under log2(values).
+	rnd := rand.New(rand.NewPCG(4, 5))
+	skewed := func(values int) []byte {
+		b := make([]byte, sampleStride)
+		for i := range b {
+			b[i] = byte(rnd.IntN(values))
+		}
+		return b
+	}
 	header := make([]byte, 512) // a tar header: mostly zeros and ASCII
 	copy(header, "node_modules/lodash/package.json\x00\x000000644\x000000000\x00")
 	for _, tc := range []struct {
@@ -322,6 +341,10 @@ func TestRawRuns(t *testing.T) {
 		{"random, a short tail joins the last segment", random(rawRunMin + 17), []span{{0, rawRunMin + 17}}},
 		{"random, too short a run", random(rawRunMin - 1), nil},
 		{"gzip output", gz.Bytes()[:1<<20], []span{{0, 1 << 20}}},
+		{"zstd output at its highest level", zst[:rawRunMin], []span{{0, rawRunMin}}},
+		{"random with a run of 6.7 bits per byte (machine code: up to 6.3)", with(random(block), 2*seg, skewed(112)), []span{{3 * seg, block}}},
+		{"random with a run of 7.4 bits per byte (compressed formats: from 7.3)", with(random(block), 2*seg, skewed(181)), []span{{0, block}}},
+		{"random, text in the last 1000 bytes of a merged tail", with(random(rawRunMin+1000), rawRunMin, text[:1000]), nil},
 		{"text", text, nil},
 		{"zeros", make([]byte, block), nil},
 		{"empty", nil, nil},
