@@ -148,6 +148,16 @@ func fuzzSeeds(f *testing.F) []fuzzSeed {
 	}
 	add(frames.Bytes(), fuzzRawZstd)
 	add(frames.Bytes()[:len(frames.Bytes())/2], fuzzRawZstd)
+	// The same archive with runs stored raw (no frame checksum), between
+	// compressed frames, as Write stores random data.
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(true))
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer enc.Close()
+	stored := appendRawFrame(nil, plain[:1000])
+	stored = enc.EncodeAll(plain[1000:2000], stored)
+	add(appendRawFrame(stored, plain[2000:]), fuzzRawZstd)
 	add(unsealedEntries(f, []tarEntry{
 		{name: "0/", typ: tar.TypeDir, mode: 0o755},
 		{name: "0/d/f", typ: tar.TypeReg, body: "implicit parent"},
