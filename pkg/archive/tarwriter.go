@@ -14,12 +14,15 @@ import (
 // node_modules that copy, into memory the kernel had just copied the file
 // into, was a tenth of the CPU.
 //
-// Each header is formatted by a tar.Writer of its own: a tar.Writer keeps
-// nothing from one entry to the next but the padding it owes, which
-// tarWriter writes itself, so the headers are those of one tar.Writer.
+// The common headers (see appendHeader) are formatted here, byte for byte as
+// a tar.Writer formats them; any other by a tar.Writer of its own: a
+// tar.Writer keeps nothing from one entry to the next but the padding it
+// owes, which tarWriter writes itself, so the headers are those of one
+// tar.Writer.
 type tarWriter struct {
 	w     *checksumWriter
-	hdr   bytes.Buffer // the header being written
+	hdr   bytes.Buffer // the header being written by a tar.Writer
+	head  []byte       // the header being written by appendHeader
 	buf   []byte       // for contents when w does not lend
 	left  int64        // content bytes the current entry still needs
 	size  int64        // the current entry's size
@@ -37,20 +40,27 @@ func (t *tarWriter) WriteHeader(hdr *tar.Header) error {
 	if err := t.Flush(); err != nil {
 		return err
 	}
-	t.hdr.Reset()
-	hw := tar.NewWriter(&t.hdr)
-	if err := hw.WriteHeader(hdr); err != nil {
-		return err
-	}
-	// An entry without content may still owe padding (a global header's
-	// records); a regular file's is owed after its content.
-	if hdr.Typeflag != tar.TypeReg {
-		if err := hw.Flush(); err != nil {
+	var ok bool
+	if t.head, ok = appendHeader(t.head[:0], hdr); ok {
+		if _, err := t.w.Write(t.head); err != nil {
 			return err
 		}
-	}
-	if _, err := t.w.Write(t.hdr.Bytes()); err != nil {
-		return err
+	} else {
+		t.hdr.Reset()
+		hw := tar.NewWriter(&t.hdr)
+		if err := hw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		// An entry without content may still owe padding (a global header's
+		// records); a regular file's is owed after its content.
+		if hdr.Typeflag != tar.TypeReg {
+			if err := hw.Flush(); err != nil {
+				return err
+			}
+		}
+		if _, err := t.w.Write(t.hdr.Bytes()); err != nil {
+			return err
+		}
 	}
 	if hdr.Typeflag == tar.TypeReg {
 		t.left, t.size, t.pad = hdr.Size, hdr.Size, (blockSize-hdr.Size%blockSize)%blockSize

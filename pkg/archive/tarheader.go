@@ -1,0 +1,166 @@
+package archive
+
+import (
+	"archive/tar"
+	"path"
+	"strconv"
+	"strings"
+)
+
+// appendHeader appends to dst the header blocks a tar.Writer writes for hdr,
+// when hdr is one of the common headers newHeader makes: a regular file, a
+// directory, a symlink or a hard link with a short ASCII name and link name,
+// no owner and nothing else. ok is false for any other header, which the
+// caller then formats with a tar.Writer.
+//
+// A tar.Writer costs about 4.7 µs and 25 allocations a header (a node_modules
+// tree has 45k entries: 0.2 s of a save's CPU, and its garbage), because it
+// handles every format and field. This writes the two shapes it produces for
+// these headers: a USTAR header when the modification time is whole seconds,
+// and otherwise a PAX extended header holding only the "mtime" record, then
+// the USTAR header. TestAppendHeader checks it byte for byte against
+// tar.Writer, and FuzzAppendHeader with arbitrary names and times.
+func appendHeader(dst []byte, hdr *tar.Header) (_ []byte, ok bool) {
+	if !commonHeader(hdr) {
+		return dst, false
+	}
+	secs := hdr.ModTime.Unix()
+	if nsecs := hdr.ModTime.Nanosecond(); nsecs != 0 {
+		// The PAX header: a minimal file named <dir>/PaxHeaders.0/<base>
+		// with the record, as tar.Writer's writeRawFile makes it.
+		var record []byte
+		record = strconv.AppendInt(record, secs, 10)
+		record = append(record, '.')
+		frac := strconv.AppendInt(nil, int64(nsecs)+1e9, 10)[1:] // 9 digits
+		for frac[len(frac)-1] == '0' {
+			frac = frac[:len(frac)-1]
+		}
+		record = paxRecord("mtime", append(record, frac...))
+		dir, file := path.Split(hdr.Name)
+		name := path.Join(dir, "PaxHeaders.0", file)
+		if len(name) > 100 {
+			name = name[:100]
+		}
+		for len(name) > 0 && name[len(name)-1] == '/' {
+			name = name[:len(name)-1]
+		}
+		var blk [blockSize]byte
+		copy(blk[0:100], name)
+		octal(blk[100:108], 0) // mode
+		octal(blk[108:116], 0) // uid
+		octal(blk[116:124], 0) // gid
+		octal(blk[124:136], int64(len(record)))
+		octal(blk[136:148], 0) // mtime
+		blk[156] = tar.TypeXHeader
+		dst = appendBlock(dst, &blk)
+		dst = append(dst, record...)
+		dst = append(dst, make([]byte, (blockSize-len(record)%blockSize)%blockSize)...)
+	}
+	var blk [blockSize]byte
+	copy(blk[0:100], hdr.Name)
+	octal(blk[100:108], hdr.Mode)
+	octal(blk[108:116], 0) // uid
+	octal(blk[116:124], 0) // gid
+	octal(blk[124:136], hdr.Size)
+	octal(blk[136:148], secs)
+	blk[156] = hdr.Typeflag
+	copy(blk[157:257], hdr.Linkname)
+	octal(blk[329:337], 0) // devmajor
+	octal(blk[337:345], 0) // devminor
+	return appendBlock(dst, &blk), true
+}
+
+// commonHeader tells whether hdr is one appendHeader writes.
+func commonHeader(hdr *tar.Header) bool {
+	switch hdr.Typeflag {
+	case tar.TypeReg:
+		if strings.HasSuffix(hdr.Name, "/") {
+			return false // tar.Writer refuses it
+		}
+	case tar.TypeDir, tar.TypeSymlink, tar.TypeLink:
+		if hdr.Size != 0 {
+			return false
+		}
+	default:
+		return false
+	}
+	secs := hdr.ModTime.Unix()
+	return hdr.Format == tar.FormatPAX &&
+		shortASCII(hdr.Name) && hdr.Name != "" && shortASCII(hdr.Linkname) &&
+		hdr.Mode >= 0 && hdr.Mode < 1<<21 &&
+		hdr.Size >= 0 && hdr.Size < 1<<33 &&
+		!hdr.ModTime.IsZero() && secs >= 0 && secs < 1<<33 &&
+		hdr.Uid == 0 && hdr.Gid == 0 && hdr.Uname == "" && hdr.Gname == "" &&
+		hdr.Devmajor == 0 && hdr.Devminor == 0 &&
+		hdr.AccessTime.IsZero() && hdr.ChangeTime.IsZero() &&
+		len(hdr.PAXRecords) == 0 && noXattrs(hdr)
+}
+
+// noXattrs tells whether hdr has no extended attributes, which a tar.Writer
+// would record.
+func noXattrs(hdr *tar.Header) bool {
+	//lint:ignore SA1019 a tar.Writer still writes the deprecated field
+	return len(hdr.Xattrs) == 0
+}
+
+// shortASCII tells whether s fits a USTAR name field as it is: at most 100
+// bytes, each ASCII and not NUL.
+func shortASCII(s string) bool {
+	if len(s) > 100 {
+		return false
+	}
+	for i := range len(s) {
+		if s[i] == 0 || s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// paxRecord formats a PAX record: "<size> <key>=<value>\n", where size
+// counts the whole record, its own digits included (as archive/tar does:
+// when counting the digits adds one, count again).
+func paxRecord(key string, value []byte) []byte {
+	format := func(size int) []byte {
+		rec := strconv.AppendInt(nil, int64(size), 10)
+		rec = append(rec, ' ')
+		rec = append(rec, key...)
+		rec = append(rec, '=')
+		rec = append(rec, value...)
+		return append(rec, '\n')
+	}
+	size := len(key) + len(value) + 3 // ' ', '=', '\n'
+	size += len(strconv.Itoa(size))
+	rec := format(size)
+	if len(rec) != size {
+		rec = format(len(rec))
+	}
+	return rec
+}
+
+// octal writes x into the field b as tar does: zero-padded octal digits and a
+// NUL. The caller ensures x fits.
+func octal(b []byte, x int64) {
+	for i := len(b) - 2; i >= 0; i-- {
+		b[i] = byte('0' + x&7)
+		x >>= 3
+	}
+	b[len(b)-1] = 0
+}
+
+// appendBlock sets the USTAR magic and version and the checksum of blk, then
+// appends it to dst.
+func appendBlock(dst []byte, blk *[blockSize]byte) []byte {
+	copy(blk[257:263], "ustar\x00")
+	copy(blk[263:265], "00")
+	sum := 0
+	for i, c := range blk {
+		if i >= 148 && i < 156 {
+			c = ' ' // the checksum field counts as spaces
+		}
+		sum += int(c)
+	}
+	octal(blk[148:155], int64(sum))
+	blk[155] = ' '
+	return append(dst, blk[:]...)
+}
