@@ -2,6 +2,7 @@ package archive
 
 import (
 	"archive/tar"
+	"bytes"
 	"path"
 	"strconv"
 	"strings"
@@ -27,47 +28,49 @@ func appendHeader(dst []byte, hdr *tar.Header) (_ []byte, ok bool) {
 	secs := hdr.ModTime.Unix()
 	if nsecs := hdr.ModTime.Nanosecond(); nsecs != 0 {
 		// The PAX header: a minimal file named <dir>/PaxHeaders.0/<base>
-		// with the record, as tar.Writer's writeRawFile makes it.
-		var record []byte
-		record = strconv.AppendInt(record, secs, 10)
-		record = append(record, '.')
-		frac := strconv.AppendInt(nil, int64(nsecs)+1e9, 10)[1:] // 9 digits
-		for frac[len(frac)-1] == '0' {
-			frac = frac[:len(frac)-1]
-		}
-		record = paxRecord("mtime", append(record, frac...))
-		dir, file := path.Split(hdr.Name)
-		name := path.Join(dir, "PaxHeaders.0", file)
-		if len(name) > 100 {
-			name = name[:100]
-		}
-		for len(name) > 0 && name[len(name)-1] == '/' {
-			name = name[:len(name)-1]
-		}
+		// holding the record, as tar.Writer's writeRawFile makes it.
+		record := paxRecord("mtime", paxTime(secs, nsecs))
 		var blk [blockSize]byte
-		copy(blk[0:100], name)
-		octal(blk[100:108], 0) // mode
-		octal(blk[108:116], 0) // uid
-		octal(blk[116:124], 0) // gid
-		octal(blk[124:136], int64(len(record)))
-		octal(blk[136:148], 0) // mtime
-		blk[156] = tar.TypeXHeader
+		setV7(&blk, paxHeaderName(hdr.Name), tar.TypeXHeader, 0, int64(len(record)), 0)
 		dst = appendBlock(dst, &blk)
 		dst = append(dst, record...)
-		dst = append(dst, make([]byte, (blockSize-len(record)%blockSize)%blockSize)...)
+		var zeros [blockSize]byte
+		dst = append(dst, zeros[:(blockSize-len(record)%blockSize)%blockSize]...)
 	}
 	var blk [blockSize]byte
-	copy(blk[0:100], hdr.Name)
-	octal(blk[100:108], hdr.Mode)
-	octal(blk[108:116], 0) // uid
-	octal(blk[116:124], 0) // gid
-	octal(blk[124:136], hdr.Size)
-	octal(blk[136:148], secs)
-	blk[156] = hdr.Typeflag
+	setV7(&blk, hdr.Name, hdr.Typeflag, hdr.Mode, hdr.Size, secs)
 	copy(blk[157:257], hdr.Linkname)
 	octal(blk[329:337], 0) // devmajor
 	octal(blk[337:345], 0) // devminor
 	return appendBlock(dst, &blk), true
+}
+
+// paxTime formats a time of secs and nsecs (not 0) as a PAX record does:
+// seconds, a dot, the nanoseconds without trailing zeros.
+func paxTime(secs int64, nsecs int) []byte {
+	t := strconv.AppendInt(nil, secs, 10)
+	frac := strconv.AppendInt(nil, int64(nsecs)+1e9, 10)[1:] // 9 digits
+	return append(append(t, '.'), bytes.TrimRight(frac, "0")...)
+}
+
+// paxHeaderName is the name tar.Writer gives the PAX header of name:
+// <dir>/PaxHeaders.0/<base>, cut to 100 bytes, without trailing slashes.
+func paxHeaderName(name string) string {
+	dir, file := path.Split(name)
+	name = path.Join(dir, "PaxHeaders.0", file)
+	return strings.TrimRight(name[:min(len(name), 100)], "/")
+}
+
+// setV7 sets the fields of blk a tar.Writer sets in every header: name, mode,
+// owner (none), size, modification time and type.
+func setV7(blk *[blockSize]byte, name string, typ byte, mode, size, mtime int64) {
+	copy(blk[0:100], name)
+	octal(blk[100:108], mode)
+	octal(blk[108:116], 0) // uid
+	octal(blk[116:124], 0) // gid
+	octal(blk[124:136], size)
+	octal(blk[136:148], mtime)
+	blk[156] = typ
 }
 
 // commonHeader tells whether hdr is one appendHeader writes.

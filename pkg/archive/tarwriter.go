@@ -21,12 +21,11 @@ import (
 // tar.Writer.
 type tarWriter struct {
 	w     *checksumWriter
-	hdr   bytes.Buffer // the header being written by a tar.Writer
-	head  []byte       // the header being written by appendHeader
-	buf   []byte       // for contents when w does not lend
-	left  int64        // content bytes the current entry still needs
-	size  int64        // the current entry's size
-	pad   int64        // zeros after its content, up to the block boundary
+	head  []byte // the header being written
+	buf   []byte // for contents when w does not lend
+	left  int64  // content bytes the current entry still needs
+	size  int64  // the current entry's size
+	pad   int64  // zeros after its content, up to the block boundary
 	zeros [2 * blockSize]byte
 }
 
@@ -40,32 +39,38 @@ func (t *tarWriter) WriteHeader(hdr *tar.Header) error {
 	if err := t.Flush(); err != nil {
 		return err
 	}
-	var ok bool
-	if t.head, ok = appendHeader(t.head[:0], hdr); ok {
-		if _, err := t.w.Write(t.head); err != nil {
-			return err
-		}
-	} else {
-		t.hdr.Reset()
-		hw := tar.NewWriter(&t.hdr)
-		if err := hw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		// An entry without content may still owe padding (a global header's
-		// records); a regular file's is owed after its content.
-		if hdr.Typeflag != tar.TypeReg {
-			if err := hw.Flush(); err != nil {
-				return err
-			}
-		}
-		if _, err := t.w.Write(t.hdr.Bytes()); err != nil {
-			return err
-		}
+	var err error
+	if t.head, err = formatHeader(t.head[:0], hdr); err != nil {
+		return err
+	}
+	if _, err := t.w.Write(t.head); err != nil {
+		return err
 	}
 	if hdr.Typeflag == tar.TypeReg {
 		t.left, t.size, t.pad = hdr.Size, hdr.Size, (blockSize-hdr.Size%blockSize)%blockSize
 	}
 	return nil
+}
+
+// formatHeader appends the header blocks of hdr to dst: the common headers
+// by appendHeader, any other by a tar.Writer of its own.
+func formatHeader(dst []byte, hdr *tar.Header) ([]byte, error) {
+	if b, ok := appendHeader(dst, hdr); ok {
+		return b, nil
+	}
+	buf := bytes.NewBuffer(dst)
+	hw := tar.NewWriter(buf)
+	if err := hw.WriteHeader(hdr); err != nil {
+		return dst, err
+	}
+	// An entry without content may still owe padding (a global header's
+	// records); a regular file's is owed after its content.
+	if hdr.Typeflag != tar.TypeReg {
+		if err := hw.Flush(); err != nil {
+			return dst, err
+		}
+	}
+	return buf.Bytes(), nil
 }
 
 // readFrom writes the current file's content, read from r: exactly the size
