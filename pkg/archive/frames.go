@@ -300,28 +300,26 @@ type span struct{ start, end int }
 // of src; a shorter tail is classified with the segment before it.
 func rawRuns(src []byte) []span {
 	var runs []span
-	run := span{-1, -1}
+	start := -1 // of the current run of random segments; -1: none
+	closeRun := func(end int) {
+		if start >= 0 && end-start >= rawRunMin {
+			runs = append(runs, span{start, end})
+		}
+		start = -1
+	}
 	for off := 0; off < len(src); {
 		end := off + rawBlockMax
 		if len(src)-end < rawBlockMax {
 			end = len(src)
 		}
-		if looksRandom(src[off:end]) {
-			if run.start < 0 {
-				run.start = off
-			}
-			run.end = end
-		} else {
-			if run.start >= 0 && run.end-run.start >= rawRunMin {
-				runs = append(runs, run)
-			}
-			run = span{-1, -1}
+		if !looksRandom(src[off:end]) {
+			closeRun(off)
+		} else if start < 0 {
+			start = off
 		}
 		off = end
 	}
-	if run.start >= 0 && run.end-run.start >= rawRunMin {
-		runs = append(runs, run)
-	}
+	closeRun(len(src))
 	return runs
 }
 
@@ -364,19 +362,15 @@ var xlog2x = func() (t [randomSample + 1]float64) {
 
 // appendRawFrame appends to dst a zstd frame that stores src uncompressed
 // (RFC 8878: a single-segment frame header with the content size, then raw
-// blocks). The frame has no checksum of its own: the archive's trailer
+// blocks). src is part of one block, far under the 4 GiB the size field
+// holds. The frame has no checksum of its own: the archive's trailer
 // (checksum.go) covers every byte of the tar stream.
 func appendRawFrame(dst, src []byte) []byte {
 	dst = binary.LittleEndian.AppendUint32(dst, 0xFD2FB528) // magic number
 	// Frame header descriptor: a 4-byte content size, single segment, no
-	// checksum, no dictionary. An 8-byte size for the rest.
-	if uint64(len(src)) <= math.MaxUint32 {
-		dst = append(dst, 2<<6|1<<5)
-		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(src)))
-	} else {
-		dst = append(dst, 3<<6|1<<5)
-		dst = binary.LittleEndian.AppendUint64(dst, uint64(len(src)))
-	}
+	// checksum, no dictionary.
+	dst = append(dst, 2<<6|1<<5)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(src)))
 	for {
 		n := min(len(src), rawBlockMax)
 		header := uint32(n) << 3 // block type 0: raw
