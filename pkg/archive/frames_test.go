@@ -383,12 +383,12 @@ func TestStoredFrames(t *testing.T) {
 	frames := zstdFrames(t, data)
 	kinds := make([]bool, len(frames))
 	for i, frame := range frames {
-		kinds[i] = isRawFrame(frame)
+		kinds[i] = frame.raw
 	}
 	if want := []bool{false, true, true, false, false}; !slices.Equal(kinds, want) {
 		t.Fatalf("frames stored raw: %v, want %v", kinds, want)
 	}
-	if !bytes.Equal(frames[1][rawFrameHeader+3:][:rawBlockMax], plain[rawBlockMax:][:rawBlockMax]) {
+	if !bytes.Equal(frames[1].data[rawFrameHeader+3:][:rawBlockMax], plain[rawBlockMax:][:rawBlockMax]) {
 		t.Error("the first raw frame does not hold the tar bytes as they are")
 	}
 
@@ -404,7 +404,7 @@ func TestStoredFrames(t *testing.T) {
 	assertSameTree(t, src, target)
 
 	flipped := bytes.Clone(data)
-	flipped[len(frames[0])+len(frames[1])+len(frames[2])/2] ^= 0x40
+	flipped[len(frames[0].data)+len(frames[1].data)+len(frames[2].data)/2] ^= 0x40
 	parent, target := newTargetParent(t)
 	before := snapshot(t, parent)
 	if _, err := Extract(context.Background(), bytes.NewReader(flipped), []string{target}, Zstd, nil); !errors.Is(err, ErrCorrupt) {
@@ -416,56 +416,49 @@ func TestStoredFrames(t *testing.T) {
 	assertNoLeftovers(t, parent)
 }
 
-// rawFrameHeader is the size of the header appendRawFrame writes for a block
-// under 4 GiB: magic number, descriptor, content size.
+// rawFrameHeader is the size of the header appendRawFrame writes: magic
+// number, descriptor, content size.
 const rawFrameHeader = 4 + 1 + 4
 
-// zstdFrames splits a stream into its frames, by decoding each frame alone.
-func zstdFrames(t *testing.T, stream []byte) [][]byte {
+// zstdFrame is one frame of a zstd stream.
+type zstdFrame struct {
+	data []byte
+	raw  bool // every block raw, no checksum: stored, not compressed
+}
+
+// zstdFrames splits a stream into its frames, by walking each frame's
+// header and block headers.
+func zstdFrames(t *testing.T, stream []byte) []zstdFrame {
 	t.Helper()
-	var frames [][]byte
+	var frames []zstdFrame
 	for len(stream) > 0 {
 		var h zstd.Header
 		if err := h.Decode(stream); err != nil {
 			t.Fatalf("frame %d: %v", len(frames)+1, err)
 		}
-		// The frame ends after its last block (and checksum); walk the blocks.
+		raw := !h.HasCheckSum
 		off := h.HeaderSize
-		for {
+		for last := false; !last; {
 			if off+3 > len(stream) {
 				t.Fatalf("frame %d is cut short", len(frames)+1)
 			}
 			bh := uint32(stream[off]) | uint32(stream[off+1])<<8 | uint32(stream[off+2])<<16
+			last = bh&1 == 1
 			size := int(bh >> 3)
-			if (bh>>1)&3 == 1 { // RLE: one byte stands for size bytes
-				size = 1
+			switch (bh >> 1) & 3 {
+			case 0: // raw
+			case 1: // RLE: one byte stands for size bytes
+				size, raw = 1, false
+			default:
+				raw = false
 			}
 			off += 3 + size
-			if bh&1 == 1 {
-				break
-			}
 		}
 		if h.HasCheckSum {
 			off += 4
 		}
-		frames = append(frames, stream[:off])
+		frames = append(frames, zstdFrame{stream[:off], raw})
 		stream = stream[off:]
 	}
 	return frames
-}
-
-// isRawFrame tells whether a frame is stored: every block raw, no checksum.
-func isRawFrame(frame []byte) bool {
-	var h zstd.Header
-	if h.Decode(frame) != nil || h.HasCheckSum {
-		return false
-	}
-	for off := h.HeaderSize; off+3 <= len(frame); {
-		bh := uint32(frame[off]) | uint32(frame[off+1])<<8 | uint32(frame[off+2])<<16
-		if (bh>>1)&3 != 0 {
-			return false
-		}
-		off += 3 + int(bh>>3)
-	}
-	return true
 }
