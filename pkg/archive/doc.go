@@ -8,10 +8,10 @@
 // below), so that every restore is verified whatever the compression. Write
 // compresses zstd on every core (up to 6): the tar stream is cut into blocks
 // of 8 MiB, each compressed as an independent zstd frame with its content
-// checksum (but for raw runs, below), and the frames are written in order, so the stream is a plain
-// concatenation of frames that any zstd decoder reads (what `zstd -T0` and
-// pzstd write; Extract reads a stream of one frame, from the zstd command or
-// an earlier version, just the same). At most workers+2 blocks are held.
+// checksum (but for raw runs, below), and the frames are written in order,
+// so the stream is a plain concatenation of frames that any zstd decoder
+// reads (what `zstd -T0` and pzstd write; Extract reads a stream of one
+// frame, from the zstd command or an earlier version, just the same). At most workers+2 blocks are held.
 // Runs of 512 KiB or more of a block that look random (a sampled byte
 // entropy: random or already compressed data) are stored in raw frames of
 // their own, without the search for matches that would find none; those
