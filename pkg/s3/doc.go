@@ -9,9 +9,6 @@
 // 1,000 parts so a stream never needs more than 10,000; grown parts leave fewer in flight, and
 // only a single part larger than the budget (past part 3,000 at concurrency 8) exceeds it. A
 // buffer is added only while every one is busy, so an upload that keeps up holds two or three.
-// Every PutObject and UploadPart carries its body's CRC-32 (x-amz-checksum-crc32), and a
-// multipart upload declares that algorithm when it is created: a body damaged on its way is
-// refused (BadDigest), which fails that key's upload, so it is never stored.
 // The object is created with If-None-Match: * on PutObject or CompleteMultipartUpload, so an
 // object that exists is never overwritten unless the caller asks for it. Losing that race is
 // reported as Stored == false, not as an error. A create whose response was lost is retried by

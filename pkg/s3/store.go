@@ -139,8 +139,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	}
 	// Ranged GETs of multipart objects cannot be checked against a whole-object checksum, and
 	// many S3-compatible servers reject the SDK's default trailing checksums. Integrity is the
-	// archive's own checksum, verified on restore; uploads carry a CRC-32 of each body in a
-	// header, computed by the Store (see checksumCRC32), which the server checks.
+	// archive's own checksum, verified on restore.
 	loads = append(loads,
 		// The SDK's own log lines (a response body left unread when a ranged GET is cancelled)
 		// would land in the build log; every failure that matters reaches the caller as an error.

@@ -4,15 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -120,70 +116,6 @@ func TestConditionalCreatesSendIfNoneMatch(t *testing.T) {
 }
 
 // An endpoint that answers 501 to If-None-Match gets a HEAD and a plain write, with one warning.
-// Every body a save sends carries its CRC-32, and a multipart upload declares the algorithm
-// when it is created, so the server checks the sum it was given (a damaged part is refused)
-// instead of computing one of its own; both servers then report the object's checksum.
-func TestEveryBodyCarriesItsCRC32(t *testing.T) {
-	crc := func(b []byte) []byte { return binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE(b)) }
-	b64 := base64.StdEncoding.EncodeToString
-	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
-		store, p, _ := proxied(t, srv, s3.ConditionalOn)
-		small, large := random(t, 1000), random(t, 2*partSize+7)
-		parts := [][]byte{large[:partSize], large[partSize : 2*partSize], large[2*partSize:]}
-		for _, body := range [][]byte{small, large} {
-			key := fmt.Sprintf("crc/%d", len(body))
-			if res, err := store.Upload(t.Context(), key, bytes.NewReader(body), s3.PutOptions{}); err != nil || !res.Stored {
-				t.Fatalf("upload %s: %+v, %v", key, res, err)
-			}
-		}
-
-		var creates, bodies int
-		for _, r := range p.Requests() {
-			switch {
-			case r.Method == http.MethodPost && r.Query.Has("uploads"):
-				creates++
-				if got := r.Header.Get("X-Amz-Checksum-Algorithm"); got != "CRC32" {
-					t.Errorf("CreateMultipartUpload declares checksum algorithm %q, want CRC32", got)
-				}
-			case r.Method == http.MethodPut:
-				bodies++
-				want := small
-				if n, err := strconv.Atoi(r.Query.Get("partNumber")); err == nil {
-					want = parts[n-1]
-				}
-				if got := r.Header.Get("X-Amz-Checksum-Crc32"); got != b64(crc(want)) {
-					t.Errorf("PUT %s?%s: x-amz-checksum-crc32 %q, want %q", r.Path, r.Query.Encode(), got, b64(crc(want)))
-				}
-			}
-		}
-		if creates != 1 || bodies != 1+len(parts) {
-			t.Fatalf("%d CreateMultipartUpload and %d PUTs; want 1 and %d", creates, bodies, 1+len(parts))
-		}
-
-		// The servers kept the sums: the object's CRC-32, and for the multipart one the CRC-32
-		// of its parts' sums, "-3" (a composite checksum).
-		var composite []byte
-		for _, part := range parts {
-			composite = append(composite, crc(part)...)
-		}
-		for key, want := range map[string]string{
-			"crc/1000":                        b64(crc(small)),
-			fmt.Sprintf("crc/%d", len(large)): b64(crc(composite)) + "-3",
-		} {
-			head, err := srv.Client().HeadObject(t.Context(), &awss3.HeadObjectInput{
-				Bucket: aws.String(srv.Bucket), Key: aws.String(key), ChecksumMode: types.ChecksumModeEnabled,
-			})
-			if err != nil {
-				t.Fatalf("head %s: %v", key, err)
-			}
-			if got := aws.ToString(head.ChecksumCRC32); got != want {
-				t.Errorf("%s: the server reports CRC-32 %q, want %q", key, got, want)
-			}
-		}
-		noUploadsLeft(t, srv)
-	})
-}
-
 func TestNotImplementedFallsBackToHeadThenWrite(t *testing.T) {
 	s3test.Each(t, func(t *testing.T, srv *s3test.Server) {
 		store, p, warn := proxied(t, srv, s3.ConditionalOn)

@@ -5,12 +5,9 @@ import (
 	"cmp"
 	"context"
 	"crypto/md5"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"net/http"
 	"slices"
@@ -98,7 +95,6 @@ func (s *Store) putObject(ctx context.Context, key string, body []byte, o PutOpt
 		Key:           &key,
 		ContentLength: aws.Int64(int64(len(body))),
 		ContentType:   aws.String("application/octet-stream"),
-		ChecksumCRC32: checksumCRC32(body),
 	}
 	s.applyPutSettings(&in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
 	if conditional {
@@ -218,8 +214,7 @@ func (s *Store) multipart(ctx context.Context, keys []string, first []byte, r io
 	each(len(keys), func(i int) {
 		u := &upload{key: keys[i]}
 		uploads[i] = u
-		in := &awss3.CreateMultipartUploadInput{Bucket: &s.opts.Bucket, Key: &u.key, ContentType: aws.String("application/octet-stream"),
-			ChecksumAlgorithm: types.ChecksumAlgorithmCrc32} // each part carries its CRC-32: see checksumCRC32
+		in := &awss3.CreateMultipartUploadInput{Bucket: &s.opts.Bucket, Key: &u.key, ContentType: aws.String("application/octet-stream")}
 		s.applyPutSettings(&in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId)
 		created, err := s.client.CreateMultipartUpload(ctx, in)
 		if err != nil {
@@ -394,7 +389,6 @@ func (b *partBuffers) put(buf []byte) { b.free <- buf[:cap(buf)] }
 
 // uploadPart uploads body as part num of every upload that has not failed.
 func (s *Store) uploadPart(ctx context.Context, uploads []*upload, body []byte, num int32) {
-	sum := checksumCRC32(body)
 	each(len(uploads), func(i int) {
 		u := uploads[i]
 		if u.failed() != nil {
@@ -405,7 +399,6 @@ func (s *Store) uploadPart(ctx context.Context, uploads []*upload, body []byte, 
 			out, err := s.client.UploadPart(ctx, &awss3.UploadPartInput{
 				Bucket: &s.opts.Bucket, Key: &u.key, UploadId: u.id, PartNumber: &num,
 				Body: &progressReader{r: bytes.NewReader(body), w: w}, ContentLength: aws.Int64(int64(len(body))),
-				ChecksumCRC32: sum,
 			})
 			if err == nil {
 				etag = out.ETag
@@ -417,7 +410,7 @@ func (s *Store) uploadPart(ctx context.Context, uploads []*upload, body []byte, 
 			return
 		}
 		u.mu.Lock()
-		u.parts = append(u.parts, types.CompletedPart{ETag: etag, PartNumber: &num, ChecksumCRC32: sum})
+		u.parts = append(u.parts, types.CompletedPart{ETag: etag, PartNumber: &num})
 		u.mu.Unlock()
 	})
 }
@@ -467,19 +460,6 @@ func (s *Store) complete(ctx context.Context, key string, uploadID *string, part
 		return false, true, quoted(sum), nil
 	}
 	return false, false, "", fmt.Errorf("upload %s: complete multipart upload: %w", key, err)
-}
-
-// checksumCRC32 is body's CRC-32 as the x-amz-checksum-crc32 header carries it (base64 of the
-// big-endian sum). Every PutObject and UploadPart sends one, and a multipart upload declares the
-// algorithm when it is created, as aws-cli does: the server refuses a body that does not match
-// it (BadDigest), so a part damaged on its way is never stored, and with the algorithm declared
-// it checks that one sum instead of computing its own (versitygw computes a CRC-64 of every part
-// that comes without one). The SDK computes nothing itself (checksums only when required, see
-// New), and CRC-32 costs the client a fraction of a millisecond per 8 MiB part.
-func checksumCRC32(body []byte) *string {
-	var sum [4]byte
-	binary.BigEndian.PutUint32(sum[:], crc32.ChecksumIEEE(body))
-	return aws.String(base64.StdEncoding.EncodeToString(sum[:]))
 }
 
 // multipartETag is the ETag S3 gives the object a multipart upload of parts creates: the MD5 of
