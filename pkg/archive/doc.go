@@ -23,8 +23,11 @@
 // order and reads each file's content straight into the block of the frame
 // being filled, not through a buffer of its own, so the archive is the same
 // bytes as a serial walk's, copied once less (code: walkAhead, tarWriter,
-// frameWriter). Source i of Write is stored under the top-level name
-// strconv.Itoa(i):
+// frameWriter). WriteObserved also tells an Observer each entry it stores,
+// with the lstat (for a regular file, the fstat of the file opened) its header
+// was made from, and each entry it meets but leaves out: a save describes the
+// tree for warm restores without walking it again. Source i of Write is
+// stored under the top-level name strconv.Itoa(i):
 //
 //	0/               source 0 is a directory: its root...
 //	0/bin/           ...and everything below it, names slash-separated,

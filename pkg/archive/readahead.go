@@ -40,7 +40,8 @@ const (
 // worker opened).
 type walkItem struct {
 	err        error
-	warn       string
+	warn       string // the entry name was met but not stored
+	leftover   bool   // the entry name is a restore's leftover, not stored
 	name, path string
 	d          fs.DirEntry
 	read       *fileRead // regular files, when read-ahead is on
@@ -118,31 +119,28 @@ func (aw *archiveWriter) walkAhead(top, root string) (items <-chan walkItem, sto
 		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				if p != root && errors.Is(err, fs.ErrNotExist) {
-					return keepOn(emit(walkItem{warn: fmt.Sprintf("%s vanished while being archived; skipping it", p)}))
+					name, _ := storedName(top, root, p)
+					return keepOn(emit(walkItem{name: name, warn: fmt.Sprintf("%s vanished while being archived; skipping it", p)}))
 				}
 				return fmt.Errorf("archive %s: %w", p, err)
 			}
 			if err := ctx.Err(); err != nil {
 				return fmt.Errorf("archive %s: %w", p, err)
 			}
-			rel, err := filepath.Rel(root, p)
+			name, err := storedName(top, root, p)
 			if err != nil {
 				return fmt.Errorf("archive %s: %w", p, err)
 			}
 			// A restore into a mount point stages inside it: a helper left there by a
 			// killed restore is not part of the cache.
 			if filepath.Dir(p) == root && isLeftover(d.Name(), nameStem(filepath.Base(root))) {
+				if !emit(walkItem{name: name, leftover: true}) {
+					return errStopWalk
+				}
 				if d.IsDir() {
 					return filepath.SkipDir
 				}
 				return nil
-			}
-			// Names are stored as the bytes the system gave (not necessarily
-			// UTF-8); the tar writer puts what does not fit the header in PAX
-			// records, which keep bytes as they are.
-			name := top
-			if rel != "." {
-				name = top + "/" + filepath.ToSlash(rel)
 			}
 			it := walkItem{name: name, path: p, d: d}
 			if d.Type().IsRegular() && aw.readAhead {
@@ -161,6 +159,18 @@ func (aw *archiveWriter) walkAhead(top, root string) (items <-chan walkItem, sto
 		}
 		wg.Wait()
 	}
+}
+
+// storedName is the name under which the path p, met by the walk of root, is
+// stored: top, or top/<p relative to root>. Names are stored as the bytes the
+// system gave (not necessarily UTF-8); the tar writer puts what does not fit
+// the header in PAX records, which keep bytes as they are.
+func storedName(top, root, p string) (string, error) {
+	rel, err := filepath.Rel(root, p)
+	if err != nil || rel == "." {
+		return top, err
+	}
+	return top + "/" + filepath.ToSlash(rel), nil
 }
 
 // errStopWalk ends a walk whose consumer has gone.

@@ -36,7 +36,7 @@ func TestReadAheadSameBytes(t *testing.T) {
 	// archive returns the tar stream of the sources, decompressed.
 	archive := func(c Compression, readAhead bool) []byte {
 		var buf bytes.Buffer
-		if _, err := write(context.Background(), &buf, sources, c, 0, nil, readAhead); err != nil {
+		if _, err := write(context.Background(), &buf, sources, c, 0, nil, nil, readAhead); err != nil {
 			t.Fatalf("%s, read-ahead %t: %v", c, readAhead, err)
 		}
 		r, closeR, err := newDecompressor(&buf, c)

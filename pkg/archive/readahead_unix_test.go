@@ -33,7 +33,7 @@ func TestReadAheadWithFewDescriptors(t *testing.T) {
 			t.Fatalf("openAheadLimit %d, want %d", got, want)
 		}
 		var buf bytes.Buffer
-		if _, err := write(context.Background(), &buf, []string{os.Getenv("S3CACHE_TEST_FEW_FDS_SRC")}, None, 0, nil, true); err != nil {
+		if _, err := write(context.Background(), &buf, []string{os.Getenv("S3CACHE_TEST_FEW_FDS_SRC")}, None, 0, nil, nil, true); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(os.Getenv("S3CACHE_TEST_FEW_FDS_OUT"), buf.Bytes(), 0o600); err != nil {
@@ -43,7 +43,7 @@ func TestReadAheadWithFewDescriptors(t *testing.T) {
 	}
 	src := manySmallFiles(t)
 	var serial bytes.Buffer
-	if _, err := write(context.Background(), &serial, []string{src}, None, 0, nil, false); err != nil {
+	if _, err := write(context.Background(), &serial, []string{src}, None, 0, nil, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	for _, limit := range []string{"24", "15"} {

@@ -31,12 +31,44 @@ import (
 // On error, what was written to w is not a valid archive and must be
 // discarded.
 func Write(ctx context.Context, w io.Writer, sources []string, c Compression, level int, log Logger) (Stats, error) {
-	return write(ctx, w, sources, c, level, log, true)
+	return write(ctx, w, sources, c, level, log, nil, true)
 }
 
-// write is Write with read-ahead as a parameter (false: the tar writer opens
-// every file itself), so tests can check that it changes nothing.
-func write(ctx context.Context, w io.Writer, sources []string, c Compression, level int, log Logger, readAhead bool) (Stats, error) {
+// An Observer is told what Write stores, as it stores it, in the archive's
+// order: each directory before its entries, the entries of a directory in
+// name order. A save uses it to describe the tree it read without walking it
+// again (pkg/cache, warm restores).
+type Observer interface {
+	// Stored: the entry name (without a directory's trailing slash) was
+	// stored from info, the lstat of the path or the fstat of the file read,
+	// taken before its content was; link is a symlink's target.
+	Stored(name string, info fs.FileInfo, link string)
+	// Missing: the source stored as name does not exist.
+	Missing(name string)
+	// Passed: the walk met name but did not store it (gone, not a type that is
+	// cached, a restore's leftover).
+	Passed(name string)
+}
+
+// WriteObserved is Write, telling obs about every entry.
+func WriteObserved(ctx context.Context, w io.Writer, sources []string, c Compression, level int, log Logger, obs Observer) (Stats, error) {
+	return write(ctx, w, sources, c, level, log, obs, true)
+}
+
+// noObserver is the Observer of a plain Write.
+type noObserver struct{}
+
+func (noObserver) Stored(string, fs.FileInfo, string) {}
+func (noObserver) Missing(string)                     {}
+func (noObserver) Passed(string)                      {}
+
+// write is WriteObserved (obs may be nil) with read-ahead as a parameter
+// (false: the tar writer opens every file itself), so tests can check that it
+// changes nothing.
+func write(ctx context.Context, w io.Writer, sources []string, c Compression, level int, log Logger, obs Observer, readAhead bool) (Stats, error) {
+	if obs == nil {
+		obs = noObserver{}
+	}
 	if err := c.check(); err != nil {
 		return Stats{}, err
 	}
@@ -49,6 +81,7 @@ func write(ctx context.Context, w io.Writer, sources []string, c Compression, le
 		ctx:       ctx,
 		tw:        newTarWriter(sum),
 		warn:      warnOrDiscard(log),
+		obs:       obs,
 		readAhead: readAhead,
 	}
 	for i, src := range sources {
@@ -75,6 +108,7 @@ type archiveWriter struct {
 	ctx       context.Context
 	tw        *tarWriter
 	warn      warnFunc
+	obs       Observer
 	readAhead bool // workers open files ahead of the writer (walkAhead)
 	// links maps the inode of every file with several names, seen in the
 	// current source, to the entry name it was first stored under.
@@ -90,6 +124,7 @@ func (aw *archiveWriter) addSource(top, src string) error {
 	info, err := os.Lstat(src)
 	if errors.Is(err, fs.ErrNotExist) {
 		aw.warn("cache path %s does not exist; skipping it", src)
+		aw.obs.Missing(top)
 		return nil
 	}
 	if err != nil {
@@ -109,6 +144,7 @@ func (aw *archiveWriter) addSource(top, src string) error {
 		return aw.addSymlink(top, src, info)
 	default:
 		aw.warn("cache path %s is not a regular file, directory or symlink (%s); skipping it", src, mode.Type())
+		aw.obs.Passed(top)
 		return nil
 	}
 }
@@ -125,6 +161,10 @@ func (aw *archiveWriter) addTree(top, root string) error {
 			return it.err
 		case it.warn != "":
 			aw.warn("%s", it.warn)
+			aw.obs.Passed(it.name)
+			continue
+		case it.leftover:
+			aw.obs.Passed(it.name)
 			continue
 		}
 		if err := aw.ctx.Err(); err != nil {
@@ -153,7 +193,7 @@ func (aw *archiveWriter) addRead(name, p string, r *fileRead) error {
 	case r.skipped:
 		return aw.addFile(name, p)
 	case r.err != nil:
-		return aw.openFailed(p, r.err)
+		return aw.openFailed(name, p, r.err)
 	}
 	return aw.addOpened(name, p, r.f, r.info)
 }
@@ -162,13 +202,15 @@ func (aw *archiveWriter) addRead(name, p string, r *fileRead) error {
 // p means for the save: a file gone since the walk, or replaced by a symlink
 // (which O_NOFOLLOW refuses to open), is skipped with a warning, as one
 // replaced by anything else is; any other failure fails it.
-func (aw *archiveWriter) openFailed(p string, err error) error {
+func (aw *archiveWriter) openFailed(name, p string, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		aw.warn("%s vanished while being archived; skipping it", p)
+		aw.obs.Passed(name)
 		return nil
 	case errors.Is(err, syscall.ELOOP):
 		aw.warn("%s is no longer a regular file; skipping it", p)
+		aw.obs.Passed(name)
 		return nil
 	}
 	return fmt.Errorf("archive %s: %w", p, err)
@@ -182,17 +224,20 @@ func (aw *archiveWriter) addEntry(name, p string, d fs.DirEntry) error {
 	}
 	if typ&(fs.ModeDir|fs.ModeSymlink) == 0 {
 		aw.warn("skipping %s: %s files are not cached", p, typ)
+		aw.obs.Passed(name)
 		return nil
 	}
 	info, err := d.Info() // Lstat
 	if errors.Is(err, fs.ErrNotExist) {
 		aw.warn("%s vanished while being archived; skipping it", p)
+		aw.obs.Passed(name)
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("archive %s: %w", p, err)
 	}
 	if typ.IsDir() {
+		aw.obs.Stored(name, info, "")
 		return aw.writeHeader(p, newHeader(name+"/", tar.TypeDir, info))
 	}
 	return aw.addSymlink(name, p, info)
@@ -204,6 +249,7 @@ func (aw *archiveWriter) addSymlink(name, p string, info fs.FileInfo) error {
 	if err != nil {
 		return fmt.Errorf("archive %s: %w", p, err)
 	}
+	aw.obs.Stored(name, info, target)
 	hdr := newHeader(name, tar.TypeSymlink, info)
 	hdr.Linkname = target
 	return aw.writeHeader(p, hdr)
@@ -214,7 +260,7 @@ func (aw *archiveWriter) addSymlink(name, p string, info fs.FileInfo) error {
 func (aw *archiveWriter) addFile(name, p string) error {
 	f, err := openFile(p)
 	if err != nil {
-		return aw.openFailed(p, err)
+		return aw.openFailed(name, p, err)
 	}
 	defer f.Close()
 
@@ -231,6 +277,7 @@ func (aw *archiveWriter) addFile(name, p string) error {
 func (aw *archiveWriter) addOpened(name, p string, f io.Reader, info fs.FileInfo) error {
 	if !info.Mode().IsRegular() {
 		aw.warn("%s is no longer a regular file; skipping it", p)
+		aw.obs.Passed(name)
 		return nil
 	}
 	return aw.storeFile(name, p, info, func() (int64, error) {
@@ -242,6 +289,7 @@ func (aw *archiveWriter) addOpened(name, p string, f io.Reader, info fs.FileInfo
 // file), as a hard link entry if another name of its inode was stored in this
 // source, else as a file whose content the function writes.
 func (aw *archiveWriter) storeFile(name, p string, info fs.FileInfo, content func() (int64, error)) error {
+	aw.obs.Stored(name, info, "")
 	id, multiLinked := hardLinkID(info)
 	if multiLinked {
 		if first, ok := aw.links[id]; ok {

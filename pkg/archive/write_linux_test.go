@@ -56,7 +56,7 @@ func TestReadAheadOfAFileReplacedAfterTheWalk(t *testing.T) {
 		var buf bytes.Buffer
 		var warns []string
 		aw := &archiveWriter{ctx: context.Background(), tw: newTarWriter(newChecksumWriter(&buf)),
-			warn: func(f string, a ...any) { warns = append(warns, f) }, links: map[fileID]string{}}
+			warn: func(f string, a ...any) { warns = append(warns, f) }, obs: noObserver{}, links: map[fileID]string{}}
 		slots := make(chan struct{}, 1)
 		slots <- struct{}{}
 		r := &fileRead{done: make(chan struct{}), slots: slots}

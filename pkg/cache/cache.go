@@ -326,17 +326,13 @@ func (c *Cache) Save(ctx context.Context, keys []cachekey.Key) ([]Saved, error) 
 
 	// Whether the paths changed while the archive read them, for the stamp a save records for
 	// warm restores (docs/design.md#warm-restores): noted before the first archive reads them,
-	// walked once each archive is written, while its upload completes.
+	// the tree recorded as each archive reads it.
 	watch := c.watchSave()
-	var walk func(archive.Stats)
-	if watch != nil {
-		walk = func(s archive.Stats) { c.walked(ctx, watch, s) }
-	}
 	defer func() { c.stampSave(ctx, watch, saved) }()
 	start := time.Now()
 	var errs []error
 	for restarts := 0; len(pending) > 0; restarts++ {
-		results, stats, err := c.uploadAll(ctx, keys, pending, walk)
+		results, stats, err := c.uploadAll(ctx, keys, pending, watch)
 		if errors.Is(err, errTooLarge) {
 			for _, i := range pending {
 				saved[i].Skipped = "archive larger than max-size"
@@ -379,10 +375,9 @@ type uploaded struct {
 
 // uploadAll streams one archive through a pipe (no temporary file) into the store, which
 // buffers each part once for every pending key. An upload that fails stops taking parts and
-// the others go on. written, when set, runs once the whole archive has been written (and the
-// paths read), with its stats, while the uploads send their last parts and complete; uploadAll
-// returns when both have ended.
-func (c *Cache) uploadAll(ctx context.Context, keys []cachekey.Key, pending []int, written func(archive.Stats)) ([]uploaded, archive.Stats, error) {
+// the others go on. watch, when set, gets the tree the archive read; uploadAll returns when
+// the archive has been written and the uploads have ended.
+func (c *Cache) uploadAll(ctx context.Context, keys []cachekey.Key, pending []int, watch *saveWatch) ([]uploaded, archive.Stats, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pr, pw := io.Pipe()
@@ -393,10 +388,15 @@ func (c *Cache) uploadAll(ctx context.Context, keys []cachekey.Key, pending []in
 	writer := make(chan struct{})
 	go func() {
 		defer close(writer)
-		stats, writeErr = archive.Write(ctx, out, c.Paths, c.Options.Compression, c.Options.CompressionLevel, c.Log)
+		var obs archive.Observer // a nil *treeRecorder is not a nil Observer
+		rec := watch.recorder(len(c.Paths))
+		if rec != nil {
+			obs = rec
+		}
+		stats, writeErr = archive.WriteObserved(ctx, out, c.Paths, c.Options.Compression, c.Options.CompressionLevel, c.Log, obs)
 		pw.CloseWithError(writeErr) // at its end (nil) or with the archive's error
-		if writeErr == nil && written != nil {
-			written(stats)
+		if writeErr == nil && rec != nil {
+			watch.written(rec)
 		}
 	}()
 	stop := c.Log.Progress("Uploaded", out.count, 0, progressEvery)

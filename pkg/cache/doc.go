@@ -14,12 +14,13 @@
 // Warm restores (docs/design.md#warm-restores): after a restore that extracted an object, and
 // after a save that stored one while the paths did not change, the paths' stamp records the
 // object's key and ETag and a digest of the lstat metadata of every entry (inode change times
-// and inode numbers included, no content), in Options.StampDir. A save walks the paths once,
-// after its archive was written and while its upload completes, and stamps only if no inode
-// change time in the walk is later than the moment the archive began reading them less
-// ctimeWindow, the same inodes stand at the paths and the files hold the bytes the archive
-// read of them (a write(2) begun before stamps its file only as it begins): any change while the
-// archive read them would show so. A restore whose candidate, after its HEAD, is that object and
+// and inode numbers included, no content), in Options.StampDir. A save does not walk the paths:
+// its archive describes every entry as it reads it (archive.Observer), from which treeRecorder
+// computes the digest a walk would, and the save stamps only if no inode change time in it is
+// later than the moment the archive began reading them less ctimeWindow, the same inodes stand
+// at the paths and the archive stored every entry it met. A change before the archive read an
+// entry shows so; one after changes the entry's inode change time, which the next restore's
+// walk sees. A restore whose candidate, after its HEAD, is that object and
 // whose paths still have that digest downloads nothing and reports the same hit
 // (Restored.Warm). The stamp is written only once any later change is bound to carry a later
 // inode change time; a missing or corrupt stamp, or any difference, is a real restore.

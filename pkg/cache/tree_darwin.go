@@ -1,9 +1,12 @@
 package cache
 
-// Why a file: listing a directory where getdents64 is not at hand (see readDir).
+// Why a file: listing a directory where getdents64 is not at hand (see readDir), and the
+// fields of a stat, which differ between systems.
 
 import (
+	"io/fs"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,4 +28,17 @@ func readDir(fd int, _ []byte) ([]dirent, error) {
 		ents[i] = dirent{name: name}
 	}
 	return ents, nil
+}
+
+// metaOfInfo is metaOf for the lstat or fstat behind info (what an archive stored an entry from);
+// false if info holds none.
+func metaOfInfo(info fs.FileInfo) (meta, bool) {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return meta{}, false
+	}
+	return meta{
+		mode: uint32(st.Mode), nlink: uint64(st.Nlink), uid: st.Uid, gid: st.Gid, size: st.Size,
+		mtime: st.Mtimespec.Nano(), ctime: st.Ctimespec.Nano(), ino: uint64(st.Ino), dev: uint64(st.Dev),
+	}, true
 }

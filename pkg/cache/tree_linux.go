@@ -1,10 +1,13 @@
 package cache
 
-// Why a file: listing a directory with getdents64, which gives each entry's type (see readDir).
+// Why a file: listing a directory with getdents64, which gives each entry's type (see readDir),
+// and the fields of a stat, which differ between systems.
 
 import (
 	"encoding/binary"
 	"errors"
+	"io/fs"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -46,4 +49,17 @@ func readDir(fd int, buf []byte) ([]dirent, error) {
 			}
 		}
 	}
+}
+
+// metaOfInfo is metaOf for the lstat or fstat behind info (what an archive stored an entry from);
+// false if info holds none.
+func metaOfInfo(info fs.FileInfo) (meta, bool) {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return meta{}, false
+	}
+	return meta{
+		mode: uint32(st.Mode), nlink: uint64(st.Nlink), uid: st.Uid, gid: st.Gid, size: st.Size,
+		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), ino: uint64(st.Ino), dev: uint64(st.Dev),
+	}, true
 }

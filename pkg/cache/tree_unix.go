@@ -72,23 +72,8 @@ func digestTree(ctx context.Context, paths []string) (tree, error) {
 	if firstErr != nil {
 		return tree{}, firstErr
 	}
-	slices.SortFunc(w.dirs, func(a, b dirSum) int {
-		switch {
-		case a.rel < b.rel:
-			return -1
-		case a.rel > b.rel:
-			return 1
-		}
-		return 0
-	})
-	h := sha256.New()
-	h.Write(roots.Sum(nil))
-	for _, d := range w.dirs {
-		h.Write(appendBytes(nil, []byte(d.rel)))
-		h.Write(d.sum[:])
-	}
 	t := w.tree
-	copy(t.digest[:], h.Sum(nil))
+	t.digest = treeDigest(roots, w.dirs)
 	t.roots = ids
 	return t, nil
 }
@@ -125,12 +110,6 @@ type walker struct {
 	links map[linkedFile]bool // the files with several names met so far (see linked)
 }
 
-// linkedFile is a regular file with several names, in the path of index root.
-type linkedFile struct {
-	root     string
-	dev, ino uint64
-}
-
 // linked counts in stored the size of a regular file with several names met in the directory
 // rel, once for its path: an archive stores its content under one name of each path.
 func (w *walker) linked(rel string, m meta) {
@@ -145,12 +124,6 @@ func (w *walker) linked(rel string, m meta) {
 		w.links[id] = true
 		w.stored += m.size
 	}
-}
-
-// dirSum is the digest of one directory's entries, named by its path from the target's index.
-type dirSum struct {
-	rel string
-	sum [sha256.Size]byte
 }
 
 // note adds one path's own entry to the totals.

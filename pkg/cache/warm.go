@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,7 +19,6 @@ import (
 	"time"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/atomicfile"
-	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
 )
 
@@ -27,8 +27,8 @@ var (
 	errChanged = errors.New("the paths changed while they were read")
 	// errNoDigest: this system cannot prove a tree untouched (no inode change time).
 	errNoDigest = errors.New("no tree digest on this system")
-	// errNotWalked: a save stored an object but did not walk the paths after its archive.
-	errNotWalked = errors.New("the paths were not walked once the archive was written")
+	// errNotRecorded: a save stored an object but no archive recorded the tree it read.
+	errNotRecorded = errors.New("no archive recorded the tree it read")
 )
 
 // meta is what a tree's digest records of one entry's lstat: with the name and a symlink's
@@ -119,6 +119,34 @@ func appendRecord(b []byte, name string, m *meta, link []byte) []byte {
 
 func appendBytes(b, s []byte) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// dirSum is the digest of one directory's entries, named by its path from the target's index.
+type dirSum struct {
+	rel string
+	sum [sha256.Size]byte
+}
+
+// linkedFile is a regular file with several names, in the path of index root.
+type linkedFile struct {
+	root     string
+	dev, ino uint64
+}
+
+// treeDigest is a tree's digest: of the paths' own records (roots), then of each directory's
+// digest by its name, in name order (dirs is sorted), so that it does not depend on the order in
+// which the directories were read.
+func treeDigest(roots hash.Hash, dirs []dirSum) [sha256.Size]byte {
+	slices.SortFunc(dirs, func(a, b dirSum) int { return strings.Compare(a.rel, b.rel) })
+	h := sha256.New()
+	h.Write(roots.Sum(nil))
+	for _, d := range dirs {
+		h.Write(appendBytes(nil, []byte(d.rel)))
+		h.Write(d.sum[:])
+	}
+	var sum [sha256.Size]byte
+	copy(sum[:], h.Sum(nil))
+	return sum
 }
 
 // stampVersion changes whenever the digest or the file changes meaning: an old stamp is then
@@ -242,13 +270,12 @@ func (c *Cache) stampRestore(ctx context.Context, obj s3.Object, extracted time.
 
 // saveWatch is how a save tells whether the paths changed while its archive read them
 // (docs/design.md#warm-restores): when the reading began, what stood at each path then, and
-// the walk of the paths once the archive had been written.
+// the tree the archive read, as it read it (treeRecorder).
 type saveWatch struct {
 	began time.Time // with its monotonic reading
 	roots []rootID
-	walk  tree
-	reads []int64 // bytes of files' contents each archive read (archive.Stats.Bytes)
-	err   error   // of the roots' lstat or of the walk; errNotWalked until the walk ran
+	read  tree  // as the archive read it
+	err   error // of the roots' lstat or of the recorded tree; errNotRecorded until an archive was written
 }
 
 // watchSave notes that a save's archive is about to read c.Paths; nil when stamps are off.
@@ -258,19 +285,37 @@ func (c *Cache) watchSave() *saveWatch {
 	}
 	w := &saveWatch{began: time.Now()}
 	if w.roots, w.err = rootIDs(c.Paths); w.err == nil {
-		w.err = errNotWalked
+		w.err = errNotRecorded
 	}
 	return w
 }
 
-// walked walks c.Paths once an archive of them, whose stats are archived, has been written;
-// the last walk counts.
-func (c *Cache) walked(ctx context.Context, w *saveWatch, archived archive.Stats) {
-	if w.roots == nil {
-		return // their lstat failed: nothing to compare a walk with
+// recorder returns what records the tree an archive of n paths reads; nil when there is
+// nothing to compare it with (stamps are off, or the paths' lstat failed).
+func (w *saveWatch) recorder(n int) *treeRecorder {
+	if w == nil || w.roots == nil {
+		return nil
 	}
-	w.walk, w.err = digestTree(ctx, c.Paths)
-	w.reads = append(w.reads, archived.Bytes)
+	return newTreeRecorder(n)
+}
+
+// written takes the tree r recorded, once its archive has been written. The stamp names the
+// objects of every archive of the save (a restart after a conflict writes another), so every
+// one must have read the same tree: a write begun before the save may grow a file between two
+// archives with no later change time.
+func (w *saveWatch) written(r *treeRecorder) {
+	t, err := r.tree()
+	first := errors.Is(w.err, errNotRecorded)
+	switch {
+	case w.err != nil && !first:
+		// an earlier archive's tree was refused: so is the save's
+	case err != nil:
+		w.err = err
+	case !first && t.digest != w.read.digest:
+		w.err = fmt.Errorf("%w: the archives before and after a restart read different trees", errChanged)
+	default:
+		w.read, w.err = t, nil
+	}
 }
 
 // stampClock is the layout of the times a refused save logs: a change inside the window shows.
@@ -280,16 +325,16 @@ const stampClock = "15:04:05.000000"
 // slewing, before the save's change times are no longer comparable with its start.
 const clockSlack = 10 * time.Millisecond
 
-// verdict says why the walk cannot be recorded as what the archive read, or nil: now is the
-// wall clock after the walk, elapsed the monotonic time since the save began. Any change made
-// to the paths since the archive began reading them carries a change time after began less
-// ctimeWindow (the kernel's clock lags by less than that), in the changed entry or, for an
-// entry added, removed or renamed, in its directory; the one directory the walk does not see,
-// the parent of a path, is covered by comparing what stands at each path. But a write(2) stamps
-// its file once, as it begins: one still going when the save began grows the file with no
-// later change time, which the bytes the archive read, fewer than the walk finds, show.
+// verdict says why the tree the archive recorded cannot be stamped, or nil: now is the wall
+// clock once the archive was written, elapsed the monotonic time since the save began. Any
+// change made to the paths since the archive began reading them, before it read the entry,
+// carries a change time after began less ctimeWindow (the kernel's clock lags by less than
+// that), in the changed entry or, for an entry added, removed or renamed, in its directory; the
+// one directory the archive does not describe, the parent of a path, is covered by comparing
+// what stands at each path. A change after the archive read the entry changes its change time,
+// which the next restore's walk sees.
 func (w *saveWatch) verdict(now time.Time, elapsed time.Duration) error {
-	t := w.walk
+	t := w.read
 	switch {
 	case w.err != nil:
 		return w.err
@@ -300,14 +345,6 @@ func (w *saveWatch) verdict(now time.Time, elapsed time.Duration) error {
 	case t.maxCtime > w.began.Add(-ctimeWindow).UnixNano():
 		return fmt.Errorf("%w, or just before: an entry changed at %s, the save began at %s", errChanged,
 			time.Unix(0, t.maxCtime).UTC().Format(stampClock), w.began.UTC().Format(stampClock))
-	}
-	// Each archive must have read the files as the walk finds them: a save restarted after a
-	// conflict may have stored objects of every one.
-	for _, read := range w.reads {
-		if read != t.stored {
-			return fmt.Errorf("%w: an archive read %d bytes of files that hold %d once it was written (a write going on since before the save)",
-				errChanged, read, t.stored)
-		}
 	}
 	// A clock set back during the save would date later changes before it began.
 	if back := elapsed - now.Sub(w.began.Round(0)); back > clockSlack {
@@ -329,7 +366,7 @@ func (c *Cache) stampSave(ctx context.Context, w *saveWatch, saved []Saved) {
 		return
 	}
 	now := time.Now()
-	c.record(ctx, w.walk, w.verdict(now, now.Sub(w.began)), objs)
+	c.record(ctx, w.read, w.verdict(now, now.Sub(w.began)), objs)
 }
 
 // record settles t and writes the stamp of objs, or on any failure (err included) removes the

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ import (
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
 )
 
-// A save's walk is recorded only if no change time in it is later than the save's start less
+// A save's tree is recorded only if no change time in it is later than the save's start less
 // the window, the same inodes stand at the paths, nothing is foreign and the clock did not go
 // back: the change times are a real tree's, the starts placed around its latest one.
 func TestSaveVerdict(t *testing.T) {
@@ -44,17 +45,14 @@ func TestSaveVerdict(t *testing.T) {
 		{"another directory at a path", last.Add(time.Hour), func(w *saveWatch) { w.roots[0].ino++ }, 0, changed},
 		{"a path appeared", last.Add(time.Hour), func(w *saveWatch) { w.roots[0] = rootID{} }, 0, changed},
 		{"a path disappeared", last.Add(time.Hour), func(w *saveWatch) { w.roots[1] = rootID{exists: true, ino: 1} }, 0, changed},
-		{"foreign entries", last.Add(time.Hour), func(w *saveWatch) { w.walk.foreign = true }, 0, "entries the archive does not keep"},
+		{"foreign entries", last.Add(time.Hour), func(w *saveWatch) { w.read.foreign = true }, 0, "entries the archive does not keep"},
 		{"the walk failed", last.Add(time.Hour), func(w *saveWatch) { w.err = errors.New("walk failed") }, 0, "walk failed"},
-		{"never walked", last.Add(time.Hour), func(w *saveWatch) { w.err = errNotWalked }, 0, errNotWalked.Error()},
-		{"the archive read less than the walk found", last.Add(time.Hour), func(w *saveWatch) { w.reads[1]-- }, 0, changed},
-		{"the archive read more than the walk found", last.Add(time.Hour), func(w *saveWatch) { w.reads[1]++ }, 0, changed},
-		{"an archive before a restart read less", last.Add(time.Hour), func(w *saveWatch) { w.reads[0]-- }, 0, changed},
+		{"never recorded", last.Add(time.Hour), func(w *saveWatch) { w.err = errNotRecorded }, 0, errNotRecorded.Error()},
 		{"the clock slewed", last.Add(time.Hour), nil, clockSlack, ""},
 		{"the clock set back", last.Add(time.Hour), nil, clockSlack + time.Millisecond, "the clock was set back by 11ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := &saveWatch{began: tc.began, roots: append([]rootID(nil), roots...), walk: walk, reads: []int64{walk.stored, walk.stored}}
+			w := &saveWatch{began: tc.began, roots: append([]rootID(nil), roots...), read: walk}
 			if tc.edit != nil {
 				tc.edit(w)
 			}
@@ -98,15 +96,16 @@ func TestRootIDs(t *testing.T) {
 
 // A write(2) stamps its file's change time once, as it begins, and the file grows as the write
 // goes on. A write begun before a save and still going while the save's archive reads the file
-// leaves the archive part of the file and the walk after it the whole, with no change time later
-// than the save's start: the save must not record that walk for that archive.
-func TestSaveVerdictSeesAWriteInProgress(t *testing.T) {
+// leaves the archive part of the file, with no change time later than the save's start: the
+// tree the save records must then be one the next restore's walk does not find (the file's size
+// differs), so that restore is a real one.
+func TestSaveDuringAWriteRecordsATreeTheNextWalkRefuses(t *testing.T) {
 	for size := 64 << 20; ; size *= 4 {
-		read, walked, err := saveDuringWrite(t, size)
+		read, final, recorded, after := saveDuringWrite(t, size)
 		switch {
-		case read < walked:
-			if !errors.Is(err, errChanged) {
-				t.Fatalf("the archive read %d bytes of files whose walk holds %d: verdict %v, want a change", read, walked, err)
+		case read < final:
+			if recorded == after {
+				t.Fatalf("the archive read %d bytes of a file that grew to %d, and the walk after the write finds the tree the save recorded", read, final)
 			}
 			return
 		case size >= 1<<30:
@@ -115,10 +114,10 @@ func TestSaveVerdictSeesAWriteInProgress(t *testing.T) {
 	}
 }
 
-// saveDuringWrite makes the parts of a save of a tree with a file that a single write of size
-// bytes extends, begun a window before the save: the bytes of files the archive read, those
-// of the walk after it, and the walk's verdict.
-func saveDuringWrite(t *testing.T, size int) (read, walked int64, verdict error) {
+// saveDuringWrite archives a tree with a file that a single write of size bytes extends, begun
+// a window before the save: the bytes of files the archive read, those the tree holds once the
+// write is over, the digest of the tree the save recorded and that of a walk after the write.
+func saveDuringWrite(t *testing.T, size int) (read, final int64, recorded, after [32]byte) {
 	dir := filepath.Join(t.TempDir(), "c")
 	smallTree(t, dir)
 	p := filepath.Join(dir, "growing")
@@ -150,20 +149,27 @@ func saveDuringWrite(t *testing.T, size int) (read, walked int64, verdict error)
 	c := &Cache{Paths: []string{dir}}
 	c.Options.StampDir = t.TempDir()
 	w := c.watchSave()
-	stats, err := archive.Write(t.Context(), io.Discard, c.Paths, archive.None, 0, nil)
+	rec := w.recorder(len(c.Paths))
+	stats, err := archive.WriteObserved(t.Context(), io.Discard, c.Paths, archive.None, 0, nil, rec)
 	mustT(t, err)
 	mustT(t, <-wrote)
 	wrote <- nil
-	c.walked(t.Context(), w, stats)
+	w.written(rec)
 	now := time.Now()
-	return stats.Bytes, w.walk.bytes, w.verdict(now, now.Sub(w.began))
+	mustT(t, w.verdict(now, now.Sub(w.began)))
+	walk, err := digestTree(t.Context(), c.Paths)
+	mustT(t, err)
+	return stats.Bytes, walk.stored, w.read.digest, walk.digest
 }
 
-// An unchanged tree's walk finds in its files the bytes its archive reads, hard links included:
-// a file with several names in one path once, in each path that has one of its names.
-func TestWalkStoredIsWhatTheArchiveReads(t *testing.T) {
+// What an archive records of the tree it stores is the tree a walk finds, digest, totals and
+// roots, in every shape a tree can take: hard links within a path and across paths, symlinks,
+// empty files and directories, a path that is a file, a symlink or absent. Both find in the
+// files the bytes the archive reads: a file with several names in one path once, in each path
+// that has one of its names.
+func TestRecordedTreeIsTheWalk(t *testing.T) {
 	base := t.TempDir()
-	a, b, file := filepath.Join(base, "a"), filepath.Join(base, "b"), filepath.Join(base, "f")
+	a, b, file, link := filepath.Join(base, "a"), filepath.Join(base, "b"), filepath.Join(base, "f"), filepath.Join(base, "l")
 	smallTree(t, a)
 	smallTree(t, b)
 	mustT(t, os.WriteFile(file, []byte("a file with a name in a and one in b"), 0o644))
@@ -174,13 +180,86 @@ func TestWalkStoredIsWhatTheArchiveReads(t *testing.T) {
 	mustT(t, os.Link(file, filepath.Join(a, "f")))
 	mustT(t, os.Link(file, filepath.Join(b, "sub", "f")))
 	mustT(t, os.WriteFile(filepath.Join(b, "empty"), nil, 0o644))
-	for _, paths := range [][]string{{a}, {b}, {file}, {a, b}, {a, file, b}, {file, filepath.Join(base, "absent")}} {
+	mustT(t, os.MkdirAll(filepath.Join(b, "z", "empty dir"), 0o755))
+	mustT(t, os.WriteFile(filepath.Join(b, "z", "name\nwith\nbytes\xff"), []byte("odd"), 0o600))
+	mustT(t, os.Symlink("a", link))
+	for _, paths := range [][]string{{a}, {b}, {file}, {link}, {a, b}, {a, file, b}, {file, filepath.Join(base, "absent")}, {filepath.Join(base, "absent"), b}} {
 		walk, err := digestTree(t.Context(), paths)
 		mustT(t, err)
-		stats, err := archive.Write(t.Context(), io.Discard, paths, archive.None, 0, nil)
+		rec := newTreeRecorder(len(paths))
+		stats, err := archive.WriteObserved(t.Context(), io.Discard, paths, archive.None, 0, nil, rec)
 		mustT(t, err)
-		if walk.stored != stats.Bytes {
-			t.Errorf("%v: the walk finds %d bytes, the archive reads %d", paths, walk.stored, stats.Bytes)
+		got, err := rec.tree()
+		mustT(t, err)
+		if got.digest != walk.digest || got.entries != walk.entries || got.bytes != walk.bytes || got.stored != walk.stored ||
+			got.maxCtime != walk.maxCtime || got.fine != walk.fine || got.foreign != walk.foreign || !slices.Equal(got.roots, walk.roots) {
+			t.Errorf("%v: recorded %+v, the walk finds %+v", paths, got, walk)
+		}
+		if got.stored != stats.Bytes {
+			t.Errorf("%v: recorded %d bytes of files, the archive read %d", paths, got.stored, stats.Bytes)
 		}
 	}
 }
+
+// A save restarted after a conflict writes another archive, and its stamp names the objects of
+// both: it records a tree only if every archive read the same one, and never after an archive
+// whose tree was refused.
+func TestEveryArchiveOfASaveMustReadOneTree(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "c")
+	smallTree(t, dir)
+	fifo := filepath.Join(dir, "sub", "fifo")
+	archiveOf := func() *treeRecorder {
+		rec := newTreeRecorder(1)
+		_, err := archive.WriteObserved(t.Context(), io.Discard, []string{dir}, archive.None, 0, nil, rec)
+		mustT(t, err)
+		return rec
+	}
+	for _, tc := range []struct {
+		name          string
+		first, second func() // before each archive
+		want          string // a part of the refusal; "": none
+	}{
+		{"the same tree twice", nil, nil, ""},
+		{"a file grew between them", nil, func() { appendTo(t, filepath.Join(dir, "a.txt"), "!") }, "different trees"},
+		{"the first left an entry out", func() { mustT(t, unix.Mkfifo(fifo, 0o644)) }, func() { mustT(t, os.Remove(fifo)) }, "left out"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Cache{Paths: []string{dir}}
+			c.Options.StampDir = t.TempDir()
+			w := c.watchSave()
+			for _, before := range []func(){tc.first, tc.second} {
+				if before != nil {
+					before()
+				}
+				w.written(archiveOf())
+			}
+			w.began = time.Unix(0, w.read.maxCtime).Add(time.Hour) // no change time in the window
+			got := w.verdict(w.began.Add(time.Second), time.Second)
+			if (got == nil) != (tc.want == "") || got != nil && !strings.Contains(got.Error(), tc.want) {
+				t.Fatalf("verdict %v, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func appendTo(t *testing.T, p, s string) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	mustT(t, err)
+	_, err = f.WriteString(s)
+	mustT(t, errors.Join(err, f.Close()))
+}
+
+// An archive that leaves out an entry a walk would record (a FIFO here) records no tree.
+func TestRecordedTreeRefusesWhatTheArchiveLeftOut(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "c")
+	smallTree(t, dir)
+	mustT(t, unix.Mkfifo(filepath.Join(dir, "sub", "fifo"), 0o644))
+	rec := newTreeRecorder(1)
+	_, err := archive.WriteObserved(t.Context(), io.Discard, []string{dir}, archive.None, 0, nil, rec)
+	mustT(t, err)
+	if _, err := rec.tree(); err == nil || !strings.Contains(err.Error(), "the archive left out 0/sub/fifo") {
+		t.Fatalf("recorded tree: %v, want the archive left out 0/sub/fifo", err)
+	}
+}
+
