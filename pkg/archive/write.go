@@ -41,7 +41,8 @@ func Write(ctx context.Context, w io.Writer, sources []string, c Compression, le
 type Observer interface {
 	// Stored: the entry name (without a directory's trailing slash) was
 	// stored from info, the lstat of the path or the fstat of the file read,
-	// taken before its content was; link is a symlink's target.
+	// taken before its content was read (a directory's may come after the
+	// walk listed it); link is a symlink's target.
 	Stored(name string, info fs.FileInfo, link string)
 	// Missing: the source stored as name does not exist.
 	Missing(name string)

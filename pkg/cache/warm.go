@@ -50,7 +50,7 @@ type tree struct {
 	bytes    int64    // size of the regular files
 	stored   int64    // their size as an archive stores them: several names in a path once
 	maxCtime int64    // the latest inode change time, ns
-	roots    []rootID // what stood at each path, as the walk found it
+	roots    []rootID // what stood at each path, as the walk (or the archive) found it
 	// fine: some change time has a part below the millisecond, so the filesystem keeps them
 	// finely (ext4, xfs, btrfs, tmpfs, APFS) and a later change cannot share one by truncation.
 	fine bool
@@ -353,7 +353,7 @@ func (w *saveWatch) verdict(now time.Time, elapsed time.Duration) error {
 	return nil
 }
 
-// stampSave records that c.Paths hold the objects the save stored, if w's walk shows them
+// stampSave records that c.Paths hold the objects the save stored, if w's recorded tree shows them
 // unchanged since the archive began reading them (verdict).
 func (c *Cache) stampSave(ctx context.Context, w *saveWatch, saved []Saved) {
 	var objs []stampObject

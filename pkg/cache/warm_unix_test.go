@@ -262,4 +262,3 @@ func TestRecordedTreeRefusesWhatTheArchiveLeftOut(t *testing.T) {
 		t.Fatalf("recorded tree: %v, want the archive left out 0/sub/fifo", err)
 	}
 }
-
