@@ -23,7 +23,6 @@ type treeRecorder struct {
 	roots hash.Hash // the records of the paths themselves, in order
 	open  []dirHash // the directories being stored, outermost first
 	dirs  []dirSum  // the directories stored
-	links map[linkedFile]bool
 	t     tree
 	err   error // why the tree is not what a walk would find; the first reason counts
 }
@@ -51,7 +50,6 @@ func (r *treeRecorder) Stored(name string, info fs.FileInfo, link string) {
 	}
 	cut := strings.LastIndexByte(name, '/')
 	rec := appendRecord(nil, name[cut+1:], &m, []byte(link))
-	regular, linked := m.mode&modeType == modeRegular, m.nlink > 1
 	if cut < 0 { // one of the paths
 		i, err := strconv.Atoi(name)
 		if err != nil || i < 0 || i >= len(r.t.roots) {
@@ -60,9 +58,6 @@ func (r *treeRecorder) Stored(name string, info fs.FileInfo, link string) {
 		}
 		r.t.roots[i] = rootID{dev: m.dev, ino: m.ino, exists: true}
 		r.roots.Write(rec)
-		if regular && linked {
-			r.t.stored += m.size // its path's one name
-		}
 	} else {
 		parent := name[:cut]
 		for len(r.open) > 0 && r.open[len(r.open)-1].rel != parent {
@@ -73,27 +68,10 @@ func (r *treeRecorder) Stored(name string, info fs.FileInfo, link string) {
 			return
 		}
 		r.open[len(r.open)-1].h.Write(rec)
-		if regular && linked {
-			root, _, _ := strings.Cut(name, "/")
-			r.linked(root, m)
-		}
 	}
 	r.t.addEntry(m, r.uid)
 	if m.mode&modeType == modeDir {
 		r.open = append(r.open, dirHash{rel: name, h: sha256.New()})
-	}
-}
-
-// linked counts in stored the size of a file with several names once for its path, as
-// walker.linked does.
-func (r *treeRecorder) linked(root string, m meta) {
-	id := linkedFile{root: root, dev: m.dev, ino: m.ino}
-	if r.links == nil {
-		r.links = make(map[linkedFile]bool)
-	}
-	if !r.links[id] {
-		r.links[id] = true
-		r.t.stored += m.size
 	}
 }
 

@@ -4,7 +4,6 @@ package cache
 // fields of a stat, which differ between systems.
 
 import (
-	"io/fs"
 	"os"
 	"syscall"
 
@@ -30,15 +29,6 @@ func readDir(fd int, _ []byte) ([]dirent, error) {
 	return ents, nil
 }
 
-// metaOfInfo is metaOf for the lstat or fstat behind info (what an archive stored an entry from);
-// false if info holds none.
-func metaOfInfo(info fs.FileInfo) (meta, bool) {
-	st, ok := info.Sys().(*syscall.Stat_t)
-	if !ok {
-		return meta{}, false
-	}
-	return meta{
-		mode: uint32(st.Mode), nlink: uint64(st.Nlink), uid: st.Uid, gid: st.Gid, size: st.Size,
-		mtime: st.Mtimespec.Nano(), ctime: st.Ctimespec.Nano(), ino: uint64(st.Ino), dev: uint64(st.Dev),
-	}, true
-}
+// statTimes returns the modification and inode change times of st, whose fields are named
+// differently on each system.
+func statTimes(st *syscall.Stat_t) (mtime, ctime syscall.Timespec) { return st.Mtimespec, st.Ctimespec }

@@ -6,7 +6,6 @@ package cache
 import (
 	"encoding/binary"
 	"errors"
-	"io/fs"
 	"syscall"
 	"unsafe"
 
@@ -51,15 +50,6 @@ func readDir(fd int, buf []byte) ([]dirent, error) {
 	}
 }
 
-// metaOfInfo is metaOf for the lstat or fstat behind info (what an archive stored an entry from);
-// false if info holds none.
-func metaOfInfo(info fs.FileInfo) (meta, bool) {
-	st, ok := info.Sys().(*syscall.Stat_t)
-	if !ok {
-		return meta{}, false
-	}
-	return meta{
-		mode: uint32(st.Mode), nlink: uint64(st.Nlink), uid: st.Uid, gid: st.Gid, size: st.Size,
-		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), ino: uint64(st.Ino), dev: uint64(st.Dev),
-	}, true
-}
+// statTimes returns the modification and inode change times of st, whose fields are named
+// differently on each system.
+func statTimes(st *syscall.Stat_t) (mtime, ctime syscall.Timespec) { return st.Mtim, st.Ctim }

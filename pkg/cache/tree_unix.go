@@ -10,12 +10,14 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -104,26 +106,9 @@ type walker struct {
 
 	bufs sync.Pool // *[]byte for listing directories
 
-	mu    sync.Mutex
-	dirs  []dirSum
-	tree                      // the totals, without the digest
-	links map[linkedFile]bool // the files with several names met so far (see linked)
-}
-
-// linked counts in stored the size of a regular file with several names met in the directory
-// rel, once for its path: an archive stores its content under one name of each path.
-func (w *walker) linked(rel string, m meta) {
-	root, _, _ := strings.Cut(rel, "/")
-	id := linkedFile{root: root, dev: m.dev, ino: m.ino}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.links[id] {
-		if w.links == nil {
-			w.links = make(map[linkedFile]bool)
-		}
-		w.links[id] = true
-		w.stored += m.size
-	}
+	mu   sync.Mutex
+	dirs []dirSum
+	tree // the totals, without the digest
 }
 
 // note adds one path's own entry to the totals.
@@ -131,9 +116,6 @@ func (w *walker) note(m meta) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.addEntry(m, w.uid)
-	if m.mode&unix.S_IFMT == unix.S_IFREG && m.nlink > 1 {
-		w.stored += m.size // its path's one name
-	}
 }
 
 // dir records the entries of the directory open at fd, named rel, and walks its
@@ -191,9 +173,6 @@ func (w *walker) dir(fd int, rel string) error {
 		rec = appendRecord(rec[:0], e.name, &m, link)
 		h.Write(rec)
 		local.addEntry(m, w.uid)
-		if m.mode&unix.S_IFMT == unix.S_IFREG && m.nlink > 1 {
-			w.linked(rel, m)
-		}
 	}
 	d := dirSum{rel: rel}
 	copy(d.sum[:], h.Sum(nil))
@@ -270,4 +249,18 @@ func metaOf(st *unix.Stat_t) meta {
 		mode: uint32(st.Mode), nlink: uint64(st.Nlink), uid: st.Uid, gid: st.Gid, size: st.Size,
 		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), ino: uint64(st.Ino), dev: uint64(st.Dev),
 	}
+}
+
+// metaOfInfo is metaOf for the lstat or fstat behind info (what an archive stored an entry from);
+// false if info holds none.
+func metaOfInfo(info fs.FileInfo) (meta, bool) {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return meta{}, false
+	}
+	mtime, ctime := statTimes(st)
+	return meta{
+		mode: uint32(st.Mode), nlink: uint64(st.Nlink), uid: st.Uid, gid: st.Gid, size: st.Size,
+		mtime: mtime.Nano(), ctime: ctime.Nano(), ino: uint64(st.Ino), dev: uint64(st.Dev),
+	}, true
 }

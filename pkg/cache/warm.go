@@ -48,7 +48,6 @@ type tree struct {
 	digest   [sha256.Size]byte
 	entries  int64    // entries walked, the targets included
 	bytes    int64    // size of the regular files
-	stored   int64    // their size as an archive stores them: several names in a path once
 	maxCtime int64    // the latest inode change time, ns
 	roots    []rootID // what stood at each path, as the walk (or the archive) found it
 	// fine: some change time has a part below the millisecond, so the filesystem keeps them
@@ -78,9 +77,6 @@ func (t *tree) addEntry(m meta, uid uint32) {
 	kind := m.mode & modeType
 	if kind == modeRegular {
 		t.bytes += m.size
-		if m.nlink <= 1 {
-			t.stored += m.size // one with several names: walker.linked
-		}
 	}
 	t.maxCtime = max(t.maxCtime, m.ctime)
 	t.fine = t.fine || m.ctime%int64(time.Millisecond) != 0
@@ -91,7 +87,6 @@ func (t *tree) addEntry(m meta, uid uint32) {
 func (t *tree) merge(o tree) {
 	t.entries += o.entries
 	t.bytes += o.bytes
-	t.stored += o.stored
 	t.maxCtime = max(t.maxCtime, o.maxCtime)
 	t.fine = t.fine || o.fine
 	t.foreign = t.foreign || o.foreign
@@ -125,12 +120,6 @@ func appendBytes(b, s []byte) []byte {
 type dirSum struct {
 	rel string
 	sum [sha256.Size]byte
-}
-
-// linkedFile is a regular file with several names, in the path of index root.
-type linkedFile struct {
-	root     string
-	dev, ino uint64
 }
 
 // treeDigest is a tree's digest: of the paths' own records (roots), then of each directory's

@@ -159,14 +159,12 @@ func saveDuringWrite(t *testing.T, size int) (read, final int64, recorded, after
 	mustT(t, w.verdict(now, now.Sub(w.began)))
 	walk, err := digestTree(t.Context(), c.Paths)
 	mustT(t, err)
-	return stats.Bytes, walk.stored, w.read.digest, walk.digest
+	return stats.Bytes, walk.bytes, w.read.digest, walk.digest
 }
 
 // What an archive records of the tree it stores is the tree a walk finds, digest, totals and
 // roots, in every shape a tree can take: hard links within a path and across paths, symlinks,
-// empty files and directories, a path that is a file, a symlink or absent. Both find in the
-// files the bytes the archive reads: a file with several names in one path once, in each path
-// that has one of its names.
+// empty files and directories, a path that is a file, a symlink or absent.
 func TestRecordedTreeIsTheWalk(t *testing.T) {
 	base := t.TempDir()
 	a, b, file, link := filepath.Join(base, "a"), filepath.Join(base, "b"), filepath.Join(base, "f"), filepath.Join(base, "l")
@@ -187,16 +185,13 @@ func TestRecordedTreeIsTheWalk(t *testing.T) {
 		walk, err := digestTree(t.Context(), paths)
 		mustT(t, err)
 		rec := newTreeRecorder(len(paths))
-		stats, err := archive.WriteObserved(t.Context(), io.Discard, paths, archive.None, 0, nil, rec)
+		_, err = archive.WriteObserved(t.Context(), io.Discard, paths, archive.None, 0, nil, rec)
 		mustT(t, err)
 		got, err := rec.tree()
 		mustT(t, err)
-		if got.digest != walk.digest || got.entries != walk.entries || got.bytes != walk.bytes || got.stored != walk.stored ||
+		if got.digest != walk.digest || got.entries != walk.entries || got.bytes != walk.bytes ||
 			got.maxCtime != walk.maxCtime || got.fine != walk.fine || got.foreign != walk.foreign || !slices.Equal(got.roots, walk.roots) {
 			t.Errorf("%v: recorded %+v, the walk finds %+v", paths, got, walk)
-		}
-		if got.stored != stats.Bytes {
-			t.Errorf("%v: recorded %d bytes of files, the archive read %d", paths, got.stored, stats.Bytes)
 		}
 	}
 }
