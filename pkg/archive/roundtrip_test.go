@@ -186,23 +186,27 @@ func TestWriteDeterministic(t *testing.T) {
 }
 
 // TestSymlinkSource: a source that is a symlink is stored and restored as
-// that symlink, never followed.
+// that symlink, never followed, also when spelled with a trailing slash (which
+// a path lookup would follow): Extract restores to the cleaned path, so Write
+// stores what stands there.
 func TestSymlinkSource(t *testing.T) {
-	tmp := tempDir(t)
-	writeFile(t, filepath.Join(tmp, "real/file"), "x", 0o644, time.Now())
-	link := filepath.Join(tmp, "link")
-	mustSymlink(t, "real", link)
-	var ww warnings
-	data, st := mustWrite(t, []string{link}, Zstd, 0, &ww)
-	if st.Entries != 1 || !ww.contains("symlink") {
-		t.Errorf("stats %+v, warnings %q", st, ww.msgs)
-	}
-	target := filepath.Join(tmp, "restored")
-	if _, err := Extract(context.Background(), bytes.NewReader(data), []string{target}, Zstd, nil); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := os.Readlink(target); err != nil || got != "real" {
-		t.Errorf("restored %q, %v; want a symlink to real", got, err)
+	for _, suffix := range []string{"", "/"} {
+		tmp := tempDir(t)
+		writeFile(t, filepath.Join(tmp, "real/file"), "x", 0o644, time.Now())
+		link := filepath.Join(tmp, "link")
+		mustSymlink(t, "real", link)
+		var ww warnings
+		data, st := mustWrite(t, []string{link + suffix}, Zstd, 0, &ww)
+		if st.Entries != 1 || !ww.contains("symlink") {
+			t.Errorf("%q: stats %+v, warnings %q", link+suffix, st, ww.msgs)
+		}
+		target := filepath.Join(tmp, "restored")
+		if _, err := Extract(context.Background(), bytes.NewReader(data), []string{target}, Zstd, nil); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.Readlink(target); err != nil || got != "real" {
+			t.Errorf("%q: restored %q, %v; want a symlink to real", link+suffix, got, err)
+		}
 	}
 }
 

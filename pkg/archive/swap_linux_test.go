@@ -419,30 +419,40 @@ func TestMountSwapUndo(t *testing.T) {
 
 // TestSaveSkipsLeftoversInsideATarget: a restore into a mount point stages
 // inside it, so a killed one leaves its helpers there; a save of that
-// target stores the cache, not the helpers (a look-alike name is kept).
+// target stores the cache, not the helpers (a look-alike name is kept),
+// however the path is spelled.
 func TestSaveSkipsLeftoversInsideATarget(t *testing.T) {
-	tmp := tempDir(t)
-	target := filepath.Join(tmp, "target")
-	writeFile(t, filepath.Join(target, "kept"), "kept", 0o644, time.Unix(1_400_000_000, 0))
-	writeFile(t, filepath.Join(target, leftoverName(nameStem("target"), kindStaging), "root", "stale"), "stale", 0o644, time.Now())
-	writeFile(t, filepath.Join(target, leftoverName(nameStem("target"), kindTrash)), "stale", 0o644, time.Now())
-	writeFile(t, filepath.Join(target, ".target.s3-cache-staging"), "look-alike", 0o644, time.Now())
+	for _, spell := range []struct{ name, suffix string }{
+		{"clean", ""},
+		{"trailing slash", "/"},
+		{"dot segment", "/."},
+		{"two slashes", "//"},
+	} {
+		t.Run(spell.name, func(t *testing.T) {
+			tmp := tempDir(t)
+			target := filepath.Join(tmp, "target")
+			writeFile(t, filepath.Join(target, "kept"), "kept", 0o644, time.Unix(1_400_000_000, 0))
+			writeFile(t, filepath.Join(target, leftoverName(nameStem("target"), kindStaging), "root", "stale"), "stale", 0o644, time.Now())
+			writeFile(t, filepath.Join(target, leftoverName(nameStem("target"), kindTrash)), "stale", 0o644, time.Now())
+			writeFile(t, filepath.Join(target, ".target.s3-cache-staging"), "look-alike", 0o644, time.Now())
 
-	data, _ := mustWrite(t, []string{target}, None, 0, nil)
-	restored := filepath.Join(tmp, "restored")
-	if _, err := Extract(context.Background(), bytes.NewReader(data), []string{restored}, None, nil); err != nil {
-		t.Fatal(err)
-	}
-	entries, err := os.ReadDir(restored)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	if want := []string{".target.s3-cache-staging", "kept"}; !slices.Equal(names, want) {
-		t.Errorf("restored %q, want %q", names, want)
+			data, _ := mustWrite(t, []string{target + spell.suffix}, None, 0, nil)
+			restored := filepath.Join(tmp, "restored")
+			if _, err := Extract(context.Background(), bytes.NewReader(data), []string{restored}, None, nil); err != nil {
+				t.Fatal(err)
+			}
+			entries, err := os.ReadDir(restored)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			if want := []string{".target.s3-cache-staging", "kept"}; !slices.Equal(names, want) {
+				t.Errorf("restored %q, want %q", names, want)
+			}
+		})
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 )
@@ -21,12 +22,15 @@ import (
 // warning (the entry is simply absent). Returns the number of uncompressed
 // content bytes and entries written. level is ignored for None.
 //
-// Symlinks are stored, never followed (a source that is a symlink is stored as
-// that symlink). Hard links are detected within one source only, because
-// Extract only accepts links inside one target. Device nodes, FIFOs and
-// sockets are skipped with a warning, and so are files that vanish during the
-// walk. A file that shrinks while being read is an error; one that grows is
-// stored with the size it had when its header was written.
+// Symlinks are stored, never followed: a source that is a symlink is stored as
+// that symlink, even spelled "link/". Every source is cleaned (filepath.Clean)
+// first, as Extract cleans its targets, so that a save and a restore of one
+// path agree on what stands there and on the leftovers inside it. Hard links
+// are detected within one source only, because Extract only accepts links
+// inside one target. Device nodes, FIFOs and sockets are skipped with a
+// warning, and so are files that vanish during the walk. A file that shrinks
+// while being read is an error; one that grows is stored with the size it had
+// when its header was written.
 //
 // On error, what was written to w is not a valid archive and must be
 // discarded.
@@ -86,7 +90,7 @@ func write(ctx context.Context, w io.Writer, sources []string, c Compression, le
 		readAhead: readAhead,
 	}
 	for i, src := range sources {
-		if err := aw.addSource(strconv.Itoa(i), src); err != nil {
+		if err := aw.addSource(strconv.Itoa(i), filepath.Clean(src)); err != nil {
 			abandon(cw)
 			return aw.stats, err
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -40,8 +41,14 @@ type Cache struct {
 
 // New returns the cache of paths in store, configured by o. Zero options mean their documented
 // defaults, applied once where they are used (the compressor's level, archive.DefaultLockTimeout).
+// Paths are cleaned (filepath.Clean): the warm-restore walk, the archive and the restore then
+// all name one path the same way.
 func New(store Store, log *buildkite.Log, paths []string, o config.CacheOptions) *Cache {
-	return &Cache{Store: store, Log: log, Paths: paths, Options: o}
+	clean := make([]string, len(paths))
+	for i, p := range paths {
+		clean[i] = filepath.Clean(p)
+	}
+	return &Cache{Store: store, Log: log, Paths: clean, Options: o}
 }
 
 // lock takes the host locks of c.Paths: exclusive to restore, shared to save.
