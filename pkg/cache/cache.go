@@ -97,6 +97,8 @@ func (c *Cache) Restore(ctx context.Context, candidates []cachekey.Key) (Restore
 		return Restored{Hit: Miss}, fmt.Errorf("restore: %w", err)
 	}
 	defer locks.Unlock()
+	early := c.walkEarly(ctx, candidates)
+	defer early.stop()
 	for i, k := range candidates {
 		c.Log.Group("Restoring cache (%s level)", k.Level)
 		k, err := c.resolve(ctx, k)
@@ -106,7 +108,7 @@ func (c *Cache) Restore(ctx context.Context, candidates []cachekey.Key) (Restore
 		if err != nil {
 			return Restored{Hit: Miss}, fmt.Errorf("restore: %w", err)
 		}
-		r, err := c.restoreKey(ctx, k)
+		r, err := c.restoreKey(ctx, k, early)
 		if errors.Is(err, errMissing) {
 			if r.Restarts > 0 {
 				c.Log.Infof("%s disappeared during the restore (expired?)", k.Name)
@@ -206,8 +208,9 @@ func (c *Cache) used(key string) {
 // errMissing: the key has no object (any more).
 var errMissing = errors.New("no object at the key")
 
-// restoreKey downloads and extracts one key, restarting when the object changes under it.
-func (c *Cache) restoreKey(ctx context.Context, k cachekey.Key) (Restored, error) {
+// restoreKey downloads and extracts one key, restarting when the object changes under it. early
+// is the walk of the paths for a warm restore, if begun (walkEarly); a download stops it.
+func (c *Cache) restoreKey(ctx context.Context, k cachekey.Key, early *earlyWalk) (Restored, error) {
 	start := time.Now()
 	r := Restored{Key: k}
 	for {
@@ -221,12 +224,13 @@ func (c *Cache) restoreKey(ctx context.Context, k cachekey.Key) (Restored, error
 		if r.Restarts == 0 {
 			c.Log.Infof("Found %s (%s)", k.Name, buildkite.Bytes(obj.Size))
 			c.used(k.Name)
-			if t, st, ok := c.warm(ctx, obj); ok {
+			if t, st, ok := c.warm(ctx, obj, early); ok {
 				r.Warm, r.Since, r.Duration = true, st.At, time.Since(start)
 				r.Stats = archive.Stats{Entries: t.entries, Bytes: t.bytes}
 				return r, nil
 			}
 		}
+		early.stop()
 		stats, n, err := c.download(ctx, obj)
 		r.Size, r.Stats = n, stats
 		if err == nil {

@@ -22,7 +22,9 @@
 // entry shows so; one after changes the entry's inode change time, which the next restore's
 // walk sees. A restore whose candidate, after its HEAD, is that object and
 // whose paths still have that digest downloads nothing and reports the same hit
-// (Restored.Warm). The stamp is written only once any later change is bound to carry a later
+// (Restored.Warm). The walk begins once the paths are locked, alongside the HEADs, when the
+// stamp names a candidate key (walkEarly); it is cancelled, and stands for nothing, once a
+// download begins. The stamp is written only once any later change is bound to carry a later
 // inode change time; a missing or corrupt stamp, or any difference, is a real restore.
 //
 // Last use: Cache.Used, when set, is told the key of each hit of Restore as its download starts,

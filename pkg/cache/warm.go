@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/internal/atomicfile"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/s3"
 )
 
@@ -192,13 +193,17 @@ func (c *Cache) readStamp() (stamp, bool) {
 // warm reports whether c.Paths still hold obj's content, as a restore or save of it on this
 // host left them: the stamp names obj and the tree's digest is the one recorded then. The
 // caller holds the paths' host locks exclusively.
-func (c *Cache) warm(ctx context.Context, obj s3.Object) (tree, stamp, bool) {
+// The walk is early's, unless there is none (nil, or stopped).
+func (c *Cache) warm(ctx context.Context, obj s3.Object, early *earlyWalk) (tree, stamp, bool) {
 	st, ok := c.readStamp()
 	if !ok || !slices.Contains(st.Objects, objectOf(obj.Key, obj.ETag)) {
 		return tree{}, st, false
 	}
 	paths, at := strings.Join(c.Paths, ", "), st.At.UTC().Format(time.RFC3339)
-	t, err := digestTree(ctx, c.Paths)
+	t, err := early.result()
+	if errors.Is(err, errNoWalk) {
+		t, err = digestTree(ctx, c.Paths)
+	}
 	switch {
 	case err != nil:
 		c.Log.Infof("Could not tell whether %s changed since %s was restored or saved there (%s): %v; restoring it",
@@ -210,6 +215,59 @@ func (c *Cache) warm(ctx context.Context, obj s3.Object) (tree, stamp, bool) {
 	}
 	return tree{}, st, false
 }
+
+// earlyWalk is the walk of a warm restore's check, begun as soon as the paths are locked when
+// their stamp names one of the candidate keys: the lookups of the keys (and the first request's
+// credentials, DNS and connection) then overlap it instead of preceding it. Its result stands
+// for the tree as long as the paths' host locks are held and nothing was extracted into them.
+type earlyWalk struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	t      tree
+	err    error
+}
+
+// walkEarly begins the walk when the stamp of c.Paths names one of candidates' keys (a family's
+// key is known only once listed); nil otherwise. The caller holds the paths' host locks and
+// stops the walk before it releases them.
+func (c *Cache) walkEarly(ctx context.Context, candidates []cachekey.Key) *earlyWalk {
+	st, ok := c.readStamp()
+	if !ok || !slices.ContainsFunc(candidates, func(k cachekey.Key) bool {
+		return !k.Newest && slices.ContainsFunc(st.Objects, func(o stampObject) bool { return o.Key == k.Name })
+	}) {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	w := &earlyWalk{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		w.t, w.err = digestTree(ctx, c.Paths)
+	}()
+	return w
+}
+
+// result waits for the walk and returns what it found; errNoWalk for a nil or stopped walk.
+func (w *earlyWalk) result() (tree, error) {
+	if w == nil {
+		return tree{}, errNoWalk
+	}
+	<-w.done
+	return w.t, w.err
+}
+
+// stop cancels the walk and waits for it: a nil walk does nothing. Its result is then not the
+// tree's any more (it may be cut short), so stop comes before anything is extracted.
+func (w *earlyWalk) stop() {
+	if w == nil {
+		return
+	}
+	w.cancel()
+	<-w.done
+	w.t, w.err = tree{}, errNoWalk
+}
+
+// errNoWalk: no early walk stands for the tree.
+var errNoWalk = errors.New("no walk of the paths")
 
 // ctimeWindow bounds how far an inode change time may lag the clock: the kernel stamps
 // changes with a clock that advances once per tick (at most 10 ms).

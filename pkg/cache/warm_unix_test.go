@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/archive"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/cachekey"
+	"github.com/s3-cache/s3-cache-buildkite-plugin/pkg/config"
 )
 
 // A save's tree is recorded only if no change time in it is later than the save's start less
@@ -255,5 +257,61 @@ func TestRecordedTreeRefusesWhatTheArchiveLeftOut(t *testing.T) {
 	mustT(t, err)
 	if _, err := rec.tree(); err == nil || !strings.Contains(err.Error(), "the archive left out 0/sub/fifo") {
 		t.Fatalf("recorded tree: %v, want the archive left out 0/sub/fifo", err)
+	}
+}
+
+// A restore walks its paths early, while it looks the keys up, only when the stamp names one of
+// the candidate keys; the early walk finds what a walk finds, and once stopped (before a
+// download) it stands for nothing.
+func TestWalkEarly(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "node_modules")
+	smallTree(t, dir)
+	c := New(nil, nil, []string{dir}, config.CacheOptions{StampDir: filepath.Join(t.TempDir(), "warm")})
+	want, err := digestTree(t.Context(), c.Paths)
+	mustT(t, err)
+	exact := cachekey.Key{Name: "p/exact.tar.zst"}
+	wide := cachekey.Key{Name: "p/wide.tar.zst"}
+	family := cachekey.Key{Name: "p/exact.tar.zst", Newest: true}
+	for _, tc := range []struct {
+		name       string
+		stamped    []string // the stamp's keys; nil: no stamp
+		candidates []cachekey.Key
+		walks      bool
+	}{
+		{"no stamp", nil, []cachekey.Key{exact, wide}, false},
+		{"the exact key stamped", []string{exact.Name}, []cachekey.Key{exact, wide}, true},
+		{"a wider key stamped", []string{"p/other.tar.zst", wide.Name}, []cachekey.Key{exact, wide}, true},
+		{"another key stamped", []string{"p/other.tar.zst"}, []cachekey.Key{exact, wide}, false},
+		{"a family's name stamped", []string{exact.Name}, []cachekey.Key{family}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_ = os.RemoveAll(c.Options.StampDir)
+			if tc.stamped != nil {
+				var objs []stampObject
+				for _, k := range tc.stamped {
+					objs = append(objs, objectOf(k, `"etag"`))
+				}
+				c.write(want, objs)
+			}
+			w := c.walkEarly(t.Context(), tc.candidates)
+			defer w.stop()
+			if (w != nil) != tc.walks {
+				t.Fatalf("walkEarly = %v, want a walk: %t", w, tc.walks)
+			}
+			got, err := w.result()
+			if !tc.walks {
+				if !errors.Is(err, errNoWalk) {
+					t.Fatalf("result of no walk: %v", err)
+				}
+				return
+			}
+			if err != nil || got.digest != want.digest || got.entries != want.entries {
+				t.Fatalf("early walk %+v, %v; a walk finds %+v", got, err, want)
+			}
+			w.stop()
+			if _, err := w.result(); !errors.Is(err, errNoWalk) {
+				t.Fatalf("result after stop: %v, want errNoWalk", err)
+			}
+		})
 	}
 }
