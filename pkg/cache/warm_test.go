@@ -322,6 +322,85 @@ func TestSaveOfAChangingTreeIsNotWarm(t *testing.T) {
 	}
 }
 
+// conflictingStore answers the first upload with 409 ConditionalRequestConflict, as a
+// concurrent writer's conditional create can: having read the whole archive (drain) or none of
+// it. between, if set, runs once the first answer is given, before the save writes its next
+// archive.
+type conflictingStore struct {
+	cache.Store
+	drain   bool
+	between func() error
+	uploads int
+	err     error
+}
+
+func (s *conflictingStore) UploadEach(ctx context.Context, keys []string, r io.Reader, o s3.PutOptions) ([]s3.Result, []error) {
+	if s.uploads++; s.uploads > 1 {
+		return s.Store.UploadEach(ctx, keys, r, o)
+	}
+	if s.drain {
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			s.err = err
+		}
+	}
+	if s.between != nil && s.err == nil {
+		s.err = s.between()
+	}
+	return []s3.Result{{}}, []error{fmt.Errorf("upload %s: %w", keys[0], s3.ErrConflict)}
+}
+
+// A save restarted after a conflict writes a second archive; its stamp names the object that
+// archive stored. It is trusted only if every archive the save wrote read the same tree: the
+// next restore is warm when nothing changed, whether the first archive was read to its end or
+// abandoned, and real when the tree changed between the two archives, which the save says (the
+// change times inside the save would refuse the stamp too; TestEveryArchiveOfASaveMustReadOneTree
+// checks a change that leaves none).
+func TestWarmAfterASaveRestartedByAConflict(t *testing.T) {
+	_, h := startWarm(t)
+	for i, tc := range []struct {
+		name    string
+		drain   bool
+		between func(dir string) error
+		warm    bool
+	}{
+		{"first archive read, nothing changed", true, nil, true},
+		{"first archive abandoned, nothing changed", false, nil, true},
+		{"first archive read, a file added before the second", true, func(dir string) error {
+			return os.WriteFile(filepath.Join(dir, "sub", "deep", "new"), nil, 0o644)
+		}, false},
+		{"first archive read, a file's content changed before the second", true, func(dir string) error {
+			return os.WriteFile(filepath.Join(dir, "a.txt"), []byte("HELLO"), 0o644)
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "node_modules")
+			makeTree(t, dir, 64<<10)
+			age()
+			c, log := h.cache(dir)
+			store := &conflictingStore{Store: c.Store, drain: tc.drain}
+			if tc.between != nil {
+				store.between = func() error { return tc.between(dir) }
+			}
+			c.Store = store
+			k := key(fmt.Sprintf("warm/conflict-%d.tar.zst", i))
+			if s, err := saveOne(t, c, k); err != nil || !s.Stored || store.uploads != 2 {
+				t.Fatalf("save: %+v, %v, %d uploads; want one stored after a restart\n%s", s, err, store.uploads, log)
+			}
+			must(t, store.err)
+			if refused := "the archives before and after a restart read different trees"; !tc.warm && !strings.Contains(log.String(), refused) {
+				t.Fatalf("the save does not say %q\n%s", refused, log)
+			}
+			want := listing(t, dir)
+			if r := h.restore(c, log, k); r.Warm != tc.warm || r.Hit != cache.Exact {
+				t.Fatalf("restore after the save: %+v, want an exact hit, warm %t\n%s", r, tc.warm, log)
+			}
+			if got := listing(t, dir); got != want {
+				t.Fatalf("the paths after the restore:\n%s\nwant what the second archive stored:\n%s", got, want)
+			}
+		})
+	}
+}
+
 // Without a stamp directory nothing is recorded and every restore is a real one.
 func TestNoStampDirNoWarmRestores(t *testing.T) {
 	srv := s3test.StartT(t, s3test.Versitygw)
