@@ -51,12 +51,42 @@ type tree struct {
 	bytes    int64    // size of the regular files
 	maxCtime int64    // the latest inode change time, ns
 	roots    []rootID // what stood at each path, as the walk (or the archive) found it
-	// fine: some change time has a part below the millisecond, so the filesystem keeps them
-	// finely (ext4, xfs, btrfs, tmpfs, APFS) and a later change cannot share one by truncation.
-	fine bool
+	// devs: every device the entries lie on, each with whether one of its change times has a
+	// part below the millisecond: then that filesystem keeps them finely (ext4, xfs, btrfs,
+	// tmpfs, APFS) and a later change cannot share one by truncation. Per device, because a
+	// filesystem mounted inside the paths (FAT, ext3) may keep whole seconds while the rest
+	// does not. Almost always one device: a slice, searched from its end.
+	devs []devTimes
 	// foreign: an entry a restore of the tree's archive would not reproduce as it is: not a
 	// file, directory or symlink; setuid, setgid or sticky; owned by another user.
 	foreign bool
+}
+
+// devTimes says whether a device's change times are kept finely (tree.devs).
+type devTimes struct {
+	dev  uint64
+	fine bool
+}
+
+// noteDev records that an entry lies on dev, with a change time kept finely or not.
+func (t *tree) noteDev(dev uint64, fine bool) {
+	for i := len(t.devs) - 1; i >= 0; i-- {
+		if t.devs[i].dev == dev {
+			t.devs[i].fine = t.devs[i].fine || fine
+			return
+		}
+	}
+	t.devs = append(t.devs, devTimes{dev: dev, fine: fine})
+}
+
+// fine reports whether every device of the tree keeps change times finely (tree.devs).
+func (t *tree) fine() bool {
+	for _, d := range t.devs {
+		if !d.fine {
+			return false
+		}
+	}
+	return len(t.devs) > 0
 }
 
 // rootID is what stands at one of a cache's paths: an inode, or nothing (the zero rootID).
@@ -80,7 +110,7 @@ func (t *tree) addEntry(m meta, uid uint32) {
 		t.bytes += m.size
 	}
 	t.maxCtime = max(t.maxCtime, m.ctime)
-	t.fine = t.fine || m.ctime%int64(time.Millisecond) != 0
+	t.noteDev(m.dev, m.ctime%int64(time.Millisecond) != 0)
 	t.foreign = t.foreign || m.uid != uid || m.mode&modeSpecials != 0 ||
 		(kind != modeRegular && kind != modeDir && kind != modeSymlink)
 }
@@ -89,7 +119,9 @@ func (t *tree) merge(o tree) {
 	t.entries += o.entries
 	t.bytes += o.bytes
 	t.maxCtime = max(t.maxCtime, o.maxCtime)
-	t.fine = t.fine || o.fine
+	for _, d := range o.devs {
+		t.noteDev(d.dev, d.fine)
+	}
 	t.foreign = t.foreign || o.foreign
 }
 
@@ -275,14 +307,14 @@ const ctimeWindow = 30 * time.Millisecond
 
 // settle waits until every change from now on gets an inode change time later than any t
 // holds, so that none can go unseen by sharing one. It refuses a tree that cannot be trusted
-// that way: empty, on a filesystem with coarse timestamps, or with change times ahead of this
+// that way: empty, on any filesystem with coarse timestamps, or with change times ahead of this
 // host's clock (a network filesystem's server).
 func settle(ctx context.Context, t tree) error {
 	switch {
 	case t.entries == 0:
 		return errors.New("none of the paths exists")
-	case !t.fine:
-		return errors.New("the filesystem keeps coarse timestamps")
+	case !t.fine():
+		return errors.New("a filesystem of the paths keeps coarse timestamps")
 	}
 	wait := time.Until(time.Unix(0, t.maxCtime).Add(ctimeWindow))
 	if wait > 2*ctimeWindow {
