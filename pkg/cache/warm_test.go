@@ -49,6 +49,17 @@ func (h *warmHost) cache(paths ...string) (*cache.Cache, *bytes.Buffer) {
 		config.CacheOptions{Compression: archive.Zstd, Restarts: 3, StampDir: h.stampDir}), &log
 }
 
+// agedTree makes a tree in a fresh node_modules, old enough for a save to stamp it (age), and
+// returns it with its cache.
+func (h *warmHost) agedTree(t *testing.T) (string, *cache.Cache, *bytes.Buffer) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "node_modules")
+	makeTree(t, dir, 64<<10)
+	age()
+	c, log := h.cache(dir)
+	return dir, c, log
+}
+
 // gets counts the archive downloads (GETs of objects) the host made so far.
 func (h *warmHost) gets() int {
 	n := 0
@@ -373,10 +384,7 @@ func TestWarmAfterASaveRestartedByAConflict(t *testing.T) {
 		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "node_modules")
-			makeTree(t, dir, 64<<10)
-			age()
-			c, log := h.cache(dir)
+			dir, c, log := h.agedTree(t)
 			store := &conflictingStore{Store: c.Store, drain: tc.drain}
 			if tc.between != nil {
 				store.between = func() error { return tc.between(dir) }
@@ -471,10 +479,7 @@ func TestWarmAfterTheFirstHitVanished(t *testing.T) {
 		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "node_modules")
-			makeTree(t, dir, 64<<10)
-			age()
-			c, log := h.cache(dir)
+			dir, c, log := h.agedTree(t)
 			k := key(fmt.Sprintf("warm/stamped-%d.tar.zst", i))
 			if s, err := saveOne(t, c, k); err != nil || !s.Stored {
 				t.Fatalf("save: %+v, %v\n%s", s, err, log)
