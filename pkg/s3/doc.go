@@ -42,7 +42,8 @@
 //
 // Stalls: every request body read and every response body read feeds a watchdog; a request
 // without progress for the stall timeout is cancelled and retried, and response headers are
-// awaited no longer than that, so a dead endpoint never hangs a job.
+// awaited no longer than that, so a dead endpoint never hangs a job. A body the server refuses
+// as damaged (XAmzContentSHA256Mismatch, BadDigest) is sent again by the SDK's retryer.
 //
 // Listing: Newest finds the most recently modified object below a prefix with one ListObjectsV2
 // call of at most ListLimit keys, however many the prefix holds (the newest-match fallback).

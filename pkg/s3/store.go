@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
@@ -163,6 +164,9 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		cfg.Region = defaultRegion
 	}
 	client := awss3.NewFromConfig(cfg, func(so *awss3.Options) {
+		// A body damaged on its way is refused against the hash it was signed with (or its
+		// Content-MD5 or checksum); it is sent again from its buffer, as a throttled one is.
+		so.Retryer = retry.AddWithErrorCodes(so.Retryer, "XAmzContentSHA256Mismatch", "BadDigest")
 		if o.Endpoint != "" {
 			so.BaseEndpoint = aws.String(o.Endpoint)
 		}
