@@ -233,13 +233,14 @@ func TestImplicitParents(t *testing.T) {
 	}
 }
 
-// TestEmptyArchive: an archive with no entries (every source missing)
-// changes nothing.
+// TestEmptyArchive: an archive with no entries (every source missing, or
+// empty: not the working directory) changes nothing.
 func TestEmptyArchive(t *testing.T) {
 	parent, target := newTargetParent(t)
+	t.Chdir(parent)
 	before := snapshot(t, parent)
 	for _, c := range allCompressions {
-		data, st := mustWrite(t, []string{filepath.Join(parent, "missing")}, c, 0, nil)
+		data, st := mustWrite(t, []string{filepath.Join(parent, "missing"), ""}, c, 0, nil)
 		if st != (Stats{}) {
 			t.Errorf("stats %+v", st)
 		}

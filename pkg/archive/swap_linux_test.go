@@ -422,11 +422,17 @@ func TestMountSwapUndo(t *testing.T) {
 // target stores the cache, not the helpers (a look-alike name is kept),
 // however the path is spelled.
 func TestSaveSkipsLeftoversInsideATarget(t *testing.T) {
-	for _, spell := range []struct{ name, suffix string }{
-		{"clean", ""},
-		{"trailing slash", "/"},
-		{"dot segment", "/."},
-		{"two slashes", "//"},
+	for _, spell := range []struct {
+		name string
+		cd   string // the working directory, relative to the test's directory ("": unchanged)
+		src  func(target string) string
+	}{
+		{"clean", "", func(target string) string { return target }},
+		{"trailing slash", "", func(target string) string { return target + "/" }},
+		{"dot segment", "", func(target string) string { return target + "/." }},
+		{"two slashes", "", func(target string) string { return target + "//" }},
+		{"the working directory", "target", func(string) string { return "." }},
+		{"relative, through its parent", "target", func(string) string { return "../target" }},
 	} {
 		t.Run(spell.name, func(t *testing.T) {
 			tmp := tempDir(t)
@@ -436,7 +442,10 @@ func TestSaveSkipsLeftoversInsideATarget(t *testing.T) {
 			writeFile(t, filepath.Join(target, leftoverName(nameStem("target"), kindTrash)), "stale", 0o644, time.Now())
 			writeFile(t, filepath.Join(target, ".target.s3-cache-staging"), "look-alike", 0o644, time.Now())
 
-			data, _ := mustWrite(t, []string{target + spell.suffix}, None, 0, nil)
+			if spell.cd != "" {
+				t.Chdir(filepath.Join(tmp, spell.cd))
+			}
+			data, _ := mustWrite(t, []string{spell.src(target)}, None, 0, nil)
 			restored := filepath.Join(tmp, "restored")
 			if _, err := Extract(context.Background(), bytes.NewReader(data), []string{restored}, None, nil); err != nil {
 				t.Fatal(err)

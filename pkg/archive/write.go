@@ -23,9 +23,10 @@ import (
 // content bytes and entries written. level is ignored for None.
 //
 // Symlinks are stored, never followed: a source that is a symlink is stored as
-// that symlink, even spelled "link/". Every source is cleaned (filepath.Clean)
-// first, as Extract cleans its targets, so that a save and a restore of one
-// path agree on what stands there and on the leftovers inside it. Hard links
+// that symlink, even spelled "link/". Every source is made absolute and clean
+// (filepath.Abs) first, as Extract does with its targets, so that a save and a
+// restore of one path agree on what stands there and on the leftovers inside
+// it. Hard links
 // are detected within one source only, because Extract only accepts links
 // inside one target. Device nodes, FIFOs and sockets are skipped with a
 // warning, and so are files that vanish during the walk. A file that shrinks
@@ -90,7 +91,11 @@ func write(ctx context.Context, w io.Writer, sources []string, c Compression, le
 		readAhead: readAhead,
 	}
 	for i, src := range sources {
-		if err := aw.addSource(strconv.Itoa(i), filepath.Clean(src)); err != nil {
+		p, err := sourcePath(src)
+		if err == nil {
+			err = aw.addSource(strconv.Itoa(i), p)
+		}
+		if err != nil {
 			abandon(cw)
 			return aw.stats, err
 		}
@@ -106,6 +111,20 @@ func write(ctx context.Context, w io.Writer, sources []string, c Compression, le
 		return aw.stats, fmt.Errorf("finish %s stream: %w", c, err)
 	}
 	return aw.stats, nil
+}
+
+// sourcePath is src as Extract names a target: absolute and clean (filepath.Abs), so that a
+// save and a restore of one path agree on what stands there and on the leftovers inside it.
+// An empty path stays empty: it names nothing, and is skipped as missing.
+func sourcePath(src string) (string, error) {
+	if src == "" {
+		return "", nil
+	}
+	p, err := filepath.Abs(src)
+	if err != nil {
+		return "", fmt.Errorf("archive %s: %w", src, err)
+	}
+	return p, nil
 }
 
 // archiveWriter holds the state of one Write call.

@@ -42,11 +42,15 @@ type Cache struct {
 // New returns the cache of paths in store, configured by o. Zero options mean their documented
 // defaults, applied once where they are used (the compressor's level, archive.DefaultLockTimeout).
 // Paths are cleaned (filepath.Clean): the warm-restore walk, the archive and the restore then
-// all name one path the same way.
+// all name one path the same way. An empty path stays empty (cleaned, it would name the
+// working directory), and the restore refuses it.
 func New(store Store, log *buildkite.Log, paths []string, o config.CacheOptions) *Cache {
 	clean := make([]string, len(paths))
 	for i, p := range paths {
-		clean[i] = filepath.Clean(p)
+		if p != "" {
+			p = filepath.Clean(p)
+		}
+		clean[i] = p
 	}
 	return &Cache{Store: store, Log: log, Paths: clean, Options: o}
 }

@@ -15,6 +15,7 @@ func TestNewCleansPaths(t *testing.T) {
 		{[]string{"/w/node_modules/"}, []string{"/w/node_modules"}},
 		{[]string{"/w/./a//b/", "/w/c/.."}, []string{"/w/a/b", "/w"}},
 		{[]string{"/w/clean"}, []string{"/w/clean"}},
+		{[]string{"", "/w/x/"}, []string{"", "/w/x"}}, // not ".", the working directory
 	} {
 		in := slices.Clone(tc.in)
 		c := cache.New(nil, nil, in, config.CacheOptions{})
