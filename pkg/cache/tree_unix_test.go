@@ -3,9 +3,12 @@
 package cache
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -183,3 +186,41 @@ func BenchmarkDigestTree(b *testing.B) {
 }
 
 func mkfifo(p string) error { return unix.Mkfifo(p, 0o644) }
+
+// canceledAfter is a context whose Err is nil for its first n calls and context.Canceled from
+// then on: cancelled while a walk is inside a directory, whatever the timing.
+type canceledAfter struct {
+	context.Context
+	n     int32
+	calls atomic.Int32
+}
+
+func (c *canceledAfter) Err() error {
+	if c.calls.Add(1) > c.n {
+		return context.Canceled
+	}
+	return nil
+}
+
+// A walk cancelled while it describes a large flat directory stops there, not after its last
+// entry: a cancelled early walk holds up the download that follows it by a millisecond at most.
+func TestWalkStopsInsideALargeDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "flat")
+	mustT(t, os.Mkdir(dir, 0o755))
+	for i := range 4 * cancelEvery {
+		mustT(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d", i)), nil, 0o644))
+	}
+	whole, err := digestTree(t.Context(), []string{dir})
+	mustT(t, err)
+	if whole.entries != 4*cancelEvery+1 {
+		t.Fatalf("walked %d entries, want %d", whole.entries, 4*cancelEvery+1)
+	}
+	// One look passes (the directory's, as its walk begins); the next is inside it.
+	ctx := &canceledAfter{Context: t.Context(), n: 1}
+	if _, err := digestTree(ctx, []string{dir}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("walk cancelled inside the directory: %v, want context.Canceled", err)
+	}
+	if got := ctx.calls.Load(); got != 2 {
+		t.Fatalf("the walk looked at its context %d times, want 2 (it stopped at the first look inside)", got)
+	}
+}
