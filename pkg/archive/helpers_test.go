@@ -393,3 +393,17 @@ func newTargetParent(t *testing.T) (parent, target string) {
 	}
 	return parent, target
 }
+
+// dirNames returns the names in dir, sorted.
+func dirNames(t testing.TB, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}

@@ -214,14 +214,7 @@ func TestSweepLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertSameTree(t, src, target)
-	entries, err := os.ReadDir(parent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, e := range entries {
-		got = append(got, e.Name())
-	}
+	got := dirNames(t, parent)
 	want := append([]string{"target"}, keep...)
 	slices.Sort(want)
 	if !slices.Equal(got, want) { // ReadDir sorts
@@ -450,15 +443,7 @@ func TestSaveSkipsLeftoversInsideATarget(t *testing.T) {
 			if _, err := Extract(context.Background(), bytes.NewReader(data), []string{restored}, None, nil); err != nil {
 				t.Fatal(err)
 			}
-			entries, err := os.ReadDir(restored)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var names []string
-			for _, e := range entries {
-				names = append(names, e.Name())
-			}
-			if want := []string{".target.s3-cache-staging", "kept"}; !slices.Equal(names, want) {
+			if names, want := dirNames(t, restored), []string{".target.s3-cache-staging", "kept"}; !slices.Equal(names, want) {
 				t.Errorf("restored %q, want %q", names, want)
 			}
 		})

@@ -26,12 +26,11 @@ import (
 // that symlink, even spelled "link/". Every source is made absolute and clean
 // (filepath.Abs) first, as Extract does with its targets, so that a save and a
 // restore of one path agree on what stands there and on the leftovers inside
-// it. Hard links
-// are detected within one source only, because Extract only accepts links
-// inside one target. Device nodes, FIFOs and sockets are skipped with a
-// warning, and so are files that vanish during the walk. A file that shrinks
-// while being read is an error; one that grows is stored with the size it had
-// when its header was written.
+// it. Hard links are detected within one source only, because Extract only
+// accepts links inside one target. Device nodes, FIFOs and sockets are skipped
+// with a warning, and so are files that vanish during the walk. A file that
+// shrinks while being read is an error; one that grows is stored with the size
+// it had when its header was written.
 //
 // On error, what was written to w is not a valid archive and must be
 // discarded.
