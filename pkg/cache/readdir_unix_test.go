@@ -37,7 +37,7 @@ func TestReadDir(t *testing.T) {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	mustT(t, err)
 	defer unix.Close(fd)
-	ents, err := readDir(fd, make([]byte, 16<<10))
+	ents, err := readDir(fd, make([]byte, 16<<10), nil)
 	mustT(t, err)
 	var names []string
 	for _, e := range ents {

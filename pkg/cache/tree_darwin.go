@@ -10,8 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// readDir lists the directory open at fd (which stays open), every entry of unknown type.
-func readDir(fd int, _ []byte) ([]dirent, error) {
+// readDir appends to ents the entries of the directory open at fd (which stays open), every
+// entry of unknown type.
+func readDir(fd int, _ []byte, ents []dirent) ([]dirent, error) {
 	dup, err := unix.Dup(fd)
 	if err != nil {
 		return nil, err
@@ -22,9 +23,8 @@ func readDir(fd int, _ []byte) ([]dirent, error) {
 	if err != nil {
 		return nil, err
 	}
-	ents := make([]dirent, len(names))
-	for i, name := range names {
-		ents[i] = dirent{name: name}
+	for _, name := range names {
+		ents = append(ents, dirent{name: name})
 	}
 	return ents, nil
 }

@@ -12,10 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// readDir lists the directory open at fd with getdents64, which gives each entry's type: a
-// walk then opens a directory without an lstat first. It leaves out . and .., and uses buf.
-func readDir(fd int, buf []byte) ([]dirent, error) {
-	var ents []dirent
+// readDir appends to ents the entries of the directory open at fd, listed with getdents64,
+// which gives each entry's type: a walk then opens a directory without an lstat first. It
+// leaves out . and .., and uses buf.
+func readDir(fd int, buf []byte, ents []dirent) ([]dirent, error) {
 	// struct linux_dirent64: d_ino (8 bytes), d_off (8), d_reclen (2), d_type (1), d_name.
 	var d unix.Dirent
 	nameAt, reclenAt, typeAt := int(unsafe.Offsetof(d.Name)), int(unsafe.Offsetof(d.Reclen)), int(unsafe.Offsetof(d.Type))

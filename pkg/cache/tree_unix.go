@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io/fs"
 	"os"
 	"runtime"
@@ -30,7 +31,7 @@ import (
 // error wrapping errChanged.
 func digestTree(ctx context.Context, paths []string) (tree, error) {
 	w := &walker{ctx: ctx, uid: uint32(os.Getuid())}
-	w.bufs.New = func() any { b := make([]byte, 16<<10); return &b }
+	w.lists.New = func() any { return &listing{buf: make([]byte, 16<<10), h: sha256.New()} }
 	w.g.SetLimit(max(minWalkers, walkersPerCore*runtime.GOMAXPROCS(0)))
 	roots := sha256.New()
 	ids := make([]rootID, len(paths))
@@ -104,7 +105,7 @@ type walker struct {
 	g   errgroup.Group
 	uid uint32
 
-	bufs sync.Pool // *[]byte for listing directories
+	lists sync.Pool // *listing
 
 	mu   sync.Mutex
 	dirs []dirSum
@@ -125,16 +126,18 @@ func (w *walker) dir(fd int, rel string) error {
 	if err := w.ctx.Err(); err != nil {
 		return err
 	}
-	buf := w.bufs.Get().(*[]byte)
-	ents, err := readDir(fd, *buf)
-	w.bufs.Put(buf)
+	l := w.lists.Get().(*listing)
+	defer w.lists.Put(l)
+	ents, err := readDir(fd, l.buf, l.ents[:0])
+	l.ents = ents
+	defer clear(ents) // the names, for the collector
 	if err != nil {
 		return fmt.Errorf("read directory %s: %w", rel, err)
 	}
 	slices.SortFunc(ents, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
-	h := sha256.New()
+	h := l.h
+	h.Reset()
 	var local tree
-	var rec []byte
 	for i, e := range ents {
 		if i%cancelEvery == cancelEvery-1 {
 			if err := w.ctx.Err(); err != nil {
@@ -175,12 +178,12 @@ func (w *walker) dir(fd int, rel string) error {
 				}
 			}
 		}
-		rec = appendRecord(rec[:0], e.name, &m, link)
-		h.Write(rec)
+		l.rec = appendRecord(l.rec[:0], e.name, &m, link)
+		h.Write(l.rec)
 		local.addEntry(m, w.uid)
 	}
 	d := dirSum{rel: rel}
-	copy(d.sum[:], h.Sum(nil))
+	h.Sum(d.sum[:0])
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.dirs = append(w.dirs, d)
@@ -203,6 +206,17 @@ const (
 	minWalkers     = 8
 	walkersPerCore = 2
 )
+
+// listing is what describing one directory takes, recycled from one directory to the next
+// (a walk of node_modules allocated 8.5 MB without it, and the hook's collector runs at a
+// quarter of a small heap): the buffer getdents fills, the entries, one entry's record, and
+// the directory's hash.
+type listing struct {
+	buf  []byte
+	ents []dirent
+	rec  []byte
+	h    hash.Hash
+}
 
 // dirent is a directory entry as the directory lists it: dir is false when its type is
 // another or unknown.
