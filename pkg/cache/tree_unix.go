@@ -31,8 +31,9 @@ import (
 // error wrapping errChanged.
 func digestTree(ctx context.Context, paths []string) (tree, error) {
 	w := &walker{ctx: ctx, uid: uint32(os.Getuid())}
-	w.lists.New = func() any { return &listing{buf: make([]byte, 16<<10), h: sha256.New()} }
-	w.g.SetLimit(max(minWalkers, walkersPerCore*runtime.GOMAXPROCS(0)))
+	w.bufs.New = func() any { b := make([]byte, 16<<10); return &b }
+	w.lists.New = func() any { return &listing{h: sha256.New()} }
+	w.g.SetLimit(walkerLimit())
 	roots := sha256.New()
 	ids := make([]rootID, len(paths))
 	var firstErr error
@@ -105,6 +106,7 @@ type walker struct {
 	g   errgroup.Group
 	uid uint32
 
+	bufs  sync.Pool // *[]byte for listing directories
 	lists sync.Pool // *listing
 
 	mu   sync.Mutex
@@ -128,7 +130,9 @@ func (w *walker) dir(fd int, rel string) error {
 	}
 	l := w.lists.Get().(*listing)
 	defer w.lists.Put(l)
-	ents, err := readDir(fd, l.buf, l.ents[:0])
+	buf := w.bufs.Get().(*[]byte) // not held while subdirectories are walked inline
+	ents, err := readDir(fd, *buf, l.ents[:0])
+	w.bufs.Put(buf)
 	l.ents = ents
 	defer clear(ents) // the names, for the collector
 	if err != nil {
@@ -196,23 +200,32 @@ func (w *walker) dir(fd int, rel string) error {
 // millisecond, not after a flat directory's last entry.
 const cancelEvery = 256
 
-// minWalkers and walkersPerCore bound the goroutines of a walk. A walker lives for one
+// minWalkers is the fewest goroutines a walk runs, whatever the cores. A walker lives for one
 // directory (and those it walks inline while the group is full), and most directories of a
 // dependency tree are small, so walkers end and start all the time; with one per core, a core
 // sat idle from one walker's end to the next one's start. On node_modules (45k entries, two
 // cores) eight walkers took a walk from 156 to 122 ms (BenchmarkDigestTree; 9k context
-// switches in 30 walks against 32k, 1.8 cores busy against 1.6), sixteen or more no further.
-const (
-	minWalkers     = 8
-	walkersPerCore = 2
-)
+// switches in 30 walks against 32k), sixteen or more no further.
+const minWalkers = 8
 
-// listing is what describing one directory takes, recycled from one directory to the next
-// (a walk of node_modules allocated 8.5 MB without it, and the hook's collector runs at a
-// quarter of a small heap): the buffer getdents fills, the entries, one entry's record, and
+// walkerLimit is how many goroutines a walk runs: minWalkers, or one per core where there
+// are more, but no more than one per 128 descriptors this process may open. A walker holds a
+// descriptor for each directory it walks inline below the one it started with, so the limit
+// leaves room for trees 100 levels deep.
+func walkerLimit() int {
+	n := max(minWalkers, runtime.GOMAXPROCS(0))
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return n
+	}
+	return int(max(2, min(uint64(n), lim.Cur/128)))
+}
+
+// listing is what describing one directory takes besides its getdents buffer, recycled from
+// one directory to the next (a walk of node_modules allocated 8.5 MB without it, and the
+// hook's collector runs at a quarter of a small heap): the entries, one entry's record, and
 // the directory's hash.
 type listing struct {
-	buf  []byte
 	ents []dirent
 	rec  []byte
 	h    hash.Hash

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -222,5 +223,28 @@ func TestWalkStopsInsideALargeDirectory(t *testing.T) {
 	}
 	if got := ctx.calls.Load(); got != 2 {
 		t.Fatalf("the walk looked at its context %d times, want 2 (it stopped at the first look inside)", got)
+	}
+}
+
+// A walker holds a descriptor per directory level it walks inline, so a process allowed few
+// descriptors runs fewer walkers.
+func TestWalkerLimitFollowsDescriptors(t *testing.T) {
+	var saved unix.Rlimit
+	mustT(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &saved))
+	t.Cleanup(func() { mustT(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &saved)) })
+	for _, tc := range []struct {
+		soft uint64
+		want int
+	}{
+		{soft: 64, want: 2},
+		{soft: 512, want: 4},
+		{soft: 1024, want: 8},
+		{soft: saved.Max, want: int(min(uint64(max(minWalkers, runtime.GOMAXPROCS(0))), saved.Max/128))},
+	} {
+		lim := unix.Rlimit{Cur: tc.soft, Max: saved.Max}
+		mustT(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &lim))
+		if got := walkerLimit(); got != tc.want {
+			t.Errorf("with %d descriptors: %d walkers, want %d", tc.soft, got, tc.want)
+		}
 	}
 }
