@@ -187,7 +187,7 @@ func (w *walker) dir(fd int, rel string) error {
 		local.addEntry(m, w.uid)
 	}
 	d := dirSum{rel: rel}
-	h.Sum(d.sum[:0])
+	copy(d.sum[:], h.Sum(nil)) // (Sum into d.sum would move d to the heap: no allocation saved)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.dirs = append(w.dirs, d)

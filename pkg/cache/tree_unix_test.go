@@ -239,7 +239,8 @@ func TestWalkerLimitFollowsDescriptors(t *testing.T) {
 		{soft: 64, want: 2},
 		{soft: 512, want: 4},
 		{soft: 1024, want: 8},
-		{soft: saved.Max, want: int(min(uint64(max(minWalkers, runtime.GOMAXPROCS(0))), saved.Max/128))},
+		// descriptors to spare: minWalkers, or one walker per core where there are more
+		{soft: uint64(128 * (max(minWalkers, runtime.GOMAXPROCS(0)) + 1)), want: max(minWalkers, runtime.GOMAXPROCS(0))},
 	} {
 		lim := unix.Rlimit{Cur: tc.soft, Max: saved.Max}
 		mustT(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &lim))
